@@ -1,0 +1,1 @@
+"""Exporters: torch ⇄ NIR ⇄ Lava / lava-dl netx (uses nasflow.snn, never nasflow search code)."""

@@ -1,0 +1,1 @@
+"""Datasets: the offline digits default and real loaders from --data-dir."""

@@ -1,0 +1,153 @@
+"""Stateless layers in time-first multi-step form, pooling over spikes, voting, BN folding.
+
+Stateless layers (conv, linear, BN, pooling) run once over the merged ``T·B`` axis; only neurons
+loop over time (the SpikingJelly multi-step layout).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "DirectEncoder",
+    "Flatten",
+    "SpikingAvgPool2d",
+    "SpikingMaxPool2d",
+    "TimeDistributed",
+    "VotingLayer",
+    "fold_bn",
+    "synaptic_layer",
+]
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(0, 1)
+
+
+def _split(y: torch.Tensor, steps: int) -> torch.Tensor:
+    return y.unflatten(0, (steps, y.shape[0] // steps))
+
+
+def synaptic_layer(module: nn.Module) -> nn.Conv2d | nn.Linear | None:
+    """The conv/linear layer that carries a wrapper's synapses (first of a Sequential), if any."""
+    if isinstance(module, nn.Sequential) and len(module) > 0:
+        module = module[0]
+    return module if isinstance(module, (nn.Conv2d, nn.Linear)) else None
+
+
+class TimeDistributed(nn.Module):
+    """Run a stateless ``module`` on ``[T, B, ...]`` by merging time into the batch axis."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3:
+            raise ValueError(
+                f"{self._name()} expects time-first input [T, B, ...], got shape {tuple(x.shape)}"
+            )
+        return _split(self.module(_merge(x)), x.shape[0])
+
+    def _name(self) -> str:
+        return f"TimeDistributed({type(self.module).__name__})"
+
+
+class DirectEncoder(nn.Module):
+    """Direct input coding: run ``module`` once on the analog ``[B, ...]`` input, repeat over T.
+
+    The deployed graph sees the analog input at every step, so accounting charges the
+    module's operations ``steps`` times (REFERENCE.md §8).
+    """
+
+    def __init__(self, module: nn.Module, steps: int) -> None:
+        super().__init__()
+        if steps < 1:
+            raise ValueError(f"DirectEncoder needs steps >= 1, got {steps}")
+        self.module = module
+        self.steps = steps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.module(x)
+        return y.unsqueeze(0).expand(self.steps, *y.shape)
+
+
+class SpikingMaxPool2d(nn.Module):
+    """Max-pool over spikes in ``[T, B, C, H, W]`` (equals ``SumPool2d > 0.5`` on binary input)."""
+
+    def __init__(self, kernel_size: int = 2, stride: int | None = None) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride or kernel_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _split(F.max_pool2d(_merge(x), self.kernel_size, self.stride), x.shape[0])
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class SpikingAvgPool2d(SpikingMaxPool2d):
+    """Average-pool in ``[T, B, C, H, W]`` (its output is analog: the next layer counts MACs)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _split(F.avg_pool2d(_merge(x), self.kernel_size, self.stride), x.shape[0])
+
+
+class Flatten(nn.Module):
+    """Flatten all dims after ``[T, B]``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2)
+
+
+class VotingLayer(nn.Module):
+    """Average groups of ``group`` neighbouring output neurons: ``[T, B, k·N] → [T, B, N]``."""
+
+    def __init__(self, group: int = 10) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % self.group:
+            raise ValueError(
+                f"VotingLayer(group={self.group}) needs a last dim divisible by {self.group}, got {x.shape[-1]}"
+            )
+        return x.unflatten(-1, (x.shape[-1] // self.group, self.group)).mean(-1)
+
+    def extra_repr(self) -> str:
+        return f"group={self.group}"
+
+
+def fold_bn(layer: nn.Conv2d | nn.Linear, bn: nn.BatchNorm2d | nn.BatchNorm1d) -> nn.Conv2d | nn.Linear:
+    """Return a copy of ``layer`` with the eval-mode ``bn`` that follows it folded in.
+
+    ``y = γ (Wx + b - μ)/sqrt(σ² + ε) + β`` becomes ``W' x + b'`` with ``W' = W·γ/σ̂`` per output
+    channel and ``b' = (b - μ)·γ/σ̂ + β``.
+    """
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("fold_bn needs a BatchNorm with running statistics (track_running_stats=True)")
+    out_features = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+    if bn.num_features != out_features:
+        raise ValueError(f"fold_bn: BatchNorm has {bn.num_features} features but the layer outputs {out_features}")
+    with torch.no_grad():
+        scale = bn.running_var.add(bn.eps).rsqrt()
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
+        if isinstance(layer, nn.Conv2d):
+            fused = nn.Conv2d(
+                layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                layer.dilation, layer.groups, bias=True, padding_mode=layer.padding_mode,
+            )
+            fused.weight.copy_(layer.weight * scale.view(-1, 1, 1, 1))
+        else:
+            fused = nn.Linear(layer.in_features, layer.out_features, bias=True)
+            fused.weight.copy_(layer.weight * scale.view(-1, 1))
+        fused.bias.copy_(bias * scale + shift)
+    return fused.to(layer.weight.device, layer.weight.dtype)

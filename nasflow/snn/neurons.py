@@ -1,0 +1,333 @@
+"""Spiking neurons (REFERENCE.md §1) as pure step functions with thin module shells.
+
+Tensors are time-first ``[T, B, ...]``. ``H`` is the membrane before firing, ``V`` after reset.
+Every convention that differs between codebases is a parameter:
+
+* ``v_reset``: a float for hard reset (``V = H(1-S) + v_reset S``), ``None`` for soft reset
+  (``V = H - v_th S``, leaking towards 0);
+* ``strict``: fire on ``H > v_th`` (NIR, Lava, snnTorch) or ``H >= v_th`` (SpikingJelly, AutoSNN);
+* ``detach_reset``: cut the gradient through the reset path;
+* ``decay_input`` for LIF: ``H = V + (X - (V - v_reset))/τ`` or ``H = V - (V - v_reset)/τ + X``.
+
+IF, LIF and PLIF run their whole time loop in one autograd function (``_LeakyIntegrateSeq``)
+that saves only ``H`` and recomputes the rest in backward: the per-step autograd graph of a
+plain loop is what makes SNN training slow and memory-hungry. ALIF and CUBA use the plain
+step loop; ``Neuron.forward_steps`` runs any neuron that way and is the reference the fused
+path is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from nasflow.snn.surrogate import ATan, Surrogate, heaviside
+
+__all__ = ["ALIF", "CUBA", "IF", "LIF", "PLIF", "Neuron", "NeuronState", "reset_states"]
+
+
+class NeuronState(NamedTuple):
+    """State carried between steps: membrane ``v`` and, for ALIF/CUBA, one more variable."""
+
+    v: torch.Tensor
+    aux: torch.Tensor | None = None
+
+
+def _reset(h: torch.Tensor, s: torch.Tensor, v_th: float, v_reset: float | None) -> torch.Tensor:
+    if v_reset is None:
+        return h - v_th * s
+    return h * (1 - s) + v_reset * s
+
+
+class Neuron(nn.Module):
+    """Base class of multi-step spiking neurons.
+
+    ``forward(x)`` takes ``[T, B, ...]`` and returns spikes of the same shape. With
+    ``stateful=True`` the last state is kept between calls until ``reset()``; otherwise every
+    call starts from rest. ``last_state`` holds the final state of the last call either way.
+    """
+
+    def __init__(
+        self,
+        v_threshold: float = 1.0,
+        v_reset: float | None = 0.0,
+        detach_reset: bool = False,
+        strict: bool = False,
+        surrogate: Surrogate | None = None,
+        stateful: bool = False,
+    ) -> None:
+        super().__init__()
+        self.v_threshold = float(v_threshold)
+        self.v_reset = None if v_reset is None else float(v_reset)
+        self.detach_reset = detach_reset
+        self.strict = strict
+        self.surrogate = surrogate if surrogate is not None else ATan()
+        self.stateful = stateful
+        self.last_state: NeuronState | None = None
+
+    # -- to be provided by subclasses -------------------------------------------------
+    def initial_state(self, x_t: torch.Tensor) -> NeuronState:
+        rest = 0.0 if self.v_reset is None else self.v_reset
+        return NeuronState(torch.full_like(x_t, rest))
+
+    def charge(self, x_t: torch.Tensor, state: NeuronState) -> torch.Tensor:
+        raise NotImplementedError
+
+    def threshold(self, state: NeuronState) -> torch.Tensor | float:
+        return self.v_threshold
+
+    def next_state(self, h: torch.Tensor, s: torch.Tensor, state: NeuronState) -> NeuronState:
+        s_reset = s.detach() if self.detach_reset else s
+        return NeuronState(_reset(h, s_reset, self.v_threshold, self.v_reset), state.aux)
+
+    # -- shared machinery -------------------------------------------------------------
+    def step(self, x_t: torch.Tensor, state: NeuronState | None = None):
+        """One time step: returns ``(spikes, H, new_state)``."""
+        if state is None:
+            state = self.initial_state(x_t)
+        h = self.charge(x_t, state)
+        s = self.surrogate(h - self.threshold(state), self.strict)
+        return s, h, self.next_state(h, s, state)
+
+    def forward_steps(self, x: torch.Tensor, state: NeuronState | None = None):
+        """Plain per-step loop with autograd through every step: ``(spikes, H, last_state)``."""
+        spikes, mems = [], []
+        for x_t in x:
+            s, h, state = self.step(x_t, state)
+            spikes.append(s)
+            mems.append(h)
+        return torch.stack(spikes), torch.stack(mems), state
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(
+                f"{type(self).__name__} expects time-first input [T, B, ...], got shape {tuple(x.shape)}"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        state = self.last_state if self.stateful else None
+        if state is not None and state.v.shape != x.shape[1:]:
+            raise ValueError(
+                f"{type(self).__name__}: carried state has shape {tuple(state.v.shape)} but the "
+                f"input step has {tuple(x.shape[1:])}; call reset() between batches of different size"
+            )
+        spikes, state = self._run(x, state)
+        self.last_state = state
+        return spikes
+
+    def _run(self, x: torch.Tensor, state: NeuronState | None):
+        spikes, _, state = self.forward_steps(x, state)
+        return spikes, state
+
+    def reset(self) -> None:
+        """Forget the carried state (the next call starts from rest)."""
+        self.last_state = None
+
+    def extra_repr(self) -> str:
+        reset = "soft" if self.v_reset is None else f"hard(v_reset={self.v_reset})"
+        cmp = ">" if self.strict else ">="
+        return f"v_th={self.v_threshold}, reset={reset}, fire=H{cmp}v_th, detach_reset={self.detach_reset}"
+
+
+def reset_states(model: nn.Module) -> None:
+    """Reset every neuron of ``model`` (explicit, no global registry of neurons)."""
+    for m in model.modules():
+        if isinstance(m, Neuron):
+            m.reset()
+
+
+# --------------------------------------------------------------------------------------
+# Fused leaky-integrate-and-fire over time: H = (1-k) V + b X + k·v_leak.
+#   IF: k = 0, b = 1.   LIF decay_input: b = k.   LIF without decay_input: b = 1.
+# --------------------------------------------------------------------------------------
+class _LeakyIntegrateSeq(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, k, v0, neuron):  # type: ignore[override]
+        k_val = float(k) if torch.is_tensor(k) else k
+        b = k_val if neuron.decay_input_eff else 1.0
+        vl = neuron.leak_target
+        th, vr, strict = neuron.v_threshold, neuron.v_reset, neuron.strict
+        h_seq = torch.empty_like(x)
+        s_seq = torch.empty_like(x)
+        v = v0
+        for t in range(x.shape[0]):
+            h = x[t] * b if b != 1.0 else x[t].clone()
+            h.add_(v, alpha=1 - k_val)
+            if k_val and vl:
+                h.add_(k_val * vl)
+            s = heaviside(h - th, strict)
+            h_seq[t] = h
+            s_seq[t] = s
+            v = _reset(h, s, th, vr)
+        ctx.save_for_backward(h_seq, v0)
+        ctx.neuron = neuron
+        ctx.k = k_val
+        ctx.k_requires_grad = torch.is_tensor(k) and k.requires_grad
+        return s_seq, v
+
+    @staticmethod
+    def backward(ctx, grad_s, grad_v_last):  # type: ignore[override]
+        h_seq, v0 = ctx.saved_tensors
+        n = ctx.neuron
+        k, th, vr = ctx.k, n.v_threshold, n.v_reset
+        b = k if n.decay_input_eff else 1.0
+        grad_x = torch.empty_like(h_seq)
+        grad_v = grad_v_last if grad_v_last is not None else torch.zeros_like(v0)
+        grad_k = h_seq.new_zeros(()) if ctx.k_requires_grad else None
+        for t in range(h_seq.shape[0] - 1, -1, -1):
+            h = h_seq[t]
+            x_sh = h - th
+            s = heaviside(x_sh, n.strict)
+            g = n.surrogate.grad(x_sh)
+            if vr is None:
+                dv_dh = 1.0 if n.detach_reset else 1 - th * g
+            else:
+                dv_dh = (1 - s) if n.detach_reset else (1 - s) + (vr - h) * g
+            grad_h = grad_s[t] * g + grad_v * dv_dh
+            grad_x[t] = grad_h * b
+            if grad_k is not None:
+                v_prev = v0 if t == 0 else _reset(h_seq[t - 1], heaviside(h_seq[t - 1] - th, n.strict), th, vr)
+                # h - v_prev = k (x - v_prev + v_leak) with decay_input, so dh/dk = (h - v_prev)/k.
+                dh_dk = (h - v_prev) / k if n.decay_input_eff else n.leak_target - v_prev
+                grad_k = grad_k + (grad_h * dh_dk).sum()
+            grad_v = grad_h * (1 - k)
+        return grad_x, grad_k, grad_v, None
+
+
+class IF(Neuron):
+    """Integrate-and-fire: ``H = V + X``."""
+
+    decay_input_eff = False
+    leak_target = 0.0
+
+    def charge(self, x_t, state):
+        return state.v + x_t
+
+    def _run(self, x, state):
+        v0 = state.v if state is not None else self.initial_state(x[0]).v
+        s, v = _LeakyIntegrateSeq.apply(x, 0.0, v0, self)
+        return s, NeuronState(v)
+
+
+class LIF(Neuron):
+    """Leaky integrate-and-fire with time constant ``tau`` (in steps, ``τ > 1``).
+
+    ``decay_input=True``: ``H = V + (X - (V - v_leak))/τ``; ``False``: ``H = V - (V - v_leak)/τ + X``.
+    The leak target ``v_leak`` is ``v_reset`` for hard reset and 0 for soft reset.
+    """
+
+    def __init__(self, tau: float = 2.0, decay_input: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not tau >= 1.0:
+            raise ValueError(f"LIF tau must be >= 1 (in time steps), got {tau}")
+        self.tau = float(tau)
+        self.decay_input = decay_input
+
+    @property
+    def decay_input_eff(self) -> bool:
+        return self.decay_input
+
+    @property
+    def leak_target(self) -> float:
+        return 0.0 if self.v_reset is None else self.v_reset
+
+    def inv_tau(self):
+        return 1.0 / self.tau
+
+    def charge(self, x_t, state):
+        k = self.inv_tau()
+        leak = (state.v - self.leak_target) * k
+        return state.v - leak + (x_t * k if self.decay_input else x_t)
+
+    def _run(self, x, state):
+        v0 = state.v if state is not None else self.initial_state(x[0]).v
+        s, v = _LeakyIntegrateSeq.apply(x, self.inv_tau(), v0, self)
+        return s, NeuronState(v)
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, decay_input={self.decay_input}, " + super().extra_repr()
+
+
+class PLIF(LIF):
+    """Parametric LIF: ``1/τ = sigmoid(w)`` with one learnable ``w`` per layer, ``w0 = -ln(τ0 - 1)``."""
+
+    def __init__(self, tau0: float = 2.0, decay_input: bool = True, **kwargs) -> None:
+        super().__init__(tau=tau0, decay_input=decay_input, **kwargs)
+        if not tau0 > 1.0:
+            raise ValueError(f"PLIF tau0 must be > 1, got {tau0}")
+        self.w = nn.Parameter(torch.tensor(-math.log(tau0 - 1.0)))
+
+    def inv_tau(self):
+        return torch.sigmoid(self.w)
+
+    @property
+    def tau_value(self) -> float:
+        """The current (trained) time constant in steps."""
+        return float(1.0 / torch.sigmoid(self.w.detach()))
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau_value:.4g} (learnable), " + Neuron.extra_repr(self)
+
+
+class ALIF(LIF):
+    """Adaptive LIF: threshold ``v_th + β a[t]`` with ``a[t] = ρ a[t-1] + S[t-1]``."""
+
+    def __init__(self, tau: float = 2.0, beta: float = 0.2, rho: float = 0.9, **kwargs) -> None:
+        super().__init__(tau=tau, **kwargs)
+        self.beta = float(beta)
+        self.rho = float(rho)
+
+    def initial_state(self, x_t):
+        base = super().initial_state(x_t)
+        # aux holds (a[t-1], S[t-1]) stacked so that a[t] = ρ a[t-1] + S[t-1].
+        return NeuronState(base.v, torch.zeros((2, *x_t.shape), dtype=x_t.dtype, device=x_t.device))
+
+    def threshold(self, state):
+        a = self.rho * state.aux[0] + state.aux[1]
+        return self.v_threshold + self.beta * a
+
+    def next_state(self, h, s, state):
+        a = self.rho * state.aux[0] + state.aux[1]
+        s_reset = s.detach() if self.detach_reset else s
+        v = _reset(h, s_reset, self.v_threshold, self.v_reset) if self.v_reset is not None else h - self.threshold(state) * s_reset
+        return NeuronState(v, torch.stack([a, s]))
+
+    def _run(self, x, state):
+        return Neuron._run(self, x, state)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, rho={self.rho}, " + super().extra_repr()
+
+
+class CUBA(Neuron):
+    """Current-based LIF as in Loihi / Lava: ``u = u(1-du) + x``; ``v = v(1-dv) + u + bias``.
+
+    Lava's own convention is ``strict=True`` (``v > vth``) and hard reset to 0, the defaults here.
+    """
+
+    def __init__(self, du: float = 0.5, dv: float = 0.5, bias: float = 0.0, strict: bool = True, **kwargs) -> None:
+        super().__init__(strict=strict, **kwargs)
+        for name, d in (("du", du), ("dv", dv)):
+            if not 0.0 <= d <= 1.0:
+                raise ValueError(f"CUBA {name} must lie in [0, 1], got {d}")
+        self.du, self.dv, self.bias = float(du), float(dv), float(bias)
+
+    def initial_state(self, x_t):
+        base = super().initial_state(x_t)
+        return NeuronState(base.v, torch.zeros_like(x_t))
+
+    def step(self, x_t, state=None):
+        if state is None:
+            state = self.initial_state(x_t)
+        u = state.aux * (1 - self.du) + x_t
+        h = state.v * (1 - self.dv) + u + self.bias
+        s = self.surrogate(h - self.v_threshold, self.strict)
+        s_reset = s.detach() if self.detach_reset else s
+        return s, h, NeuronState(_reset(h, s_reset, self.v_threshold, self.v_reset), u)
+
+    def extra_repr(self) -> str:
+        return f"du={self.du}, dv={self.dv}, bias={self.bias}, " + super().extra_repr()

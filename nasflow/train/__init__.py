@@ -1,0 +1,1 @@
+"""Training: BPTT trainer, losses, checkpoints."""
