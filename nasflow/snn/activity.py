@@ -8,6 +8,8 @@
   A direct-coding stem (``DirectEncoder``) counts its MACs at every step;
 * **neuron updates**: neurons × T for every neuron layer.
 
+Counts are exact: ops are int64, spikes float64 (float32 sums stop being exact at 2**24).
+
 The count per layer is ``Σ_inputs 1[x ≠ 0] · fanout(input position)`` where the fan-out map
 is the transposed convolution of an all-ones output with the non-zero weight mask: one cheap
 pass over the input per layer, so accounting can stay on during training.
@@ -29,49 +31,60 @@ __all__ = ["ActivityMonitor", "LayerActivity", "effective_ops", "fanout_map"]
 
 
 def fanout_map(layer: nn.Conv2d | nn.Linear, in_shape: tuple[int, ...]) -> torch.Tensor:
-    """For each input element of one sample, how many (output, non-zero weight) pairs it feeds."""
-    mask = (layer.weight.detach() != 0).to(layer.weight.dtype)
+    """For each input element of one sample, how many (output, non-zero weight) pairs it feeds.
+
+    Float32 with exact integer values (a fan-out is at most the layer's weight count per input).
+    Conv padding may be numeric or ``'valid'``/``'same'`` (PyTorch puts the odd pixel of ``'same'``
+    on the bottom/right); only zero padding is supported.
+    """
+    # float32, not the weight dtype: a bf16/fp16 mask would round fan-outs above 256 / 2048.
+    mask = (layer.weight.detach() != 0).to(torch.float32)
     if isinstance(layer, nn.Linear):
         return mask.sum(0)
     if layer.padding_mode != "zeros":
         raise ValueError(f"activity accounting supports zero padding only, got padding_mode={layer.padding_mode!r}")
-    c, h, w = in_shape
-    padding = layer.padding
-    if isinstance(padding, str):
-        raise ValueError("activity accounting needs numeric conv padding, not 'same'/'valid'")
-    ones = torch.ones(
-        1, layer.out_channels, *_conv_out(h, w, layer), dtype=mask.dtype, device=mask.device
-    )
-    expect = [
-        (o - 1) * s - 2 * p + d * (k - 1) + 1
-        for o, s, p, d, k in zip(ones.shape[2:], layer.stride, padding, layer.dilation, layer.kernel_size)
+    h, w = in_shape[-2:]
+    pads = _conv_pads(layer)
+    padded = [size + lo + hi for size, (lo, hi) in zip((h, w), pads)]
+    out = [
+        (p - d * (k - 1) - 1) // s + 1
+        for p, s, d, k in zip(padded, layer.stride, layer.dilation, layer.kernel_size)
     ]
-    out_pad = (h - expect[0], w - expect[1])
-    fan = F.conv_transpose2d(
-        ones, mask, stride=layer.stride, padding=padding, output_padding=out_pad,
-        groups=layer.groups, dilation=layer.dilation,
-    )
-    return fan[0]
+    if min(out) < 1:
+        return mask.new_zeros(layer.in_channels, h, w)
+    ones = mask.new_ones(1, layer.out_channels, *out)
+    fan = F.conv_transpose2d(ones, mask, stride=layer.stride, groups=layer.groups, dilation=layer.dilation)
+    # The transposed conv covers the padded input up to the last position a window reaches; the
+    # remainder (rows/cols no window reaches when the stride does not divide) feeds nothing.
+    fan = F.pad(fan, (0, padded[1] - fan.shape[-1], 0, padded[0] - fan.shape[-2]))
+    (top, _), (left, _) = pads
+    return fan[0, :, top : top + h, left : left + w]
 
 
-def _conv_out(h: int, w: int, layer: nn.Conv2d) -> tuple[int, int]:
-    dims = []
-    for size, s, p, d, k in zip((h, w), layer.stride, layer.padding, layer.dilation, layer.kernel_size):
-        dims.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
-    return tuple(dims)  # type: ignore[return-value]
+def _conv_pads(layer: nn.Conv2d) -> list[tuple[int, int]]:
+    """(before, after) zero padding per spatial dim, as ``F.conv2d`` applies it."""
+    padding = layer.padding
+    if padding == "valid":
+        return [(0, 0), (0, 0)]
+    if padding == "same":
+        totals = [d * (k - 1) for d, k in zip(layer.dilation, layer.kernel_size)]
+        return [(t // 2, t - t // 2) for t in totals]
+    if isinstance(padding, str):
+        raise ValueError(f"activity accounting: unknown conv padding {padding!r}")
+    return [(p, p) for p in padding]
 
 
 def effective_ops(layer: nn.Conv2d | nn.Linear, x: torch.Tensor, lead_dims: int) -> torch.Tensor:
     """Effective synaptic ops of ``layer`` on ``x``, summed over batch dims, per leading dim.
 
     ``x`` has ``lead_dims`` leading dims (e.g. ``[T, B]`` → 2) before one sample's shape; the
-    result is summed over all leading dims except the first one (time), shape ``[x.shape[0]]``.
+    result is summed over all leading dims except the first one (time), shape ``[x.shape[0]]``,
+    as exact int64 counts (float32 sums stop being exact above 2**24 ≈ 16.8 M operations).
     """
     sample_shape = tuple(x.shape[lead_dims:])
-    fan = fanout_map(layer, sample_shape)
-    nz = (x.detach() != 0).to(fan.dtype)
-    if lead_dims > 1:
-        nz = nz.sum(dim=tuple(range(1, lead_dims)))
+    fan = fanout_map(layer, sample_shape).round().long()
+    nz = x.detach() != 0
+    nz = nz.sum(dim=tuple(range(1, lead_dims))) if lead_dims > 1 else nz.long()
     return (nz * fan).flatten(1).sum(1)
 
 
@@ -80,25 +93,40 @@ def _is_binary(x: torch.Tensor) -> torch.Tensor:
     return ((x == 0) | (x.abs() == 1)).all()
 
 
+def _float_acc(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
 @dataclass
 class LayerActivity:
-    """Counters for one layer, summed over every sample seen since the last reset."""
+    """Counters for one layer, summed over every sample seen since the last reset.
+
+    A layer called several times within one forward pass of the monitored model (a model that
+    loops over time and calls it on ``[1, B, ...]`` slices, or a module shared between places)
+    counts its batch once per pass; each further call continues its curves after the steps
+    already seen in that pass, so totals stay per sample.
+    """
 
     kind: str  # "neuron" or "synapse"
     samples: int = 0
-    steps: int = 0
+    steps: int = 0  # steps seen in the last forward pass
     neurons: int = 0
+    updates: int = 0  # neuron updates (neurons × steps × batch), summed over samples
     spikes: torch.Tensor | None = None  # [T], summed over samples
-    acs: torch.Tensor | None = None  # [T]
-    macs: torch.Tensor | None = None  # [T]
+    acs: torch.Tensor | None = None  # [T], int64
+    macs: torch.Tensor | None = None  # [T], int64
+    pass_id: int = -1  # the monitor's forward pass that last called this layer
+    offset: int = 0  # steps already counted in that pass
 
-    def add(self, name: str, value: torch.Tensor) -> None:
+    def add(self, name: str, value: torch.Tensor, offset: int = 0) -> None:
+        """Add ``value`` (one entry per step) to counter ``name`` from step ``offset`` on."""
+        value = value.detach()
         current = getattr(self, name)
-        if current is None:
-            setattr(self, name, value.detach().clone())
-        else:  # calls with a different T are added step by step
-            n = max(current.shape[0], value.shape[0])
-            setattr(self, name, _pad_to(current, n) + _pad_to(value.detach(), n))
+        end = offset + value.shape[0]
+        size = end if current is None else max(end, current.shape[0])
+        # Out of place: counters made under torch.inference_mode() cannot be updated in place outside it.
+        update = torch.cat([value.new_zeros(offset), value, value.new_zeros(size - end)])
+        setattr(self, name, update if current is None else _pad_to(current, size) + update)
 
     def per_sample(self, name: str) -> float:
         total = getattr(self, name)
@@ -110,6 +138,9 @@ class LayerActivity:
             return []
         return (total.double() / self.samples).tolist()
 
+    def updates_per_sample(self) -> float:
+        return self.updates / self.samples if self.samples else 0.0
+
 
 def _pad_to(t: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([t, t.new_zeros(n - t.shape[0])]) if t.shape[0] < n else t
@@ -120,6 +151,11 @@ class ActivityMonitor:
 
     Use as a context manager or call ``attach()``/``detach()``; ``enabled = False`` makes the
     hooks free. ``summary()`` returns per-sample totals, per-timestep curves and per-layer rows.
+
+    A sample is counted once per forward pass of ``model`` (the monitored root module): calling
+    the model step by step on ``[1, B, ...]`` chunks with stateful neurons counts ``T`` samples,
+    not ``B``; run the whole sequence in one call (or in a model that loops over time inside
+    its forward) to get per-sample numbers.
     """
 
     def __init__(self, model: nn.Module, enabled: bool = True) -> None:
@@ -127,22 +163,29 @@ class ActivityMonitor:
         self.enabled = enabled
         self.layers: dict[str, LayerActivity] = {}
         self._handles: list[Any] = []
+        self._pass = 0
+        self._in_pass = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def attach(self) -> ActivityMonitor:
         if self._handles:
             return self
+        self._in_pass = False
+        self._handles.append(self.model.register_forward_pre_hook(self._begin_pass))
         for name, module in self.model.named_modules():
             if isinstance(module, Neuron):
                 self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
             elif isinstance(module, (TimeDistributed, DirectEncoder)) and synaptic_layer(module.module):
                 self._handles.append(module.register_forward_hook(self._synapse_hook(name)))
+        # Registered last so that it runs after the layer hooks of a root that is itself a layer.
+        self._handles.append(self.model.register_forward_hook(self._end_pass, always_call=True))
         return self
 
     def detach(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._in_pass = False
 
     def reset(self) -> None:
         self.layers.clear()
@@ -154,22 +197,38 @@ class ActivityMonitor:
         self.detach()
 
     # -- hooks -------------------------------------------------------------------------
-    def _layer(self, name: str, kind: str) -> LayerActivity:
+    def _begin_pass(self, module: nn.Module, inputs: tuple) -> None:
+        self._pass += 1
+        self._in_pass = True
+
+    def _end_pass(self, module: nn.Module, inputs: tuple, out: Any) -> None:
+        self._in_pass = False
+
+    def _record(self, name: str, kind: str, batch: int, steps: int) -> tuple[LayerActivity, int]:
+        """The layer's record and the step offset of this call; counts the batch once per pass."""
         if name not in self.layers:
             self.layers[name] = LayerActivity(kind=kind)
-        return self.layers[name]
+        rec = self.layers[name]
+        if self._in_pass and rec.pass_id == self._pass:
+            offset = rec.offset
+        else:  # first call in this pass, or a call outside any pass of the model
+            rec.samples += batch
+            rec.pass_id = self._pass if self._in_pass else -1
+            offset = 0
+        rec.offset = offset + steps
+        rec.steps = rec.offset
+        return rec, offset
 
     def _neuron_hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
             if not self.enabled:
                 return
             with torch.no_grad():
-                rec = self._layer(name, "neuron")
                 steps, batch = out.shape[0], out.shape[1]
-                rec.samples += batch
-                rec.steps = steps
+                rec, offset = self._record(name, "neuron", batch, steps)
                 rec.neurons = out[0, 0].numel()
-                rec.add("spikes", out.detach().flatten(1).sum(1))
+                rec.updates += rec.neurons * steps * batch
+                rec.add("spikes", out.detach().flatten(1).sum(1, dtype=_float_acc(out.device)), offset)
 
         return hook
 
@@ -180,18 +239,16 @@ class ActivityMonitor:
             x = inputs[0]
             layer = synaptic_layer(module.module)
             with torch.no_grad():
-                rec = self._layer(name, "synapse")
                 if isinstance(module, DirectEncoder):
                     steps, batch = module.steps, x.shape[0]
                     ops = effective_ops(layer, x.unsqueeze(0), lead_dims=2).expand(steps)
                 else:
                     steps, batch = x.shape[0], x.shape[1]
                     ops = effective_ops(layer, x, lead_dims=2)
-                binary = _is_binary(x).to(ops.dtype)
-                rec.samples += batch
-                rec.steps = steps
-                rec.add("acs", ops * binary)
-                rec.add("macs", ops * (1 - binary))
+                binary = _is_binary(x)
+                rec, offset = self._record(name, "synapse", batch, steps)
+                rec.add("acs", ops * binary, offset)
+                rec.add("macs", ops * ~binary, offset)
 
         return hook
 
@@ -203,12 +260,13 @@ class ActivityMonitor:
         layers: dict[str, dict[str, Any]] = {}
         for n, r in neurons.items():
             spikes = r.per_sample("spikes")
+            updates = r.updates_per_sample()
             layers[n] = {
                 "kind": "neuron",
                 "neurons": r.neurons,
                 "spikes_per_sample": spikes,
-                "firing_rate": spikes / (r.neurons * r.steps) if r.neurons and r.steps else 0.0,
-                "neuron_updates_per_sample": r.neurons * r.steps,
+                "firing_rate": spikes / updates if updates else 0.0,
+                "neuron_updates_per_sample": updates,
             }
         for n, r in synapses.items():
             layers[n] = {
@@ -220,9 +278,10 @@ class ActivityMonitor:
             "spikes_per_sample": sum(r.per_sample("spikes") for r in neurons.values()),
             "synops_per_sample": sum(r.per_sample("acs") for r in synapses.values()),
             "macs_per_sample": sum(r.per_sample("macs") for r in synapses.values()),
-            "neuron_updates_per_sample": sum(r.neurons * r.steps for r in neurons.values()),
+            "neuron_updates_per_sample": sum(r.updates_per_sample() for r in neurons.values()),
             "spikes_per_step_per_sample": _sum_curves(r.per_step_per_sample("spikes") for r in neurons.values()),
             "synops_per_step_per_sample": _sum_curves(r.per_step_per_sample("acs") for r in synapses.values()),
+            "macs_per_step_per_sample": _sum_curves(r.per_step_per_sample("macs") for r in synapses.values()),
             "layers": layers,
         }
 

@@ -293,7 +293,10 @@ class ALIF(LIF):
     def next_state(self, h, s, state):
         a = self.rho * state.aux[0] + state.aux[1]
         s_reset = s.detach() if self.detach_reset else s
-        v = _reset(h, s_reset, self.v_threshold, self.v_reset) if self.v_reset is not None else h - self.threshold(state) * s_reset
+        if self.v_reset is not None:
+            v = _reset(h, s_reset, self.v_threshold, self.v_reset)
+        else:  # soft reset subtracts the adapted threshold that was crossed
+            v = h - self.threshold(state) * s_reset
         return NeuronState(v, torch.stack([a, s]))
 
     def _run(self, x, state):
@@ -317,8 +320,8 @@ class CUBA(Neuron):
         self.du, self.dv, self.bias = float(du), float(dv), float(bias)
 
     def initial_state(self, x_t):
-        base = super().initial_state(x_t)
-        return NeuronState(base.v, torch.zeros_like(x_t))
+        # Rest is where v decays to (0, as in Lava and NIR's CubaLIF with v_leak = 0), not v_reset.
+        return NeuronState(torch.zeros_like(x_t), torch.zeros_like(x_t))
 
     def step(self, x_t, state=None):
         if state is None:

@@ -1,0 +1,127 @@
+"""Spiking building blocks (AutoSNN's SCB, SRB and skip) on time-first tensors.
+
+* SCB_k: ``conv_k-BN-neuron`` twice (a VGG-style block);
+* SRB_k: ``conv_k-BN-neuron``, ``conv_k-BN``, plus a shortcut added to the second neuron's input
+  (ResNet style: the residual meets the membrane current, so the block still emits only spikes).
+  The shortcut is identity, or ``conv1x1-BN`` when the channel count changes;
+* skip: identity, or ``conv1x1-BN-neuron`` when the channel count changes.
+
+Neurons come from a ``NeuronSpec`` so a whole network shares one set of conventions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasflow.snn.layers import TimeDistributed
+from nasflow.snn.neurons import IF, LIF, PLIF, Neuron
+from nasflow.snn.surrogate import make_surrogate
+
+__all__ = ["BLOCKS", "NeuronSpec", "SkipBlock", "SpikingConvBlock", "SpikingResidualBlock", "conv_bn", "make_block"]
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """Which neuron every layer of a network uses, with its conventions (defaults: AutoSNN)."""
+
+    kind: str = "plif"  # if | lif | plif
+    tau: float = 2.0
+    decay_input: bool = True
+    v_threshold: float = 1.0
+    v_reset: float | None = 0.0
+    detach_reset: bool = True
+    strict: bool = False
+    surrogate: str = "atan"
+    surrogate_params: dict[str, float] = field(default_factory=lambda: {"alpha": 2.0})
+
+    def build(self) -> Neuron:
+        """A fresh neuron module with these settings."""
+        common: dict[str, Any] = dict(
+            v_threshold=self.v_threshold,
+            v_reset=self.v_reset,
+            detach_reset=self.detach_reset,
+            strict=self.strict,
+            surrogate=make_surrogate(self.surrogate, **self.surrogate_params),
+        )
+        kind = self.kind.lower()
+        if kind == "if":
+            return IF(**common)
+        if kind == "lif":
+            return LIF(tau=self.tau, decay_input=self.decay_input, **common)
+        if kind == "plif":
+            return PLIF(tau0=self.tau, decay_input=self.decay_input, **common)
+        raise ValueError(f"unknown neuron kind {self.kind!r} in NeuronSpec; choose 'if', 'lif' or 'plif'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NeuronSpec:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown NeuronSpec keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+def conv_bn(c_in: int, c_out: int, kernel: int) -> TimeDistributed:
+    """``Conv2d(k, same padding, no bias) + BatchNorm2d`` applied over ``T·B``."""
+    return TimeDistributed(
+        nn.Sequential(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out))
+    )
+
+
+class SpikingConvBlock(nn.Module):
+    """SCB: two ``conv-BN-neuron`` layers."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, neuron: NeuronSpec) -> None:
+        super().__init__()
+        self.conv1, self.sn1 = conv_bn(c_in, c_out, kernel), neuron.build()
+        self.conv2, self.sn2 = conv_bn(c_out, c_out, kernel), neuron.build()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sn2(self.conv2(self.sn1(self.conv1(x))))
+
+
+class SpikingResidualBlock(nn.Module):
+    """SRB: ``conv-BN-neuron``, ``conv-BN``, shortcut added before the second neuron."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, neuron: NeuronSpec) -> None:
+        super().__init__()
+        self.conv1, self.sn1 = conv_bn(c_in, c_out, kernel), neuron.build()
+        self.conv2, self.sn2 = conv_bn(c_out, c_out, kernel), neuron.build()
+        self.shortcut = conv_bn(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sn2(self.conv2(self.sn1(self.conv1(x))) + self.shortcut(x))
+
+
+class SkipBlock(nn.Module):
+    """skip: identity, or ``conv1x1-BN-neuron`` when channels change."""
+
+    def __init__(self, c_in: int, c_out: int, neuron: NeuronSpec) -> None:
+        super().__init__()
+        self.proj = conv_bn(c_in, c_out, 1) if c_in != c_out else None
+        self.sn = neuron.build() if c_in != c_out else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.proj is None:
+            return x
+        return self.sn(self.proj(x))
+
+
+BLOCKS = ("skip", "SCB_k3", "SCB_k5", "SRB_k3", "SRB_k5")
+
+
+def make_block(name: str, c_in: int, c_out: int, neuron: NeuronSpec) -> nn.Module:
+    """Build a block by its AutoSNN name (``skip``, ``SCB_k3``, ``SCB_k5``, ``SRB_k3``, ``SRB_k5``)."""
+    if name == "skip":
+        return SkipBlock(c_in, c_out, neuron)
+    kind, _, k = name.partition("_k")
+    if kind in ("SCB", "SRB") and k.isdigit() and int(k) % 2 == 1:
+        cls = SpikingConvBlock if kind == "SCB" else SpikingResidualBlock
+        return cls(c_in, c_out, int(k), neuron)
+    raise ValueError(f"unknown block {name!r}; known blocks: {', '.join(BLOCKS)} (any odd kernel: SCB_k7, ...)")

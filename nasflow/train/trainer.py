@@ -1,0 +1,263 @@
+"""BPTT trainer: surrogate-gradient training with logs, checkpoints and resume.
+
+A run directory holds ``metrics.jsonl`` (one JSON line per epoch), ``checkpoint.pt`` (latest
+state, rewritten atomically after every epoch) and, at the end, ``model.pt``. A killed run
+started again with the same directory continues from the last finished epoch. Randomness is
+reseeded from ``(seed, epoch)`` at every epoch, so a resumed run draws the same batches and
+augmentations as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from nasflow.snn.activity import ActivityMonitor
+from nasflow.snn.neurons import reset_states
+from nasflow.train.checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["TrainConfig", "Trainer", "evaluate", "resolve_device", "seed_everything", "spike_loss"]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (every field is a config/CLI key)."""
+
+    epochs: int = 40
+    batch_size: int = 64
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 2e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # cosine | none
+    loss: str = "mse"  # mse (rate vs one-hot, AutoSNN) | ce (cross-entropy on the mean output)
+    seed: int = 0
+    device: str = "auto"
+    grad_clip: float = 0.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "optimizer": self.optimizer in ("adam", "sgd"),
+            "schedule": self.schedule in ("cosine", "none"),
+            "loss": self.loss in ("mse", "ce"),
+            "weight_decay": self.weight_decay >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid training config value(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; otherwise the named device (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} was requested but no CUDA device is available; use --device cpu")
+    return device
+
+
+def spike_loss(kind: str, output: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``mse``: MSE between output firing rates and one-hot targets; ``ce``: cross-entropy."""
+    if kind == "mse":
+        return F.mse_loss(output, F.one_hot(target, num_classes).to(output.dtype))
+    return F.cross_entropy(output, target)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device, monitor: bool = True) -> dict[str, Any]:
+    """Accuracy and activity summary of ``model`` over ``loader`` (eval mode, states reset)."""
+    model.eval()
+    correct = total = 0
+    mon = ActivityMonitor(model, enabled=monitor)
+    with mon:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            reset_states(model)
+            out = model(x)
+            correct += int((out.argmax(1) == y).sum())
+            total += len(y)
+    if total == 0:
+        raise ValueError("evaluation loader is empty: no samples to evaluate")
+    return {"accuracy": correct / total, "samples": total, **(mon.summary() if monitor else {})}
+
+
+class Trainer:
+    """Train ``model`` with BPTT; ``fit()`` runs (or resumes) the epochs and returns the final metrics."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        train_loader: Iterable,
+        test_loader: Iterable | None = None,
+        out_dir: str | Path | None = None,
+        num_classes: int = 10,
+        extra_state: dict[str, Any] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.train_loader, self.test_loader = train_loader, test_loader
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.num_classes = num_classes
+        self.extra_state = extra_state or {}
+        self.on_epoch = on_epoch
+        self.optimizer = self._make_optimizer()
+        self.scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
+            if config.schedule == "cosine"
+            else None
+        )
+        self.epoch = 0
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.out_dir / "checkpoint.pt" if self.out_dir else None
+
+    def _save(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        save_checkpoint(
+            self.checkpoint_path,
+            {
+                "kind": "train-state",
+                "epoch": self.epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "train_config": asdict(self.config),
+                **self.extra_state,
+            },
+        )
+
+    def try_resume(self) -> bool:
+        """Load ``checkpoint.pt`` from the run directory if there is one; True when resumed."""
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        state = load_checkpoint(path, map_location=self.device)
+        if state.get("kind") != "train-state":
+            raise ValueError(f"{path} is not a training-state checkpoint (kind={state.get('kind')!r})")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise ValueError(
+                f"{path} holds weights of a different model: {str(err).splitlines()[0]}; "
+                "use a fresh --out directory for a different architecture"
+            ) from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state.get("scheduler"):
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        return True
+
+    # -- training ------------------------------------------------------------------------
+    def _log(self, row: dict[str, Any]) -> None:
+        if self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def train_epoch(self) -> dict[str, float]:
+        c, model = self.config, self.model
+        model.train()
+        seed_everything(c.seed * 100_003 + self.epoch)
+        total_loss = correct = seen = 0.0
+        mon = ActivityMonitor(model)
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{c.epochs}", leave=False, disable=not c.progress)
+        with mon:
+            for x, y in bar:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                reset_states(model)
+                out = model(x)
+                loss = spike_loss(c.loss, out, y, self.num_classes)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training loss became {loss.item()} at epoch {self.epoch + 1}; lower the learning rate"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+                self.optimizer.step()
+                total_loss += float(loss) * len(y)
+                correct += float((out.argmax(1) == y).sum())
+                seen += len(y)
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+        if seen == 0:
+            raise ValueError("training loader is empty: no samples to train on")
+        return {
+            "train_loss": total_loss / seen,
+            "train_accuracy": correct / seen,
+            "train_spikes_per_sample": mon.summary()["spikes_per_sample"],
+        }
+
+    def fit(self, resume: bool = True) -> dict[str, Any]:
+        """Run the remaining epochs; returns the last epoch's metrics row."""
+        if resume:
+            self.try_resume()
+        c = self.config
+        row: dict[str, Any] = {}
+        epochs = tqdm(total=c.epochs, initial=self.epoch, desc="training", disable=not c.progress)
+        while self.epoch < c.epochs:
+            t0 = time.perf_counter()
+            row = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **self.train_epoch()}
+            if self.scheduler:
+                self.scheduler.step()
+            if self.test_loader is not None:
+                ev = evaluate(self.model, self.test_loader, self.device)
+                row.update(test_accuracy=ev["accuracy"], test_spikes_per_sample=ev["spikes_per_sample"])
+            row["seconds"] = time.perf_counter() - t0
+            self.epoch += 1
+            self._save()
+            self._log(row)
+            if self.on_epoch:
+                self.on_epoch(row)
+            epochs.update(1)
+            epochs.set_postfix({k: f"{v:.4g}" for k, v in row.items() if "accuracy" in k})
+            if not math.isfinite(row["train_loss"]):
+                break
+        epochs.close()
+        return row
