@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,8 +18,9 @@ from torch import nn
 from nasflow.snn.blocks import NeuronSpec, conv_bn, make_block
 from nasflow.snn.layers import DirectEncoder, Flatten, SpikingMaxPool2d, TimeDistributed, VotingLayer
 from nasflow.spaces.autosnn import NUM_TBD, parse_arch
+from nasflow.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["AutoSNNNet", "MODELS", "create_model", "register_model"]
+__all__ = ["AutoSNNNet", "MODELS", "build_model", "create_model", "load_model", "register_model", "save_model"]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -127,3 +129,35 @@ class AutoSNNNet(nn.Module):
 def autosnn(**kwargs: Any) -> AutoSNNNet:
     """AutoSNN SNN_1 backbone; ``arch`` is a baseline name or five comma-separated block names."""
     return AutoSNNNet(**kwargs)
+
+
+def build_model(name: str, config: dict[str, Any]) -> nn.Module:
+    """Rebuild a registered model from its saved ``config`` (the ``model.config`` dict)."""
+    config = dict(config)
+    if "neuron" in config and isinstance(config["neuron"], dict):
+        config["neuron"] = NeuronSpec.from_dict(config["neuron"])
+    return create_model(name, **config)
+
+
+def save_model(path: str | Path, model: nn.Module, name: str, meta: dict[str, Any] | None = None) -> Path:
+    """Save weights plus everything needed to rebuild ``model`` (``load_model`` reads it back)."""
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ValueError(f"{type(model).__name__} has no `config` attribute; only registry models can be saved")
+    return save_checkpoint(
+        path, {"kind": "model", "model_name": name, "model_config": config, "state_dict": model.state_dict(),
+               "meta": meta or {}},
+    )
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load a model saved by ``save_model`` (``weights_only``); returns ``(model, meta)``."""
+    data = load_checkpoint(path, map_location=map_location)
+    if data.get("kind") != "model":
+        raise CheckpointError(f"{path} is a nasflow {data.get('kind')!r} checkpoint, not a trained model (model.pt)")
+    try:
+        model = build_model(data["model_name"], data["model_config"])
+        model.load_state_dict(data["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: cannot rebuild the saved model: {str(err).splitlines()[0]}") from None
+    return model, dict(data.get("meta", {}))

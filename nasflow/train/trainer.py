@@ -2,9 +2,9 @@
 
 A run directory holds ``metrics.jsonl`` (one JSON line per epoch), ``checkpoint.pt`` (latest
 state, rewritten atomically after every epoch) and, at the end, ``model.pt``. A killed run
-started again with the same directory continues from the last finished epoch. Randomness is
-reseeded from ``(seed, epoch)`` at every epoch, so a resumed run draws the same batches and
-augmentations as an uninterrupted one.
+started again with the same directory continues from the last finished epoch. The checkpoint
+holds the state of every random generator (torch's and the loaders'), so a resumed run draws
+the same batches and augmentations as an uninterrupted one and ends with the same weights.
 """
 
 from __future__ import annotations
@@ -167,6 +167,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                 "train_config": asdict(self.config),
+                "rng": self._rng_states(),
                 **self.extra_state,
             },
         )
@@ -190,7 +191,31 @@ class Trainer:
         if self.scheduler and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
+        self._restore_rng(state.get("rng"))
         return True
+
+    def _generators(self) -> list[torch.Generator]:
+        """Generators that drive shuffling and augmentation (loader, sampler, dataset)."""
+        found: list[torch.Generator] = []
+        loader = self.train_loader
+        while hasattr(loader, "loader"):  # unwrap adapters such as TimeFirst
+            loader = loader.loader
+        for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
+            g = getattr(owner, "generator", None)
+            if isinstance(g, torch.Generator) and all(g is not f for f in found):
+                found.append(g)
+        return found
+
+    def _rng_states(self) -> dict[str, Any]:
+        return {"torch": torch.get_rng_state(), "loaders": [g.get_state() for g in self._generators()]}
+
+    def _restore_rng(self, states: dict[str, Any] | None) -> None:
+        # Restoring every generator makes a resumed run draw the same batches as an uninterrupted one.
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        for g, st in zip(self._generators(), states.get("loaders", [])):
+            g.set_state(st)
 
     # -- training ------------------------------------------------------------------------
     def _log(self, row: dict[str, Any]) -> None:
@@ -203,7 +228,6 @@ class Trainer:
     def train_epoch(self) -> dict[str, float]:
         c, model = self.config, self.model
         model.train()
-        seed_everything(c.seed * 100_003 + self.epoch)
         total_loss = correct = seen = 0.0
         mon = ActivityMonitor(model)
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{c.epochs}", leave=False, disable=not c.progress)
@@ -238,6 +262,8 @@ class Trainer:
         """Run the remaining epochs; returns the last epoch's metrics row."""
         if resume:
             self.try_resume()
+        elif self.epoch == 0:
+            seed_everything(self.config.seed)
         c = self.config
         row: dict[str, Any] = {}
         epochs = tqdm(total=c.epochs, initial=self.epoch, desc="training", disable=not c.progress)

@@ -1,0 +1,109 @@
+"""``nasflow`` command line: one entry point with subcommands.
+
+Errors a user can fix (bad config, missing data, unknown names, bad checkpoints) print one
+clear line and exit with status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+__all__ = ["main"]
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE (e.g. train.lr=0.01), got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train an SNN with BPTT and write config, metrics, model and result")
+    p.add_argument("--config", help="YAML file with data/model/train sections (defaults fill the rest)")
+    p.add_argument("--dataset", help="dataset name (digits, digits-events, cifar10, ...)")
+    p.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
+    p.add_argument("--arch", help="architecture: all-SCB_k3, all-SRB_k3 or five comma-separated AutoSNN blocks")
+    p.add_argument("--out", required=True, help="run directory (resumes a killed run found there)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps", type=int, help="time steps T for static (direct-coded) data")
+    p.add_argument("--channels", type=int, help="initial channel count C")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["adam", "sgd"])
+    p.add_argument("--loss", choices=["mse", "ce"])
+    p.add_argument("--augment", choices=["none", "standard", "cutout"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. train.lr=0.01")
+    p.add_argument("--restart", action="store_true", help="discard a previous run in --out and start over")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+_TRAIN_FLAGS = {
+    "dataset": "data.name", "data_dir": "data.data_dir", "augment": "data.augment", "arch": "model.arch",
+    "steps": "model.steps", "channels": "model.channels", "epochs": "train.epochs", "batch_size": "train.batch_size",
+    "lr": "train.lr", "optimizer": "train.optimizer", "loss": "train.loss", "seed": "train.seed",
+    "device": "train.device",
+}
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from nasflow.config import TrainRunConfig, apply_overrides
+    from nasflow.train.run import run_training
+
+    cfg = TrainRunConfig.load(args.config) if args.config else TrainRunConfig()
+    overrides = {key: getattr(args, flag) for flag, key in _TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    overrides.update(_parse_set(args.set))
+    if args.no_progress:
+        overrides["train.progress"] = False
+    cfg = apply_overrides(cfg, overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run_training(cfg, args.out, restart=args.restart)
+    summary = {k: result[k] for k in ("dataset", "arch", "seed", "test_accuracy", "spikes_per_sample",
+                                      "synops_per_sample", "macs_per_sample")}
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}/result.json, model.pt, metrics.jsonl, config.yaml")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nasflow`` argument parser (subcommands)."""
+    parser = argparse.ArgumentParser(prog="nasflow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nasflow`` command."""
+    from nasflow.data import DatasetNotFoundError
+    from nasflow.train.checkpoint import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    handlers = {"train": _cmd_train}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, DatasetNotFoundError, CheckpointError, FloatingPointError) as err:
+        print(f"nasflow {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nasflow {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
