@@ -56,7 +56,7 @@ class TrainRunConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, lr=5e-3))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=32, lr=5e-3))
 
     @classmethod
     def load(cls, path: str | Path) -> TrainRunConfig:

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from nasflow.snn.surrogate import ATan, Surrogate, heaviside
+from nasflow.snn.surrogate import ATan, Surrogate
 
 __all__ = ["ALIF", "CUBA", "IF", "LIF", "PLIF", "Neuron", "NeuronState", "reset_states"]
 
@@ -144,58 +144,114 @@ def reset_states(model: nn.Module) -> None:
 # Fused leaky-integrate-and-fire over time: H = (1-k) V + b X + k·v_leak.
 #   IF: k = 0, b = 1.   LIF decay_input: b = k.   LIF without decay_input: b = 1.
 # --------------------------------------------------------------------------------------
+def _cmp(h, th, strict, out=None):
+    return torch.gt(h, th, out=out) if strict else torch.ge(h, th, out=out)
+
+
+def _reset_from_mask(h, m, th, vr):
+    if vr is None:
+        return torch.where(m, h - th, h)
+    return h.masked_fill(m, vr)
+
+
 class _LeakyIntegrateSeq(torch.autograd.Function):
+    """Whole-sequence IF/LIF/PLIF: forward writes H in place and keeps a bool spike mask; backward
+    walks time in reverse recomputing masks from H (ATan in closed form with fused ops)."""
+
     @staticmethod
     def forward(ctx, x, k, v0, neuron):  # type: ignore[override]
         k_val = float(k) if torch.is_tensor(k) else k
-        b = k_val if neuron.decay_input_eff else 1.0
+        di = neuron.decay_input_eff
+        b = k_val if di else 1.0
         vl = neuron.leak_target
         th, vr, strict = neuron.v_threshold, neuron.v_reset, neuron.strict
-        h_seq = torch.empty_like(x)
-        s_seq = torch.empty_like(x)
+        T = x.shape[0]
+        h_seq = torch.empty_like(x)  # keeps channels_last (an expanded x gives a dense result)
+        m_seq = torch.empty_like(h_seq, dtype=torch.bool)
         v = v0
-        for t in range(x.shape[0]):
-            h = x[t] * b if b != 1.0 else x[t].clone()
-            h.add_(v, alpha=1 - k_val)
-            if k_val and vl:
-                h.add_(k_val * vl)
-            s = heaviside(h - th, strict)
-            h_seq[t] = h
-            s_seq[t] = s
-            v = _reset(h, s, th, vr)
+        for t in range(T):
+            h = h_seq[t]
+            if di and not vl:
+                torch.lerp(v, x[t], k_val, out=h)  # v + k (x - v)
+            else:
+                torch.mul(v, 1.0 - k_val, out=h)
+                h.add_(x[t], alpha=b)
+                if k_val and vl:
+                    h.add_(k_val * vl)
+            _cmp(h, th, strict, out=m_seq[t])
+            v = _reset_from_mask(h, m_seq[t], th, vr)
         ctx.save_for_backward(h_seq, v0)
         ctx.neuron = neuron
         ctx.k = k_val
         ctx.k_requires_grad = torch.is_tensor(k) and k.requires_grad
-        return s_seq, v
+        return m_seq.to(x.dtype), v
 
     @staticmethod
     def backward(ctx, grad_s, grad_v_last):  # type: ignore[override]
         h_seq, v0 = ctx.saved_tensors
         n = ctx.neuron
-        k, th, vr = ctx.k, n.v_threshold, n.v_reset
-        b = k if n.decay_input_eff else 1.0
+        k, th, vr, strict = ctx.k, n.v_threshold, n.v_reset, n.strict
+        di = n.decay_input_eff
+        b = k if di else 1.0
+        sur = n.surrogate
+        atan = type(sur) is ATan
+        T = h_seq.shape[0]
         grad_x = torch.empty_like(h_seq)
-        grad_v = grad_v_last if grad_v_last is not None else torch.zeros_like(v0)
+        # gv holds dL/dV[t] / (1 - k) ("unscaled"), so that dL/dH[t] = g·grad_s + (1-k)·gv·dV/dH
+        gv = None
+        if grad_v_last is not None:
+            gv = grad_v_last
+        gv_scale = 1.0
         grad_k = h_seq.new_zeros(()) if ctx.k_requires_grad else None
-        for t in range(h_seq.shape[0] - 1, -1, -1):
+        one = torch.ones((), dtype=h_seq.dtype)
+        m_t = _cmp(h_seq[T - 1], th, strict)
+        buf = torch.empty_like(h_seq[0])
+        for t in range(T - 1, -1, -1):
             h = h_seq[t]
-            x_sh = h - th
-            s = heaviside(x_sh, n.strict)
-            g = n.surrogate.grad(x_sh)
-            if vr is None:
-                dv_dh = 1.0 if n.detach_reset else 1 - th * g
+            gh = torch.empty_like(h)
+            if atan:
+                # g·grad_s = (α/2) grad_s / (1 + (π α/2)² (h - th)²)
+                c = (torch.pi / 2 * sur.alpha) ** 2
+                torch.sub(h, th, out=buf)
+                torch.addcmul(one, buf, buf, value=c, out=gh)
+                torch.div(grad_s[t], gh, out=gh)
+                gh.mul_(sur.alpha / 2)
+                g = None
             else:
-                dv_dh = (1 - s) if n.detach_reset else (1 - s) + (vr - h) * g
-            grad_h = grad_s[t] * g + grad_v * dv_dh
-            grad_x[t] = grad_h * b
+                g = sur.grad(h - th)
+                torch.mul(grad_s[t], g, out=gh)
+            if gv is not None:
+                if vr is None:
+                    if n.detach_reset:
+                        gh.add_(gv, alpha=gv_scale)
+                    else:
+                        if g is None:
+                            g = sur.grad(h - th)
+                        gh.add_(gv * (1 - th * g), alpha=gv_scale)
+                else:
+                    if n.detach_reset:
+                        gh.add_(gv.masked_fill(m_t, 0.0), alpha=gv_scale)
+                    else:
+                        if g is None:
+                            g = sur.grad(h - th)
+                        dv_dh = (~m_t).to(h.dtype) + (vr - h) * g
+                        gh.add_(gv * dv_dh, alpha=gv_scale)
+            torch.mul(gh, b, out=grad_x[t])
+            m_prev = _cmp(h_seq[t - 1], th, strict) if t > 0 else None
             if grad_k is not None:
-                v_prev = v0 if t == 0 else _reset(h_seq[t - 1], heaviside(h_seq[t - 1] - th, n.strict), th, vr)
-                # h - v_prev = k (x - v_prev + v_leak) with decay_input, so dh/dk = (h - v_prev)/k.
-                dh_dk = (h - v_prev) / k if n.decay_input_eff else n.leak_target - v_prev
-                grad_k = grad_k + (grad_h * dh_dk).sum()
-            grad_v = grad_h * (1 - k)
-        return grad_x, grad_k, grad_v, None
+                v_prev = v0 if t == 0 else _reset_from_mask(h_seq[t - 1], m_prev, th, vr)
+                if di:
+                    # dh/dk = (h - v_prev)/k
+                    grad_k = grad_k + (torch.vdot(gh.reshape(-1), h.reshape(-1))
+                                       - torch.vdot(gh.reshape(-1), v_prev.reshape(-1))) / k
+                else:
+                    grad_k = grad_k + (gh * (n.leak_target - v_prev)).sum()
+            gv = gh
+            gv_scale = 1 - k
+            m_t = m_prev
+        grad_v0 = gv * gv_scale if gv is not None else torch.zeros_like(v0)
+        return grad_x, grad_k, grad_v0, None
+
 
 
 class IF(Neuron):
