@@ -1,0 +1,1 @@
+"""Evaluators: score architectures (accuracy, costs) and turn scores into fitness."""
