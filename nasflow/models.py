@@ -69,6 +69,7 @@ class AutoSNNNet(nn.Module):
         neuron: NeuronSpec | None = None,
         vote: int = 10,
         event_input: bool = False,
+        block_factory: Callable[[str, int, int, NeuronSpec], nn.Module] = make_block,
     ) -> None:
         super().__init__()
         self.arch = parse_arch(arch if isinstance(arch, str) else tuple(arch))
@@ -92,7 +93,7 @@ class AutoSNNNet(nn.Module):
         layers: list[nn.Module] = []
         c, n_pool = channels, 0
         for i, (name, width) in enumerate(zip(self.arch, widths)):
-            layers.append(make_block(name, c, width, neuron))
+            layers.append(block_factory(name, c, width, neuron))
             c = width
             if i in pool_after and n_pool < pools:
                 layers.append(SpikingMaxPool2d(2))

@@ -1,0 +1,84 @@
+"""AutoSNN's weight-sharing super-network with single-path uniform sampling (REFERENCE.md §2).
+
+Every TBD position holds one instance of each candidate block (``ChoiceBlock``); a path
+(architecture) activates one per position. The supernet is not the search space: it is the
+training-time container whose weights candidates inherit (``extract``) for evaluation or as a
+warm start.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nasflow.models import AutoSNNNet
+from nasflow.snn.blocks import NeuronSpec, make_block
+from nasflow.spaces.autosnn import BLOCK_CHOICES, NUM_TBD, parse_arch
+
+__all__ = ["AutoSNNSupernet", "ChoiceBlock", "sample_path"]
+
+
+class ChoiceBlock(nn.Module):
+    """All candidate blocks of one TBD position; ``active`` selects the one that runs."""
+
+    def __init__(self, c_in: int, c_out: int, neuron: NeuronSpec, choices: Sequence[str]) -> None:
+        super().__init__()
+        self.choices = nn.ModuleDict({name: make_block(name, c_in, c_out, neuron) for name in choices})
+        self.active: str = next(iter(self.choices))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.choices[self.active](x)
+
+
+def sample_path(rng: random.Random, choices: Sequence[str] = BLOCK_CHOICES, num_blocks: int = NUM_TBD):
+    """One uniformly sampled architecture (the paper draws the base-5 digits of a random integer)."""
+    return tuple(rng.choice(list(choices)) for _ in range(num_blocks))
+
+
+class AutoSNNSupernet(AutoSNNNet):
+    """SNN_1 backbone whose five TBD positions each hold every candidate block."""
+
+    def __init__(self, choices: Sequence[str] = BLOCK_CHOICES, **kwargs) -> None:
+        self.choice_names = tuple(choices)
+        kwargs.pop("arch", None)
+        super().__init__(
+            arch=(self.choice_names[0],) * NUM_TBD,
+            block_factory=lambda _name, c_in, c_out, neuron: ChoiceBlock(c_in, c_out, neuron, self.choice_names),
+            **kwargs,
+        )
+        self.config["supernet_choices"] = list(self.choice_names)
+
+    @property
+    def choice_blocks(self) -> list[ChoiceBlock]:
+        return [m for m in self.features if isinstance(m, ChoiceBlock)]
+
+    def set_path(self, arch: Sequence[str] | str) -> tuple[str, ...]:
+        """Activate one architecture (validated against the search space)."""
+        arch = parse_arch(arch if isinstance(arch, str) else tuple(arch))
+        unknown = [a for a in arch if a not in self.choice_names]
+        if unknown:
+            raise ValueError(f"blocks {unknown} are not in this supernet (choices: {', '.join(self.choice_names)})")
+        for block, name in zip(self.choice_blocks, arch):
+            block.active = name
+        self.arch = arch
+        return arch
+
+    def extract(self, arch: Sequence[str] | str) -> AutoSNNNet:
+        """A standalone ``AutoSNNNet`` for ``arch`` carrying the supernet's shared weights."""
+        arch = self.set_path(arch)
+        cfg = {k: v for k, v in self.config.items() if k not in ("arch", "supernet_choices", "neuron")}
+        net = AutoSNNNet(arch=arch, neuron=NeuronSpec.from_dict(self.config["neuron"]), **cfg)
+        state = {}
+        for i, block in enumerate(self.features):
+            prefix = f"features.{i}."
+            source = block.choices[block.active] if isinstance(block, ChoiceBlock) else block
+            for k, v in source.state_dict().items():
+                state[prefix + k] = v
+        for k, v in self.state_dict().items():
+            if not k.startswith("features."):
+                state[k] = v
+        net.load_state_dict(state)
+        return net
