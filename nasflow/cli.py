@@ -80,11 +80,55 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="architecture search")
+    space = p.add_subparsers(dest="space", required=True)
+    a = space.add_parser("autosnn", help="AutoSNN: supernet + spike-aware evolutionary search")
+    a.add_argument("--dataset", default="digits")
+    a.add_argument("--data-dir")
+    a.add_argument("--lambda", dest="lam", type=float, default=-0.08, help="fitness exponent λ <= 0")
+    a.add_argument("--cost", default="spikes", help="cost in the fitness: spikes, synops, macs, neuron_updates")
+    a.add_argument("--budget", action="append", default=[], metavar="NAME=N", help="hard budget, e.g. spikes=50000")
+    a.add_argument("--strategy", choices=["evolution", "random"], default="evolution")
+    a.add_argument("--evaluations", type=int, default=200, help="search budget (evaluated architectures)")
+    a.add_argument("--supernet-epochs", type=int, default=40)
+    a.add_argument("--channels", type=int, default=16)
+    a.add_argument("--steps", type=int, default=8)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--device", default="auto")
+    a.add_argument("--threads", type=int)
+    a.add_argument("--supernet", metavar="DIR", help="reuse the trained supernet of an earlier search in DIR")
+    a.add_argument("--out", required=True)
+    a.add_argument("--no-progress", action="store_true")
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    import torch
+
+    from nasflow.search import run_autosnn_search, search_config_from_args
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = search_config_from_args({
+        "dataset": args.dataset, "data_dir": args.data_dir, "lam": args.lam, "cost": args.cost,
+        "budgets": args.budget, "strategy": args.strategy, "evaluations": args.evaluations,
+        "supernet_epochs": args.supernet_epochs, "channels": args.channels, "steps": args.steps,
+        "seed": args.seed, "device": args.device, "progress": not args.no_progress,
+    })
+    out = run_autosnn_search(cfg, args.out, supernet_dir=args.supernet)
+    best = out["best"]
+    print(json.dumps({"best": best["arch"], "accuracy": best["accuracy"], "spikes": best["spikes"],
+                      "fitness": best["fitness"], "evaluated": len(out["evaluated"])}, indent=2))
+    print(f"wrote {args.out}/search.json and journal.jsonl")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``nasflow`` argument parser (subcommands)."""
     parser = argparse.ArgumentParser(prog="nasflow", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_search(sub)
     return parser
 
 
@@ -94,10 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nasflow.train.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
-    handlers = {"train": _cmd_train}
+    handlers = {"train": _cmd_train, "search": _cmd_search}
     try:
         return handlers[args.command](args)
-    except (ValueError, DatasetNotFoundError, CheckpointError, FloatingPointError) as err:
+    except (ValueError, KeyError, DatasetNotFoundError, CheckpointError, FloatingPointError) as err:
         print(f"nasflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

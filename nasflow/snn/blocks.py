@@ -6,7 +6,9 @@
   The shortcut is identity, or ``conv1x1-BN`` when the channel count changes;
 * skip: identity, or ``conv1x1-BN-neuron`` when the channel count changes.
 
-Neurons come from a ``NeuronSpec`` so a whole network shares one set of conventions.
+Neurons come from a ``NeuronSpec`` so a whole network shares one set of conventions. In training
+mode every ``conv-BN-neuron`` runs BN and the neuron through one autograd function that keeps only
+the conv output (``nasflow.snn.fused``); modules and state_dict keys are the same either way.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nasflow.snn.fused import conv_bn_neuron
 from nasflow.snn.layers import TimeDistributed
 from nasflow.snn.neurons import IF, LIF, PLIF, Neuron
 from nasflow.snn.surrogate import make_surrogate
@@ -83,7 +86,7 @@ class SpikingConvBlock(nn.Module):
         self.conv2, self.sn2 = conv_bn(c_out, c_out, kernel), neuron.build()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sn2(self.conv2(self.sn1(self.conv1(x))))
+        return conv_bn_neuron(self.conv2, self.sn2, conv_bn_neuron(self.conv1, self.sn1, x))
 
 
 class SpikingResidualBlock(nn.Module):
@@ -96,7 +99,8 @@ class SpikingResidualBlock(nn.Module):
         self.shortcut = conv_bn(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sn2(self.conv2(self.sn1(self.conv1(x))) + self.shortcut(x))
+        h = conv_bn_neuron(self.conv1, self.sn1, x)
+        return conv_bn_neuron(self.conv2, self.sn2, h, addend=lambda: self.shortcut(x))
 
 
 class SkipBlock(nn.Module):
@@ -110,7 +114,7 @@ class SkipBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.proj is None:
             return x
-        return self.sn(self.proj(x))
+        return conv_bn_neuron(self.proj, self.sn, x)
 
 
 BLOCKS = ("skip", "SCB_k3", "SCB_k5", "SRB_k3", "SRB_k5")

@@ -37,6 +37,12 @@ def synaptic_layer(module: nn.Module) -> nn.Conv2d | nn.Linear | None:
     return module if isinstance(module, (nn.Conv2d, nn.Linear)) else None
 
 
+def _pre_norm_layer(module: nn.Module) -> nn.Module:
+    if not (isinstance(module, nn.Sequential) and len(module) == 2):
+        raise ValueError(f"pre_norm=True needs a Sequential(layer, norm), got {type(module).__name__}")
+    return module[0]
+
+
 class TimeDistributed(nn.Module):
     """Run a stateless ``module`` on ``[T, B, ...]`` by merging time into the batch axis."""
 
@@ -44,12 +50,15 @@ class TimeDistributed(nn.Module):
         super().__init__()
         self.module = module
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, pre_norm: bool = False) -> torch.Tensor:
+        """``pre_norm=True`` runs only the synaptic layer of a ``Sequential(layer, norm)`` (the fused
+        BN+neuron path of ``nasflow.snn.fused`` applies the norm itself); forward hooks fire either way."""
         if x.dim() < 3:
             raise ValueError(
                 f"{self._name()} expects time-first input [T, B, ...], got shape {tuple(x.shape)}"
             )
-        return _split(self.module(_merge(x)), x.shape[0])
+        module = _pre_norm_layer(self.module) if pre_norm else self.module
+        return _split(module(_merge(x)), x.shape[0])
 
     def _name(self) -> str:
         return f"TimeDistributed({type(self.module).__name__})"
@@ -69,7 +78,10 @@ class DirectEncoder(nn.Module):
         self.module = module
         self.steps = steps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, pre_norm: bool = False) -> torch.Tensor:
+        """``pre_norm=True`` returns only the synaptic layer's output ``[B, ...]`` (not repeated over T)."""
+        if pre_norm:
+            return _pre_norm_layer(self.module)(x)
         y = self.module(x)
         return y.unsqueeze(0).expand(self.steps, *y.shape)
 

@@ -82,3 +82,64 @@ class AutoSNNSupernet(AutoSNNNet):
                 state[k] = v
         net.load_state_dict(state)
         return net
+
+
+def train_supernet(
+    supernet: AutoSNNSupernet,
+    loader,
+    epochs: int,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    num_classes: int = 10,
+    progress: bool = True,
+    on_epoch=None,
+) -> dict[str, float]:
+    """Single-path uniform sampling: one random path per mini-batch, Adam (the paper's settings).
+
+    Returns the mean of every recorded cost over the sampled paths (``spikes``, ``synops``,
+    ``macs``, ``neuron_updates`` per sample): the ``cost_avg`` of the fitness.
+    """
+    from tqdm.auto import tqdm
+
+    from nasflow.snn.activity import ActivityMonitor
+    from nasflow.snn.neurons import reset_states
+    from nasflow.train.trainer import spike_loss
+
+    device = torch.device(device)
+    supernet.to(device).train()
+    rng = random.Random(seed)
+    opt = torch.optim.Adam(supernet.parameters(), lr=lr, betas=(0.9, 0.999))
+    totals: dict[str, float] = {}
+    paths = 0
+    bar = tqdm(total=epochs * len(loader), desc="supernet", disable=not progress)
+    for epoch in range(epochs):
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            supernet.set_path(sample_path(rng, supernet.choice_names, len(supernet.choice_blocks)))
+            reset_states(supernet)
+            with ActivityMonitor(supernet) as mon:
+                out = supernet(x)
+            loss = spike_loss("mse", out, y, num_classes)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for key, value in path_costs(mon.summary()).items():
+                totals[key] = totals.get(key, 0.0) + value
+            paths += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        if on_epoch:
+            on_epoch(epoch)
+    bar.close()
+    return {k: v / max(paths, 1) for k, v in totals.items()}
+
+
+def path_costs(summary: dict) -> dict[str, float]:
+    """The costs the fitness can use, from an ``ActivityMonitor`` summary (per sample)."""
+    return {
+        "spikes": summary["spikes_per_sample"],
+        "synops": summary["synops_per_sample"],
+        "macs": summary["macs_per_sample"],
+        "neuron_updates": summary["neuron_updates_per_sample"],
+    }

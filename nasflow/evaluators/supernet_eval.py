@@ -1,0 +1,63 @@
+"""Evaluate candidate architectures with inherited supernet weights on D_val (eval mode).
+
+``SupernetEvaluator`` is the in-process executor: a callable taking a list of architectures and
+returning ``(accuracy, costs)`` for each. Another executor (threads, a cluster) can replace it
+without changing the strategy. Costs come from the shared activity accounting; extra cost
+functions (e.g. hardware models) can be added through ``cost_fns``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from nasflow.snn.activity import ActivityMonitor
+from nasflow.snn.neurons import reset_states
+from nasflow.train.supernet import AutoSNNSupernet, path_costs
+
+__all__ = ["SupernetEvaluator"]
+
+CostFn = Callable[[torch.nn.Module, dict[str, Any]], dict[str, float]]
+
+
+class SupernetEvaluator:
+    """Accuracy and costs of each architecture on D_val, computed with the supernet's weights.
+
+    The validation batches are moved to the device once and reused for every candidate.
+    """
+
+    def __init__(
+        self,
+        supernet: AutoSNNSupernet,
+        val_loader,
+        device: torch.device | str = "cpu",
+        cost_fns: Sequence[CostFn] = (),
+    ) -> None:
+        self.supernet = supernet.to(device)
+        self.device = torch.device(device)
+        self.batches = [(x.to(self.device), y.to(self.device)) for x, y in val_loader]
+        if not self.batches:
+            raise ValueError("the validation set D_val is empty: nothing to evaluate candidates on")
+        self.cost_fns = list(cost_fns)
+
+    @torch.no_grad()
+    def evaluate_one(self, arch: tuple[str, ...]) -> tuple[float, dict[str, float]]:
+        net = self.supernet
+        net.set_path(arch)
+        net.eval()
+        correct = total = 0
+        with ActivityMonitor(net) as mon:
+            for x, y in self.batches:
+                reset_states(net)
+                correct += int((net(x).argmax(1) == y).sum())
+                total += len(y)
+        summary = mon.summary()
+        costs = path_costs(summary)
+        for fn in self.cost_fns:
+            costs.update(fn(net, summary))
+        return correct / total, costs
+
+    def __call__(self, archs: Sequence[tuple[str, ...]]) -> list[tuple[float, dict[str, float]]]:
+        return [self.evaluate_one(tuple(a)) for a in archs]

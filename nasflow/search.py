@@ -1,0 +1,160 @@
+"""AutoSNN search run: supernet training (or reuse) → evolutionary / random search → search.json.
+
+Run directory: ``config.yaml`` (resolved), ``supernet.pt`` (weights, search-space fingerprint and the mean
+costs of sampled paths), ``journal.jsonl`` (every evaluated candidate, so a killed search
+resumes without re-evaluating) and ``search.json``. A supernet is reused for new λ, cost or
+budget choices with ``supernet_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nasflow.config import ConfigError, from_dict, to_dict
+from nasflow.data import make_loaders
+from nasflow.evaluators.fitness import Fitness, parse_budgets
+from nasflow.evaluators.supernet_eval import SupernetEvaluator
+from nasflow.snn.blocks import NeuronSpec
+from nasflow.spaces.autosnn import BLOCK_CHOICES, NUM_TBD
+from nasflow.strategies import EvolutionConfig, evolutionary_search, random_search
+from nasflow.strategies.journal import JournaledEvaluator
+from nasflow.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nasflow.train.supernet import AutoSNNSupernet, train_supernet
+from nasflow.train.trainer import resolve_device, seed_everything
+
+__all__ = ["SEARCH_SCHEMA_VERSION", "AutoSNNSearchConfig", "run_autosnn_search"]
+
+SEARCH_SCHEMA_VERSION = 1
+
+
+@dataclass
+class AutoSNNSearchConfig:
+    """Everything an AutoSNN search needs (saved resolved as ``config.yaml``)."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    channels: int = 16
+    steps: int = 8
+    neuron: NeuronSpec = field(default_factory=NeuronSpec)
+    supernet_epochs: int = 40
+    supernet_lr: float = 1e-3
+    batch_size: int = 32
+    lam: float = -0.08
+    cost: str = "spikes"
+    fitness_mode: str = "exponential"
+    budgets: dict[str, float] = field(default_factory=dict)
+    strategy: str = "evolution"  # evolution | random
+    evaluations: int = 200
+    rounds: int = 20
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("evolution", "random"):
+            raise ConfigError(f"strategy must be 'evolution' or 'random', got {self.strategy!r}")
+        if self.evaluations < 1 or self.supernet_epochs < 0:
+            raise ConfigError("evaluations must be >= 1 and supernet_epochs >= 0")
+
+
+def _space_fingerprint(cfg: AutoSNNSearchConfig, in_shape, num_classes: int) -> dict[str, Any]:
+    return {
+        "space": "autosnn-snn1", "choices": list(BLOCK_CHOICES), "num_blocks": NUM_TBD, "dataset": cfg.dataset,
+        "in_shape": list(in_shape), "num_classes": num_classes, "channels": cfg.channels, "steps": cfg.steps,
+        "neuron": cfg.neuron.to_dict(), "seed": cfg.seed,
+    }
+
+
+def _supernet(cfg, spec, loaders, out_dir: Path, supernet_dir: Path | None, device) -> tuple[AutoSNNSupernet, dict]:
+    fingerprint = _space_fingerprint(cfg, spec.image_shape, spec.num_classes)
+    net = AutoSNNSupernet(
+        in_shape=spec.image_shape, num_classes=spec.num_classes, channels=cfg.channels, steps=cfg.steps,
+        neuron=cfg.neuron,
+    )
+    path = (supernet_dir or out_dir) / "supernet.pt"
+    if supernet_dir is not None and not path.exists():
+        raise CheckpointError(f"--supernet {supernet_dir} holds no supernet.pt; run a search there first")
+    state = load_checkpoint(path) if path.exists() else None
+    if state is not None:
+        if state.get("kind") != "supernet":
+            raise CheckpointError(f"{path} is not a supernet checkpoint (kind={state.get('kind')!r})")
+        theirs = state.get("fingerprint", {})
+        diff = sorted(k for k in fingerprint if k != "seed" and theirs.get(k) != fingerprint[k])
+        if diff:
+            raise CheckpointError(f"{path} was trained for a different search space ({', '.join(diff)} differ)")
+        net.load_state_dict(state["state_dict"])
+        if state.get("complete"):
+            return net, state["cost_avg"]
+    if supernet_dir is not None:
+        raise CheckpointError(f"{path} is an unfinished supernet; finish it with a search in {supernet_dir}")
+    seed_everything(cfg.seed)
+    cost_avg = train_supernet(
+        net, loaders.train, cfg.supernet_epochs, lr=cfg.supernet_lr, seed=cfg.seed, device=device,
+        num_classes=spec.num_classes, progress=cfg.progress,
+    )
+    save_checkpoint(path, {"kind": "supernet", "fingerprint": fingerprint, "state_dict": net.cpu().state_dict(),
+                           "cost_avg": cost_avg, "complete": True})
+    return net, cost_avg
+
+
+def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_dir: str | Path | None = None):
+    """Run (or resume) one AutoSNN search; returns the content of ``search.json``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    device = resolve_device(cfg.device)
+    loaders = make_loaders(cfg.dataset, cfg.batch_size, data_dir=cfg.data_dir, seed=cfg.seed, augment="standard",
+                           val_split=0.2, eval_batch_size=512)
+    spec = loaders.spec
+    if spec.kind != "static":
+        raise ConfigError(f"dataset {cfg.dataset!r} is an event dataset; the AutoSNN search runs static data here")
+    t0 = time.perf_counter()
+    supernet, cost_avg = _supernet(cfg, spec, loaders, out_dir, Path(supernet_dir) if supernet_dir else None, device)
+    supernet_seconds = time.perf_counter() - t0
+    if cfg.cost not in cost_avg:
+        raise ConfigError(f"cost {cfg.cost!r} is not recorded; choose one of {sorted(cost_avg)}")
+    fitness = Fitness(lam=cfg.lam, cost=cfg.cost, cost_avg=cost_avg[cfg.cost], mode=cfg.fitness_mode,
+                      budgets=dict(cfg.budgets))
+    evaluator = JournaledEvaluator(
+        SupernetEvaluator(supernet, loaders.val, device), out_dir / "journal.jsonl",
+        header=_space_fingerprint(cfg, spec.image_shape, spec.num_classes),
+    )
+    t1 = time.perf_counter()
+    if cfg.strategy == "evolution":
+        result = evolutionary_search(
+            NUM_TBD, BLOCK_CHOICES, evaluator, fitness, EvolutionConfig(rounds=cfg.rounds, budget=cfg.evaluations),
+            seed=cfg.seed,
+        )
+    else:
+        result = random_search(NUM_TBD, BLOCK_CHOICES, evaluator, fitness, budget=cfg.evaluations, seed=cfg.seed)
+    rows = [c.to_dict() for c in result.evaluated]
+    best = result.best.to_dict()
+    out = {
+        "schema_version": SEARCH_SCHEMA_VERSION,
+        "strategy": cfg.strategy,
+        "lambda": cfg.lam,
+        "cost": cfg.cost,
+        "cost_avg": cost_avg,
+        "budgets": dict(cfg.budgets),
+        "evaluated": rows,
+        "best": best,
+        "journal_hits": evaluator.hits,
+        "supernet_seconds": supernet_seconds,
+        "search_seconds": time.perf_counter() - t1,
+    }
+    (out_dir / "search.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
+def search_config_from_args(base: dict[str, Any]) -> AutoSNNSearchConfig:
+    """Build a checked config from a flat mapping (CLI flags, YAML)."""
+    if "budgets" in base and isinstance(base["budgets"], (list, tuple)):
+        base = {**base, "budgets": parse_budgets(list(base["budgets"]))}
+    return from_dict(AutoSNNSearchConfig, base)
+

@@ -1,0 +1,229 @@
+"""Fused ``BatchNorm + neuron`` for training: keep the conv output, recompute BN output and ``H``.
+
+In a ``conv → BN → IF/LIF/PLIF`` layer trained the plain way, autograd keeps the conv output
+(for BN's backward) *and* the neuron's membrane ``H`` (for the neuron's backward): two full
+``[T, B, C, H, W]`` float tensors per layer. ``_BNLeakyIntegrate`` runs BN (training mode,
+batch statistics) and the neuron's whole time loop in one autograd function that saves only
+the conv output and BN's per-channel statistics; backward recomputes the BN output and ``H``
+(one cheap elementwise pass) and then runs the neuron's and BN's backward.
+
+Module structure is unchanged: the conv and BN stay in their ``TimeDistributed`` /
+``DirectEncoder`` wrapper and the neuron stays a ``Neuron`` module, so state_dict keys,
+checkpoints and forward hooks (``ActivityMonitor``) behave exactly as in the plain path. The
+wrapper is called with ``pre_norm=True`` (it runs only its conv, its forward hooks still see the
+conv input) and the neuron module is called on the conv output with its time loop swapped for
+the fused function for that one call, so its forward hooks see the spikes.
+
+``conv_bn_neuron(wrapper, neuron, x)`` picks the fused path when it is exact and applicable
+(BN in training mode and affine, an IF/LIF/PLIF neuron that is not stateful, a surrogate with
+``grad``) and the plain ``neuron(wrapper(x))`` otherwise (eval mode, ALIF/CUBA, ...).
+``set_fusion(False)`` or ``with fusion(False):`` turns fusion off globally (A/B checks).
+
+BN semantics follow ``nn.BatchNorm2d`` exactly: batch statistics over ``T·B·H·W``, running
+mean/variance updated with ``momentum`` (cumulative average when ``momentum is None``) and the
+unbiased variance, ``num_batches_tracked`` incremented.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from nasflow.snn.layers import DirectEncoder, TimeDistributed
+from nasflow.snn.neurons import IF, LIF, Neuron, NeuronState, _cmp, _LeakyIntegrateSeq, _reset_from_mask
+
+__all__ = ["can_fuse", "conv_bn_neuron", "fusion", "fusion_enabled", "set_fusion"]
+
+_ENABLED = True
+
+
+def set_fusion(enabled: bool) -> None:
+    """Turn the fused BN+neuron training path on or off for every model (default on)."""
+    global _ENABLED
+    _ENABLED = bool(enabled)
+
+
+def fusion_enabled() -> bool:
+    return _ENABLED
+
+
+@contextlib.contextmanager
+def fusion(enabled: bool) -> Iterator[None]:
+    """Context manager: ``with fusion(False): ...`` runs the plain path."""
+    old = _ENABLED
+    set_fusion(enabled)
+    try:
+        yield
+    finally:
+        set_fusion(old)
+
+
+def _conv_and_bn(wrapper: nn.Module) -> tuple[nn.Module, nn.BatchNorm2d] | None:
+    if not isinstance(wrapper, (TimeDistributed, DirectEncoder)):
+        return None
+    seq = wrapper.module
+    if isinstance(seq, nn.Sequential) and len(seq) == 2 and isinstance(seq[1], nn.BatchNorm2d):
+        if isinstance(seq[0], nn.Conv2d):
+            return seq[0], seq[1]
+    return None
+
+
+def can_fuse(wrapper: nn.Module, neuron: nn.Module) -> bool:
+    """Whether ``neuron(wrapper(x))`` can run through the fused BN+neuron function."""
+    if not _ENABLED or not isinstance(neuron, Neuron):
+        return False
+    pair = _conv_and_bn(wrapper)
+    if pair is None:
+        return False
+    bn = pair[1]
+    if not bn.training or not bn.affine:
+        return False
+    if type(neuron)._run not in (IF._run, LIF._run) or neuron.stateful:
+        return False
+    return callable(getattr(neuron.surrogate, "grad", None))
+
+
+def _k_of(neuron: Neuron) -> torch.Tensor | float:
+    return neuron.inv_tau() if isinstance(neuron, LIF) else 0.0
+
+
+def _integrate(xs: torch.Tensor, hs: torch.Tensor, v0: torch.Tensor, k: float, neuron: Neuron,
+               mask: torch.Tensor | None) -> torch.Tensor:
+    """The IF/LIF time loop of ``_LeakyIntegrateSeq.forward`` (same ops, so bit-identical) writing
+    ``H`` into ``hs`` (may be ``xs`` itself: in place) and the spikes into ``mask``; returns the last V."""
+    di, vl = neuron.decay_input_eff, neuron.leak_target
+    b = k if di else 1.0
+    th, vr, strict = neuron.v_threshold, neuron.v_reset, neuron.strict
+    v = v0
+    for t in range(xs.shape[0]):
+        h = hs[t]
+        if di and not vl:
+            torch.lerp(v, xs[t], k, out=h)
+        else:
+            torch.add(torch.mul(v, 1.0 - k), xs[t], alpha=b, out=h)
+            if k and vl:
+                h.add_(k * vl)
+        m = _cmp(h, th, strict, out=None if mask is None else mask[t])
+        v = _reset_from_mask(h, m, th, vr)
+    return v
+
+
+class _Ctx:
+    """Stand-in autograd context to drive ``_LeakyIntegrateSeq.backward``."""
+
+    def __init__(self, saved: tuple[torch.Tensor, ...], neuron: Neuron, k: float, k_requires_grad: bool) -> None:
+        self.saved_tensors = saved
+        self.neuron, self.k, self.k_requires_grad = neuron, k, k_requires_grad
+
+
+class _BNLeakyIntegrate(torch.autograd.Function):
+    """``spikes = LIF(BN_train(y) [+ z])`` over time. Saves ``y`` (and ``z``), mean, invstd."""
+
+    @staticmethod
+    def forward(ctx, y, z, weight, bias, k, bn, neuron, steps, direct, factor):  # type: ignore[override]
+        x, mean, invstd = torch.native_batch_norm(
+            y, weight, bias, bn.running_mean, bn.running_var, True, factor, bn.eps
+        )
+        k_val = float(k) if torch.is_tensor(k) else float(k)
+        if direct:  # one BN output drives every step
+            xs = x.unsqueeze(0).expand(steps, *x.shape)
+            hs = torch.empty_like(xs)
+        else:
+            xs = hs = x.unflatten(0, (steps, x.shape[0] // steps))
+        if z is not None:
+            if direct:
+                hs.copy_(xs)
+                xs = hs
+            xs.add_(z)  # x (or its copy) is this function's own buffer
+        v0 = neuron.initial_state(hs[0]).v
+        mask = torch.empty_like(hs, dtype=torch.bool)
+        v = _integrate(xs, hs, v0, k_val, neuron, mask)
+        del x, xs, hs
+        ctx.save_for_backward(y, z, weight, bias, mean, invstd)
+        ctx.bn, ctx.neuron, ctx.steps, ctx.direct, ctx.k = bn, neuron, steps, direct, k_val
+        ctx.mark_non_differentiable(v)
+        return mask.to(y.dtype), v
+
+    @staticmethod
+    def backward(ctx, grad_s, _grad_v):  # type: ignore[override]
+        y, z, weight, bias, mean, invstd = ctx.saved_tensors
+        bn, neuron, steps, direct, k = ctx.bn, ctx.neuron, ctx.steps, ctx.direct, ctx.k
+        # Recompute BN's output with the same kernel as the forward (bit-identical in every layout).
+        x = torch.native_batch_norm(y, weight, bias, None, None, True, 0.0, bn.eps)[0]
+        if direct:
+            xs = x.unsqueeze(0).expand(steps, *x.shape)
+            hs = torch.empty_like(xs)
+        else:
+            xs = hs = x.unflatten(0, (steps, x.shape[0] // steps))
+        if z is not None:
+            if direct:
+                hs.copy_(xs)
+                xs = hs
+            xs.add_(z)
+        v0 = neuron.initial_state(hs[0]).v
+        _integrate(xs, hs, v0, k, neuron, None)
+        del x, xs
+        lctx = _Ctx((hs, v0), neuron, k, ctx.needs_input_grad[4])
+        grad_x, grad_k, _, _ = _LeakyIntegrateSeq.backward(lctx, grad_s, None)
+        del hs, lctx
+        grad_z = grad_x if (z is not None and ctx.needs_input_grad[1]) else None
+        gx = grad_x.sum(0) if direct else grad_x.flatten(0, 1)
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[2], ctx.needs_input_grad[3]]
+        gy, gw, gb = torch.ops.aten.native_batch_norm_backward(
+            gx, y, weight, bn.running_mean, bn.running_var, mean, invstd, True, bn.eps, mask
+        )
+        if grad_k is not None and not torch.is_tensor(grad_k):
+            grad_k = None
+        return gy, grad_z, gw, gb, grad_k, None, None, None, None, None
+
+
+@contextlib.contextmanager
+def _run_swapped(neuron: Neuron, run: Callable) -> Iterator[None]:
+    """Swap ``neuron._run`` for one call so that the module's own ``__call__`` (and its hooks) runs."""
+    neuron.__dict__["_run"] = run
+    try:
+        yield
+    finally:
+        del neuron.__dict__["_run"]
+
+
+def _momentum_factor(bn: nn.BatchNorm2d) -> float:
+    """Increment ``num_batches_tracked`` and return the running-stat factor, as ``nn.BatchNorm2d`` does."""
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    return factor
+
+
+def conv_bn_neuron(
+    wrapper: nn.Module, neuron: nn.Module, x: torch.Tensor, addend: Callable[[], torch.Tensor] | None = None
+) -> torch.Tensor:
+    """``neuron(wrapper(x) [+ addend()])``, fused in training mode where possible.
+
+    ``wrapper`` is a ``TimeDistributed`` or ``DirectEncoder`` around ``Sequential(Conv2d, BatchNorm2d)``;
+    ``addend`` (called after the wrapper, as in the plain expression) gives a ``[T, B, ...]`` tensor
+    added to the BN output, e.g. a residual shortcut.
+    """
+    if not can_fuse(wrapper, neuron):
+        y = wrapper(x)
+        return neuron(y + addend() if addend is not None else y)
+    bn = _conv_and_bn(wrapper)[1]  # type: ignore[index]
+    direct = isinstance(wrapper, DirectEncoder)
+    y = wrapper(x, pre_norm=True)  # [T, B, ...] (TimeDistributed) or [B, ...] (DirectEncoder)
+    z = addend() if addend is not None else None
+    steps = wrapper.steps if direct else y.shape[0]
+    factor = _momentum_factor(bn)
+
+    def run(drive: torch.Tensor, state: NeuronState | None):
+        merged = y if direct else y.flatten(0, 1)
+        s, v = _BNLeakyIntegrate.apply(merged, z, bn.weight, bn.bias, _k_of(neuron), bn, neuron, steps, direct,
+                                       factor)
+        return s, NeuronState(v)
+
+    drive = y.unsqueeze(0).expand(steps, *y.shape) if direct else y
+    with _run_swapped(neuron, run):
+        return neuron(drive)
