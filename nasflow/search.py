@@ -31,6 +31,7 @@ from nasflow.train.trainer import resolve_device, seed_everything
 __all__ = ["SEARCH_SCHEMA_VERSION", "AutoSNNSearchConfig", "run_autosnn_search"]
 
 SEARCH_SCHEMA_VERSION = 1
+SEARCH_COSTS = ("spikes", "synops", "macs", "neuron_updates")
 
 
 @dataclass
@@ -61,6 +62,13 @@ class AutoSNNSearchConfig:
             raise ConfigError(f"strategy must be 'evolution' or 'random', got {self.strategy!r}")
         if self.evaluations < 1 or self.supernet_epochs < 0:
             raise ConfigError("evaluations must be >= 1 and supernet_epochs >= 0")
+        if self.lam > 0:
+            raise ConfigError(f"lam: the fitness exponent λ must be <= 0 (it discounts cost), got {self.lam}")
+        if self.fitness_mode not in ("exponential", "linear"):
+            raise ConfigError(f"fitness_mode must be 'exponential' or 'linear', got {self.fitness_mode!r}")
+        for key in (self.cost, *self.budgets):
+            if key not in SEARCH_COSTS:
+                raise ConfigError(f"unknown cost {key!r}; recorded costs are {', '.join(SEARCH_COSTS)}")
 
 
 def _space_fingerprint(cfg: AutoSNNSearchConfig, in_shape, num_classes: int) -> dict[str, Any]:

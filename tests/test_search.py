@@ -1,0 +1,84 @@
+"""AutoSNN search runs on digits (tiny sizes): journal, resume, supernet reuse and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nasflow.cli import main
+from nasflow.search import AutoSNNSearchConfig, run_autosnn_search
+from nasflow.strategies.journal import JournaledEvaluator, JournalError, read_journal
+from nasflow.train.checkpoint import CheckpointError
+
+TINY = dict(channels=4, steps=2, supernet_epochs=1, evaluations=24, rounds=4, progress=False, batch_size=128)
+
+
+@pytest.fixture(scope="module")
+def first_search(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("search") / "s"
+    run_autosnn_search(AutoSNNSearchConfig(**TINY), out)
+    return out
+
+
+def test_search_json_lists_every_candidate(first_search: Path) -> None:
+    data = json.loads((first_search / "search.json").read_text())
+    assert data["schema_version"] == 1 and len(data["evaluated"]) == 24
+    archs = [row["arch"] for row in data["evaluated"]]
+    assert len(set(archs)) == 24
+    for row in data["evaluated"]:
+        assert {"accuracy", "spikes", "fitness", "arch"} <= set(row)
+    assert data["best"]["fitness"] == max(r["fitness"] for r in data["evaluated"])
+    assert data["cost_avg"]["spikes"] >= 0
+
+
+def test_resume_replays_the_journal_without_re_evaluating(first_search: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    out.mkdir()
+    lines = (first_search / "journal.jsonl").read_text().splitlines(keepends=True)
+    # A search killed after 10 candidates, in the middle of writing the 11th line.
+    (out / "journal.jsonl").write_text("".join(lines[:11]) + lines[11][: len(lines[11]) // 2])
+    (out / "supernet.pt").write_bytes((first_search / "supernet.pt").read_bytes())
+    with pytest.warns(UserWarning, match="cut off"):
+        data = run_autosnn_search(AutoSNNSearchConfig(**TINY), out)
+    assert data["journal_hits"] == 10
+    first = json.loads((first_search / "search.json").read_text())
+    assert [r["arch"] for r in data["evaluated"]] == [r["arch"] for r in first["evaluated"]]
+    assert len(read_journal(out / "journal.jsonl")) == 24
+
+
+def test_supernet_reuse_for_a_new_lambda(first_search: Path, tmp_path: Path) -> None:
+    cfg = AutoSNNSearchConfig(**{**TINY, "lam": -0.24})
+    data = run_autosnn_search(cfg, tmp_path / "l024", supernet_dir=first_search)
+    assert data["supernet_seconds"] < 5 and data["lambda"] == -0.24
+    other = AutoSNNSearchConfig(**{**TINY, "channels": 8})
+    with pytest.raises(CheckpointError, match="different search space"):
+        run_autosnn_search(other, tmp_path / "c8", supernet_dir=first_search)
+
+
+def test_corrupt_journal_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_text('{"type": "header", "space": "x"}\nnot json\n{"arch": "a", "accuracy": 1, "costs": {}}\n')
+    with pytest.raises(JournalError, match="line 2"):
+        read_journal(path)
+    path.write_text('{"type": "header", "space": "x"}\n')
+    with pytest.raises(JournalError, match="different search"):
+        JournaledEvaluator(lambda a: [], path, header={"space": "y"})
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--budget", "spikes"], "NAME=NUMBER"),
+        (["--budget", "cores=-3"], "impossible"),
+        (["--lambda", "0.5"], "λ"),
+        (["--cost", "joules"], "joules"),
+        (["--supernet", "/nonexistent-nasflow"], "no supernet.pt"),
+    ],
+)
+def test_bad_search_input(tmp_path: Path, capsys, argv, needle) -> None:
+    args = ["search", "autosnn", "--out", str(tmp_path / "o"), "--channels", "4", "--steps", "2",
+            "--supernet-epochs", "0", "--evaluations", "2", "--no-progress", *argv]
+    assert main(args) == 2
+    assert needle in capsys.readouterr().err
