@@ -6,7 +6,10 @@ stem conv3x3+BN (3→C) + neuron, five SCB_k3 blocks ``[C, M, 2C, 2C, M, 4C, 4C,
 MSE against one-hot targets, Adam. Direct coding everywhere: the stem conv+BN runs once on the
 analog image and the same current drives all T steps.
 
-* ``nasflow``: ``create_model("autosnn", arch="all-SCB_k3", ...)`` (PLIF, fused time loop).
+* ``nasflow``: ``create_model("autosnn", arch="all-SCB_k3", ...)`` (PLIF, fused time loop, BN+neuron
+  fused in training). ``--nasflow-mode`` picks the variant (``fused`` default, ``plain``, ``+bool``,
+  ``+cl`` for channels_last); ``--frameworks nasflow_plain,nasflow_fused_cl,...`` runs extra variants
+  alongside for A/B (ratios always use ``nasflow``).
 * ``snntorch``: per-step loop, ``snntorch.Leaky(learn_beta=True, reset_mechanism="zero")`` (one
   learnable decay per layer, like PLIF), the same conv/BN/pool/linear layers applied per step.
   snnTorch has one execution mode on CPU (eager, per step); explicit state passing is used.
@@ -38,7 +41,8 @@ Memory is per process, three ways:
 * ``saved MB``: distinct storages saved for backward by one forward (``saved_tensors_hooks``).
 
 Usage: ``python benchmarks/train_step.py [--steps 7] [--warmup 2] [--threads 2]
-[--frameworks nasflow,snntorch,norse,spikingjelly,floor] [--batch 32] [--T 8] [--budget 150]``.
+[--frameworks nasflow,snntorch,norse,spikingjelly,floor] [--batch 32] [--T 8] [--budget 150]
+[--nasflow-mode fused]``.
 Results also go to ``benchmarks/results/train_step.json`` (``--out`` to change).
 """
 
@@ -102,13 +106,25 @@ def _vote(x: torch.Tensor) -> torch.Tensor:
 # Model builders: each returns ``model`` with ``model(x[B, C, H, W]) -> rate[B, classes]`` and
 # an optional ``before_step`` hook (state resets that a real training loop must also do).
 # ----------------------------------------------------------------------------------------------
-def build_nasflow(cfg: dict[str, Any]) -> tuple[nn.Module, Callable[[], None] | None]:
-    from nasflow.models import create_model
+NASFLOW_MODES = ("fused", "fused+cl", "fused+bool", "fused+bool+cl", "plain", "plain+cl")
 
+
+def build_nasflow(cfg: dict[str, Any], mode: str | None = None) -> tuple[nn.Module, Callable[[], None] | None]:
+    """nasflow's model in one of ``NASFLOW_MODES``: ``fused`` = BN+neuron fused in training (the library
+    default), ``plain`` = ``nasflow.snn.fused.set_fusion(False)``; ``+bool`` = ``set_fusion(True,
+    spikes_as_bool=True)``; ``+cl`` = ``model.to(memory_format=torch.channels_last)``."""
+    from nasflow.models import create_model
+    from nasflow.snn.fused import set_fusion
+
+    mode = mode or cfg.get("nasflow_mode", NASFLOW_MODES[0])
+    opts = mode.split("+")
+    set_fusion(opts[0] == "fused", spikes_as_bool="bool" in opts)
     model = create_model(
         "autosnn", arch="all-SCB_k3", in_shape=(3, cfg["size"], cfg["size"]), num_classes=cfg["classes"],
         channels=cfg["channels"], steps=cfg["T"],
     )
+    if "cl" in opts:
+        model = model.to(memory_format=torch.channels_last)
     return model, None
 
 
@@ -258,6 +274,8 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[nn.Module, Callable[[], Non
     "norse": build_norse,
     "spikingjelly": build_spikingjelly,
     "floor": build_floor,
+    # Extra nasflow variants for A/B runs (``--frameworks nasflow,nasflow_plain,...``); ratios use ``nasflow``.
+    **{f"nasflow_{m.replace('+', '_')}": (lambda cfg, m=m: build_nasflow(cfg, m)) for m in NASFLOW_MODES},
 }
 
 
@@ -448,7 +466,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         raise SystemExit(f"unknown frameworks {unknown}; choose from {', '.join(FRAMEWORKS)}")
-    cfg = dict(batch=args.batch, T=args.T, channels=args.channels, size=32, classes=10, threads=args.threads)
+    cfg = dict(batch=args.batch, T=args.T, channels=args.channels, size=32, classes=10, threads=args.threads,
+               nasflow_mode=args.nasflow_mode)
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler's stage messages out of the table
     ctx = mp.get_context("spawn")
     workers: dict[str, tuple[Any, Any]] = {}
@@ -551,6 +570,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      batch=args.batch, classes=10, vote=VOTE, loss="MSE(rate, one-hot)", optimiser="Adam(lr=1e-3)"),
         method=dict(
             steps=min((len(v) for v in wall.values()), default=0), steps_requested=args.steps, warmup=args.warmup,
+            nasflow_mode=args.nasflow_mode,
             alternation="round-robin, rotating start, one process per framework",
             timing="perf_counter around zero_grad+forward+loss+backward+step inside the worker; median and IQR",
             memory="peak_delta_mb: VmHWM - VmRSS baseline per worker process (HWM reset via /proc/self/clear_refs "
@@ -620,6 +640,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--budget", type=float, default=150.0,
         help=f"stop timing after this many seconds once {MIN_STEPS} timed steps exist (0: off; default 150)",
+    )
+    ap.add_argument(
+        "--nasflow-mode", choices=NASFLOW_MODES, default=NASFLOW_MODES[0],
+        help="how `nasflow` runs: fused BN+neuron or plain, +bool spikes saved as bool, +cl channels_last",
     )
     ap.add_argument("--verbose", action="store_true", help="print every round's times")
     args = ap.parse_args(argv)

@@ -92,6 +92,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--strategy", choices=["evolution", "random"], default="evolution")
     a.add_argument("--evaluations", type=int, default=200, help="search budget (evaluated architectures)")
     a.add_argument("--supernet-epochs", type=int, default=40)
+    a.add_argument("--supernet-lr", type=float, default=5e-3, help="Adam learning rate of the supernet")
     a.add_argument("--channels", type=int, default=16)
     a.add_argument("--steps", type=int, default=8)
     a.add_argument("--seed", type=int, default=0)
@@ -112,8 +113,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     cfg = search_config_from_args({
         "dataset": args.dataset, "data_dir": args.data_dir, "lam": args.lam, "cost": args.cost,
         "budgets": args.budget, "strategy": args.strategy, "evaluations": args.evaluations,
-        "supernet_epochs": args.supernet_epochs, "channels": args.channels, "steps": args.steps,
-        "seed": args.seed, "device": args.device, "progress": not args.no_progress,
+        "supernet_epochs": args.supernet_epochs, "supernet_lr": args.supernet_lr, "channels": args.channels,
+        "steps": args.steps, "seed": args.seed, "device": args.device, "progress": not args.no_progress,
     })
     out = run_autosnn_search(cfg, args.out, supernet_dir=args.supernet)
     best = out["best"]

@@ -14,7 +14,7 @@ from nasflow.models import create_model
 from nasflow.snn import fused
 from nasflow.snn.activity import ActivityMonitor
 from nasflow.snn.blocks import conv_bn
-from nasflow.snn.layers import DirectEncoder
+from nasflow.snn.layers import DirectEncoder, SpikingMaxPool2d, TimeDistributed, is_marked_spikes, mark_spikes
 from nasflow.snn.neurons import ALIF, IF, LIF, PLIF
 from nasflow.snn.surrogate import Sigmoid
 
@@ -125,17 +125,17 @@ def test_fused_saves_less_and_falls_back():
         torch.testing.assert_close(fused.conv_bn_neuron(wrapper, neuron, x), neuron(wrapper(x)))
 
 
-def _one_step(model, x, y, enabled):
+def _one_step(model, x, y, enabled, as_bool=False):
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    with fused.fusion(enabled):
+    with fused.fusion(enabled, spikes_as_bool=as_bool):
         loss = F.mse_loss(model(x), y)
         loss.backward()
     opt.step()
     return loss
 
 
-@pytest.mark.parametrize("arch", ["all-SRB_k3", "all-SCB_k3"])
-def test_model_one_training_step(arch):
+@pytest.mark.parametrize("arch,as_bool", [("all-SRB_k3", False), ("all-SRB_k3", True), ("all-SCB_k3", True)])
+def test_model_one_training_step(arch, as_bool):
     torch.manual_seed(3)
     model = create_model("autosnn", arch=arch, in_shape=(1, 8, 8), channels=4, steps=3).to(D)
     with torch.no_grad():
@@ -143,7 +143,7 @@ def test_model_one_training_step(arch):
     ref = copy.deepcopy(model)
     x = torch.rand(6, 1, 8, 8, dtype=D) * 2
     y = F.one_hot(torch.arange(6) % 10, 10).to(D)
-    loss = _one_step(model, x, y, True)
+    loss = _one_step(model, x, y, True, as_bool)
     loss2 = _one_step(ref, x, y, False)
     assert loss.item() == loss2.item()
     assert model.state_dict().keys() == ref.state_dict().keys()
@@ -163,8 +163,47 @@ def test_activity_monitor_identical_fused_unfused(channels_last):
     x = torch.rand(5, 1, 8, 8) * 2
     summaries = []
     for m, enabled in ((model, True), (ref, False)):
-        with fused.fusion(enabled), ActivityMonitor(m) as mon:
+        with fused.fusion(enabled, spikes_as_bool=True), ActivityMonitor(m) as mon:
             m(x).sum().backward()
         summaries.append(mon.summary())
     assert summaries[0] == summaries[1]
     assert summaries[0]["spikes_per_sample"] > 0
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_spike_conv_and_pool_save_bool(channels_last):
+    torch.manual_seed(5)
+    td = TimeDistributed(nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=True)).to(D)
+    pool = SpikingMaxPool2d(2)
+    x = (torch.rand(2, 3, 3, 8, 8, dtype=D) > 0.6).to(D)
+    if channels_last:
+        td = td.to(memory_format=torch.channels_last)
+        x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (2, 3))
+    g = torch.randn(2, 3, 4, 2, 2, dtype=D)
+    grads, saved = [], []
+    for marked in (True, False):
+        td.zero_grad()
+        xi = x.detach().clone().requires_grad_()
+        inp = mark_spikes(xi * 1.0) if marked else xi * 1.0
+        saved.append(_saved_bytes(lambda inp=inp: (pool(td(inp)) * g).sum().backward()))
+        grads.append((xi.grad, td.module.weight.grad, td.module.bias.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert saved[0] < saved[1]
+    # Pooled marked spikes stay marked; unmarked input or no grad takes the plain path.
+    assert is_marked_spikes(pool(mark_spikes(x.clone())))
+    assert not is_marked_spikes(pool(x))
+    with torch.no_grad():
+        assert not is_marked_spikes(pool(mark_spikes(x.clone())))
+
+
+def test_model_saves_less_with_fusion():
+    torch.manual_seed(6)
+    model = create_model("autosnn", arch="all-SCB_k3", in_shape=(3, 16, 16), channels=4, steps=3)
+    x = torch.rand(4, 3, 16, 16)
+    with fused.fusion(False):
+        plain = _saved_bytes(lambda: model(x))
+    fast = _saved_bytes(lambda: model(x))
+    with fused.fusion(True, spikes_as_bool=True):
+        lean = _saved_bytes(lambda: model(x))
+    assert lean < fast < 0.85 * plain

@@ -19,6 +19,10 @@ the fused function for that one call, so its forward hooks see the spikes.
 ``grad``) and the plain ``neuron(wrapper(x))`` otherwise (eval mode, ALIF/CUBA, ...).
 ``set_fusion(False)`` or ``with fusion(False):`` turns fusion off globally (A/B checks).
 
+With ``set_fusion(True, spikes_as_bool=True)`` the spikes it returns are marked
+(``layers.mark_spikes``), so the next conv and max-pool over them save their input as bool (1 byte)
+for backward instead of float, as does a spiking residual addend: less memory, a few % more time.
+
 BN semantics follow ``nn.BatchNorm2d`` exactly: batch statistics over ``T·B·H·W``, running
 mean/variance updated with ``momentum`` (cumulative average when ``momentum is None``) and the
 unbiased variance, ``num_batches_tracked`` incremented.
@@ -32,18 +36,25 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from nasflow.snn.layers import DirectEncoder, TimeDistributed
+from nasflow.snn.layers import DirectEncoder, TimeDistributed, is_marked_spikes, mark_spikes
 from nasflow.snn.neurons import IF, LIF, Neuron, NeuronState, _cmp, _LeakyIntegrateSeq, _reset_from_mask
 
 __all__ = ["can_fuse", "conv_bn_neuron", "fusion", "fusion_enabled", "set_fusion"]
 
 _ENABLED = True
+_SPIKES_AS_BOOL = False
 
 
-def set_fusion(enabled: bool) -> None:
-    """Turn the fused BN+neuron training path on or off for every model (default on)."""
-    global _ENABLED
+def set_fusion(enabled: bool, spikes_as_bool: bool | None = None) -> None:
+    """Turn the fused BN+neuron training path on or off for every model (default on).
+
+    ``spikes_as_bool=True`` also marks the fused path's spikes so that the next conv, max-pool and
+    spiking residual save them as bool for backward (less memory, a few % slower on CPU; default off).
+    """
+    global _ENABLED, _SPIKES_AS_BOOL
     _ENABLED = bool(enabled)
+    if spikes_as_bool is not None:
+        _SPIKES_AS_BOOL = bool(spikes_as_bool)
 
 
 def fusion_enabled() -> bool:
@@ -51,14 +62,14 @@ def fusion_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def fusion(enabled: bool) -> Iterator[None]:
+def fusion(enabled: bool, spikes_as_bool: bool | None = None) -> Iterator[None]:
     """Context manager: ``with fusion(False): ...`` runs the plain path."""
-    old = _ENABLED
-    set_fusion(enabled)
+    old = (_ENABLED, _SPIKES_AS_BOOL)
+    set_fusion(enabled, spikes_as_bool)
     try:
         yield
     finally:
-        set_fusion(old)
+        set_fusion(*old)
 
 
 def _conv_and_bn(wrapper: nn.Module) -> tuple[nn.Module, nn.BatchNorm2d] | None:
@@ -107,8 +118,22 @@ def _integrate(xs: torch.Tensor, hs: torch.Tensor, v0: torch.Tensor, k: float, n
             if k and vl:
                 h.add_(k * vl)
         m = _cmp(h, th, strict, out=None if mask is None else mask[t])
-        v = _reset_from_mask(h, m, th, vr)
+        v = _reset(h, m, th, vr)
     return v
+
+
+def _bn_apply(y, weight, bias, mean, invstd, out=None):
+    """``(y - mean)·invstd·weight + bias`` as ATen's CPU batch norm computes it for contiguous input
+    (``y·α + β`` with ``α = invstd·weight``, ``β = bias - mean·α``): bit-identical there."""
+    alpha = invstd * weight
+    beta = bias - mean * alpha
+    shape = (1, -1) + (1,) * (y.dim() - 2)
+    return torch.addcmul(beta.view(shape), y, alpha.view(shape), out=out)
+
+
+def _reset(h, m, th, vr):
+    # Same values as neurons._reset_from_mask, one pass for hard reset (no clone + masked_fill).
+    return _reset_from_mask(h, m, th, vr) if vr is None else torch.where(m, vr, h)
 
 
 class _Ctx:
@@ -127,7 +152,11 @@ class _BNLeakyIntegrate(torch.autograd.Function):
         x, mean, invstd = torch.native_batch_norm(
             y, weight, bias, bn.running_mean, bn.running_var, True, factor, bn.eps
         )
-        k_val = float(k) if torch.is_tensor(k) else float(k)
+        if not y.is_contiguous():
+            # BN's kernel for other layouts (channels_last) rounds differently from the elementwise
+            # recompute in backward: use the recompute's formula here too, so forward and backward agree.
+            _bn_apply(y, weight, bias, mean, invstd, out=x)
+        k_val = float(k)
         if direct:  # one BN output drives every step
             xs = x.unsqueeze(0).expand(steps, *x.shape)
             hs = torch.empty_like(xs)
@@ -142,7 +171,8 @@ class _BNLeakyIntegrate(torch.autograd.Function):
         mask = torch.empty_like(hs, dtype=torch.bool)
         v = _integrate(xs, hs, v0, k_val, neuron, mask)
         del x, xs, hs
-        ctx.save_for_backward(y, z, weight, bias, mean, invstd)
+        ctx.z_bool = z is not None and is_marked_spikes(z)  # a spiking shortcut: keep it as bool
+        ctx.save_for_backward(y, z.to(torch.bool) if ctx.z_bool else z, weight, bias, mean, invstd)
         ctx.bn, ctx.neuron, ctx.steps, ctx.direct, ctx.k = bn, neuron, steps, direct, k_val
         ctx.mark_non_differentiable(v)
         return mask.to(y.dtype), v
@@ -151,8 +181,9 @@ class _BNLeakyIntegrate(torch.autograd.Function):
     def backward(ctx, grad_s, _grad_v):  # type: ignore[override]
         y, z, weight, bias, mean, invstd = ctx.saved_tensors
         bn, neuron, steps, direct, k = ctx.bn, ctx.neuron, ctx.steps, ctx.direct, ctx.k
-        # Recompute BN's output with the same kernel as the forward (bit-identical in every layout).
-        x = torch.native_batch_norm(y, weight, bias, None, None, True, 0.0, bn.eps)[0]
+        if ctx.z_bool:
+            z = z.to(y.dtype)
+        x = _bn_apply(y, weight, bias, mean, invstd)  # bit-identical to the forward's BN output
         if direct:
             xs = x.unsqueeze(0).expand(steps, *x.shape)
             hs = torch.empty_like(xs)
@@ -218,12 +249,17 @@ def conv_bn_neuron(
     steps = wrapper.steps if direct else y.shape[0]
     factor = _momentum_factor(bn)
 
+    made: list[torch.Tensor] = []
+
     def run(drive: torch.Tensor, state: NeuronState | None):
         merged = y if direct else y.flatten(0, 1)
         s, v = _BNLeakyIntegrate.apply(merged, z, bn.weight, bn.bias, _k_of(neuron), bn, neuron, steps, direct,
                                        factor)
+        made.append(s)
         return s, NeuronState(v)
 
     drive = y.unsqueeze(0).expand(steps, *y.shape) if direct else y
     with _run_swapped(neuron, run):
-        return neuron(drive)
+        out = neuron(drive)
+    # The fused function's own output (not something a forward hook swapped in) is known to be 0/1.
+    return mark_spikes(out) if _SPIKES_AS_BOOL and made and out is made[0] else out

@@ -18,6 +18,8 @@ __all__ = [
     "TimeDistributed",
     "VotingLayer",
     "fold_bn",
+    "is_marked_spikes",
+    "mark_spikes",
     "synaptic_layer",
 ]
 
@@ -35,6 +37,71 @@ def synaptic_layer(module: nn.Module) -> nn.Conv2d | nn.Linear | None:
     if isinstance(module, nn.Sequential) and len(module) > 0:
         module = module[0]
     return module if isinstance(module, (nn.Conv2d, nn.Linear)) else None
+
+
+# ------------------------------------------------------------------------------------------
+# Layers on spikes save their input for backward as bool (1 byte instead of 4 or 8). A tensor is
+# known to hold spikes when the layer that made it says so (``mark_spikes``): the fused
+# BN+neuron path and max-pooling of marked spikes do; anything else takes the plain path.
+# ------------------------------------------------------------------------------------------
+_SPIKES_ATTR = "_nasflow_spikes"
+
+
+def mark_spikes(x: torch.Tensor) -> torch.Tensor:
+    """Mark ``x`` (in place, returned) as holding only 0/1 values, so layers may save it as bool."""
+    setattr(x, _SPIKES_ATTR, True)
+    return x
+
+
+def is_marked_spikes(x: torch.Tensor) -> bool:
+    return getattr(x, _SPIKES_ATTR, False) is True
+
+
+class _SpikeConv2d(torch.autograd.Function):
+    """``conv2d`` of a binary input that saves that input as bool (same gradients as ``F.conv2d``)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, conv):  # type: ignore[override]
+        ctx.save_for_backward(x.to(torch.bool), weight)
+        ctx.conv, ctx.dtype, ctx.has_bias = conv, x.dtype, bias is not None
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+    @staticmethod
+    def backward(ctx, grad_y):  # type: ignore[override]
+        xb, weight = ctx.saved_tensors
+        c = ctx.conv
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            grad_y, xb.to(ctx.dtype), weight, [weight.shape[0]] if ctx.has_bias else None, list(c.stride),
+            list(c.padding), list(c.dilation), False, [0, 0], c.groups,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]],
+        )
+        return gx, gw, gb if ctx.has_bias else None, None
+
+
+class _SpikeMaxPool2d(torch.autograd.Function):
+    """``max_pool2d`` of a binary input saving it as bool; the argmax indices are recomputed in backward."""
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride):  # type: ignore[override]
+        ctx.save_for_backward(x.to(torch.bool))
+        ctx.dtype, ctx.k, ctx.s = x.dtype, kernel_size, stride
+        return F.max_pool2d(x, kernel_size, stride)
+
+    @staticmethod
+    def backward(ctx, grad_y):  # type: ignore[override]
+        (xb,) = ctx.saved_tensors
+        x = xb.to(ctx.dtype)
+        k, s = [ctx.k, ctx.k], [ctx.s, ctx.s]
+        _, idx = F.max_pool2d(x, k, s, return_indices=True)
+        gx = torch.ops.aten.max_pool2d_with_indices_backward(grad_y, x, k, s, [0, 0], [1, 1], False, idx)
+        return gx, None, None
+
+
+def _spike_conv_ok(x: torch.Tensor, layer: nn.Module) -> bool:
+    return (
+        is_marked_spikes(x) and torch.is_grad_enabled() and isinstance(layer, nn.Conv2d)
+        and layer.padding_mode == "zeros" and isinstance(layer.padding, tuple)
+    )
 
 
 def _pre_norm_layer(module: nn.Module) -> nn.Module:
@@ -58,6 +125,12 @@ class TimeDistributed(nn.Module):
                 f"{self._name()} expects time-first input [T, B, ...], got shape {tuple(x.shape)}"
             )
         module = _pre_norm_layer(self.module) if pre_norm else self.module
+        layer = synaptic_layer(module)
+        if layer is not None and _spike_conv_ok(x, layer):
+            y = _SpikeConv2d.apply(_merge(x), layer.weight, layer.bias, layer)
+            if module is not layer:  # Sequential(conv, rest...)
+                y = module[1:](y)
+            return _split(y, x.shape[0])
         return _split(module(_merge(x)), x.shape[0])
 
     def _name(self) -> str:
@@ -95,6 +168,9 @@ class SpikingMaxPool2d(nn.Module):
         self.stride = stride or kernel_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if is_marked_spikes(x) and torch.is_grad_enabled():
+            y = _SpikeMaxPool2d.apply(_merge(x), self.kernel_size, self.stride)
+            return mark_spikes(_split(y, x.shape[0]))
         return _split(F.max_pool2d(_merge(x), self.kernel_size, self.stride), x.shape[0])
 
     def extra_repr(self) -> str:

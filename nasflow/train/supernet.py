@@ -94,6 +94,7 @@ def train_supernet(
     num_classes: int = 10,
     progress: bool = True,
     on_epoch=None,
+    schedule: str = "none",
 ) -> dict[str, float]:
     """Single-path uniform sampling: one random path per mini-batch, Adam (the paper's settings).
 
@@ -110,6 +111,7 @@ def train_supernet(
     supernet.to(device).train()
     rng = random.Random(seed)
     opt = torch.optim.Adam(supernet.parameters(), lr=lr, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1)) if schedule == "cosine" else None
     totals: dict[str, float] = {}
     paths = 0
     bar = tqdm(total=epochs * len(loader), desc="supernet", disable=not progress)
@@ -129,6 +131,8 @@ def train_supernet(
             paths += 1
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss):.4f}")
+        if sched:
+            sched.step()
         if on_epoch:
             on_epoch(epoch)
     bar.close()
