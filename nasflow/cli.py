@@ -91,7 +91,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--budget", action="append", default=[], metavar="NAME=N", help="hard budget, e.g. spikes=50000")
     a.add_argument("--strategy", choices=["evolution", "random"], default="evolution")
     a.add_argument("--evaluations", type=int, default=200, help="search budget (evaluated architectures)")
-    a.add_argument("--supernet-epochs", type=int, default=40)
+    a.add_argument("--supernet-epochs", type=int, default=80)
     a.add_argument("--supernet-lr", type=float, default=5e-3, help="Adam learning rate of the supernet")
     a.add_argument("--channels", type=int, default=16)
     a.add_argument("--steps", type=int, default=8)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from nasflow.snn.blocks import NeuronSpec, conv_bn, make_block
+from nasflow.snn.fused import conv_bn_neuron
 from nasflow.snn.layers import DirectEncoder, Flatten, SpikingMaxPool2d, TimeDistributed, VotingLayer
 from nasflow.spaces.autosnn import NUM_TBD, parse_arch
 from nasflow.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -118,7 +119,7 @@ class AutoSNNNet(nn.Module):
     def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
         """Voting-layer output over time, ``[T, B, classes]``."""
         self.check_input(x)
-        h = self.stem_sn(self.stem(x))
+        h = conv_bn_neuron(self.stem, self.stem_sn, x)
         h = self.features(h)
         return self.vote(self.fc_sn(self.fc(self.flatten(h))))
 

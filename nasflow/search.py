@@ -43,7 +43,7 @@ class AutoSNNSearchConfig:
     channels: int = 16
     steps: int = 8
     neuron: NeuronSpec = field(default_factory=NeuronSpec)
-    supernet_epochs: int = 40
+    supernet_epochs: int = 80
     # The paper trains 600 CIFAR-10 epochs at Adam 1e-3; the short digits default needs a larger step.
     supernet_lr: float = 5e-3
     supernet_schedule: str = "cosine"  # the paper: none
