@@ -84,38 +84,53 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="architecture search")
     space = p.add_subparsers(dest="space", required=True)
     a = space.add_parser("autosnn", help="AutoSNN: supernet + spike-aware evolutionary search")
-    a.add_argument("--dataset", default="digits")
+    a.add_argument("--config", help="YAML with AutoSNNSearchConfig keys; flags given here override it")
+    a.add_argument("--dataset")
     a.add_argument("--data-dir")
-    a.add_argument("--lambda", dest="lam", type=float, default=-0.08, help="fitness exponent λ <= 0")
-    a.add_argument("--cost", default="spikes", help="cost in the fitness: spikes, synops, macs, neuron_updates")
-    a.add_argument("--budget", action="append", default=[], metavar="NAME=N", help="hard budget, e.g. spikes=50000")
-    a.add_argument("--strategy", choices=["evolution", "random"], default="evolution")
-    a.add_argument("--evaluations", type=int, default=200, help="search budget (evaluated architectures)")
-    a.add_argument("--supernet-epochs", type=int, default=80)
-    a.add_argument("--supernet-lr", type=float, default=5e-3, help="Adam learning rate of the supernet")
-    a.add_argument("--channels", type=int, default=16)
-    a.add_argument("--steps", type=int, default=8)
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--device", default="auto")
+    a.add_argument("--lambda", dest="lam", type=float, help="fitness exponent λ <= 0 (default -0.08)")
+    a.add_argument("--cost", help="cost in the fitness: spikes (default), synops, macs, neuron_updates")
+    a.add_argument("--budget", action="append", metavar="NAME=N", help="hard budget, e.g. spikes=50000")
+    a.add_argument("--strategy", choices=["evolution", "random"])
+    a.add_argument("--evaluations", type=int, help="search budget: evaluated architectures (default 200)")
+    a.add_argument("--supernet-epochs", type=int, help="default 80 (digits)")
+    a.add_argument("--supernet-lr", type=float, help="Adam learning rate of the supernet (default 5e-3)")
+    a.add_argument("--channels", type=int)
+    a.add_argument("--steps", type=int)
+    a.add_argument("--seed", type=int)
+    a.add_argument("--device")
     a.add_argument("--threads", type=int)
     a.add_argument("--supernet", metavar="DIR", help="reuse the trained supernet of an earlier search in DIR")
     a.add_argument("--out", required=True)
     a.add_argument("--no-progress", action="store_true")
 
 
+_SEARCH_FLAGS = {
+    "dataset": "dataset", "data_dir": "data_dir", "lam": "lam", "cost": "cost", "budget": "budgets",
+    "strategy": "strategy", "evaluations": "evaluations", "supernet_epochs": "supernet_epochs",
+    "supernet_lr": "supernet_lr", "channels": "channels", "steps": "steps", "seed": "seed", "device": "device",
+}
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
     import torch
 
+    from nasflow.config import ConfigError
     from nasflow.search import run_autosnn_search, search_config_from_args
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = search_config_from_args({
-        "dataset": args.dataset, "data_dir": args.data_dir, "lam": args.lam, "cost": args.cost,
-        "budgets": args.budget, "strategy": args.strategy, "evaluations": args.evaluations,
-        "supernet_epochs": args.supernet_epochs, "supernet_lr": args.supernet_lr, "channels": args.channels,
-        "steps": args.steps, "seed": args.seed, "device": args.device, "progress": not args.no_progress,
-    })
+    base: dict[str, Any] = {}
+    if args.config:
+        try:
+            base = yaml.safe_load(open(args.config)) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config {args.config}: {err}") from None
+        if not isinstance(base, dict):
+            raise ConfigError(f"config {args.config} must hold a mapping at the top level")
+    base.update({key: getattr(args, flag) for flag, key in _SEARCH_FLAGS.items() if getattr(args, flag) is not None})
+    if args.no_progress:
+        base["progress"] = False
+    cfg = search_config_from_args(base)
     out = run_autosnn_search(cfg, args.out, supernet_dir=args.supernet)
     best = out["best"]
     print(json.dumps({"best": best["arch"], "accuracy": best["accuracy"], "spikes": best["spikes"],

@@ -48,6 +48,7 @@ class AutoSNNSearchConfig:
     supernet_lr: float = 5e-3
     supernet_schedule: str = "cosine"  # the paper: none
     batch_size: int = 32
+    augment: str = "standard"  # none | standard | cutout (the paper: cutout)
     lam: float = -0.08
     cost: str = "spikes"
     fitness_mode: str = "exponential"
@@ -119,7 +120,8 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     device = resolve_device(cfg.device)
-    loaders = make_loaders(cfg.dataset, cfg.batch_size, data_dir=cfg.data_dir, seed=cfg.seed, augment="standard",
+    loaders = make_loaders(cfg.dataset, cfg.batch_size, data_dir=cfg.data_dir, seed=cfg.seed,
+                           augment=False if cfg.augment == "none" else cfg.augment,
                            val_split=0.2, eval_batch_size=512)
     spec = loaders.spec
     if spec.kind != "static":

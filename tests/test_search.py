@@ -82,3 +82,17 @@ def test_bad_search_input(tmp_path: Path, capsys, argv, needle) -> None:
             "--supernet-epochs", "0", "--evaluations", "2", "--no-progress", *argv]
     assert main(args) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_paper_cifar10_config_runs_on_a_tiny_synthetic_cifar(tmp_path: Path) -> None:
+    from test_data import _write_cifar10  # tests/ is on sys.path under pytest
+
+    _write_cifar10(tmp_path / "data", per_batch=10)
+    config = Path(__file__).resolve().parents[1] / "examples" / "configs" / "autosnn_cifar10_paper.yaml"
+    args = ["search", "autosnn", "--config", str(config), "--data-dir", str(tmp_path / "data"),
+            "--supernet-epochs", "1", "--evaluations", "3", "--threads", "1", "--no-progress",
+            "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    resolved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "batch_size: 96" in resolved and "supernet_lr: 0.001" in resolved and "augment: cutout" in resolved
+    assert len(json.loads((tmp_path / "run" / "search.json").read_text())["evaluated"]) == 3
