@@ -61,8 +61,10 @@ def main() -> None:
             row["retrained_baseline"] = _retrain(base / "retrain-all-SCB_k3", seed, "all-SCB_k3")
         rows.append(row)
         (root / "study.json").write_text(json.dumps({"schema_version": 1, "rows": rows}, indent=2))
-    lines = ["| seed | λ=0 best (acc, spikes) | λ=-0.24 best (acc, spikes) | spikes ratio | evo / random mean fitness |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| seed | λ=0 best (acc, spikes) | λ=-0.24 best (acc, spikes) | spikes ratio | evo / random mean fitness |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         ratio = r["lam-0.24"]["spikes"] / r["lam0"]["spikes"]
         lines.append(
