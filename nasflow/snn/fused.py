@@ -144,6 +144,24 @@ class _Ctx:
         self.neuron, self.k, self.k_requires_grad = neuron, k, k_requires_grad
 
 
+def _drive_and_buffer(x: torch.Tensor, z: torch.Tensor | None, steps: int, direct: bool):
+    """The neuron drive per step (BN output ``x`` [+ addend ``z``]) and the buffer H is written into.
+
+    ``x`` is the caller's own buffer, so the addend is added in place; a direct-coded stem's single BN
+    output is expanded over the steps (copied first when an addend must be added)."""
+    if direct:
+        xs = x.unsqueeze(0).expand(steps, *x.shape)
+        hs = torch.empty_like(xs)
+    else:
+        xs = hs = x.unflatten(0, (steps, x.shape[0] // steps))
+    if z is not None:
+        if direct:
+            hs.copy_(xs)
+            xs = hs
+        xs.add_(z)
+    return xs, hs
+
+
 class _BNLeakyIntegrate(torch.autograd.Function):
     """``spikes = LIF(BN_train(y) [+ z])`` over time. Saves ``y`` (and ``z``), mean, invstd."""
 
@@ -157,16 +175,7 @@ class _BNLeakyIntegrate(torch.autograd.Function):
             # recompute in backward: use the recompute's formula here too, so forward and backward agree.
             _bn_apply(y, weight, bias, mean, invstd, out=x)
         k_val = float(k)
-        if direct:  # one BN output drives every step
-            xs = x.unsqueeze(0).expand(steps, *x.shape)
-            hs = torch.empty_like(xs)
-        else:
-            xs = hs = x.unflatten(0, (steps, x.shape[0] // steps))
-        if z is not None:
-            if direct:
-                hs.copy_(xs)
-                xs = hs
-            xs.add_(z)  # x (or its copy) is this function's own buffer
+        xs, hs = _drive_and_buffer(x, z, steps, direct)
         v0 = neuron.initial_state(hs[0]).v
         mask = torch.empty_like(hs, dtype=torch.bool)
         v = _integrate(xs, hs, v0, k_val, neuron, mask)
@@ -184,16 +193,7 @@ class _BNLeakyIntegrate(torch.autograd.Function):
         if ctx.z_bool:
             z = z.to(y.dtype)
         x = _bn_apply(y, weight, bias, mean, invstd)  # bit-identical to the forward's BN output
-        if direct:
-            xs = x.unsqueeze(0).expand(steps, *x.shape)
-            hs = torch.empty_like(xs)
-        else:
-            xs = hs = x.unflatten(0, (steps, x.shape[0] // steps))
-        if z is not None:
-            if direct:
-                hs.copy_(xs)
-                xs = hs
-            xs.add_(z)
+        xs, hs = _drive_and_buffer(x, z, steps, direct)
         v0 = neuron.initial_state(hs[0]).v
         _integrate(xs, hs, v0, k, neuron, None)
         del x, xs
