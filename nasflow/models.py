@@ -1,4 +1,4 @@
-"""Model registry and the AutoSNN macro backbone (SNN_1).
+"""Model registry and the AutoSNN macro backbones (SNN_1 by default; SNN_2-4 and enlarged spaces).
 
 ``create_model("autosnn", arch="all-SCB_k3", in_shape=(1, 8, 8), num_classes=10)`` builds a
 standalone network; every model takes ``[B, C, H, W]`` (direct coding: analog input every step)
@@ -17,8 +17,15 @@ from torch import nn
 
 from nasflow.snn.blocks import NeuronSpec, conv_bn, make_block
 from nasflow.snn.fused import conv_bn_neuron
-from nasflow.snn.layers import DirectEncoder, Flatten, SpikingMaxPool2d, TimeDistributed, VotingLayer
-from nasflow.spaces.autosnn import NUM_TBD, parse_arch
+from nasflow.snn.layers import (
+    DirectEncoder,
+    Flatten,
+    SpikingAvgPool2d,
+    SpikingMaxPool2d,
+    TimeDistributed,
+    VotingLayer,
+)
+from nasflow.spaces.autosnn import EXTENDED_CHOICES, MACROS, Macro, get_macro, parse_arch
 from nasflow.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["AutoSNNNet", "MODELS", "build_model", "create_model", "load_model", "register_model", "save_model"]
@@ -47,17 +54,53 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return factory(**kwargs)
 
 
-def _num_pools(size: int) -> int:
+def _num_pools(size: int, available: int = 3) -> int:
     # SNN_1 has three 2x2 max-pools (32 → 4); smaller inputs keep as many as leave at least 2x2.
-    return max(0, min(3, int(math.log2(size)) - 1))
+    return max(0, min(available, int(math.log2(size)) - 1))
+
+
+STEMS = ("plain", "deep64", "deep128")
+
+
+def _auto_stem(size: int) -> str:
+    """The stem for an input size: deeper stems bring 64x64 and 128x128 inputs down to 32x32."""
+    return {64: "deep64", 128: "deep128"}.get(size, "plain")
+
+
+class StemStage(nn.Module):
+    """One extra stem stage: 2x2 max-pool over spikes, then ``conv3x3-BN-neuron``."""
+
+    def __init__(self, c_in: int, c_out: int, neuron: NeuronSpec) -> None:
+        super().__init__()
+        self.pool = SpikingMaxPool2d(2)
+        self.conv, self.sn = conv_bn(c_in, c_out, 3), neuron.build()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_bn_neuron(self.conv, self.sn, self.pool(x))
+
+
+class GlobalAvgPool(nn.Module):
+    """Global average pooling over ``[T, B, C, H, W]`` → ``[T, B, C, 1, 1]`` (SNN_2; output is analog)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(3, 4), keepdim=True)
 
 
 class AutoSNNNet(nn.Module):
-    """AutoSNN's SNN_1 backbone: stem, five TBD blocks ``[C, M, 2C, 2C, M, 4C, 4C, M]``, FC, voting.
+    """AutoSNN's macro backbones: stem, TBD blocks and down-sampling (``macro``), FC, voting.
 
-    No global average pooling: the last feature map is flattened into ``Linear(→ vote·classes)``
-    followed by a spiking neuron and a voting layer. Down-sampling stages follow the input size
-    (8x8 digits: two max-pools, 8 → 4 → 2; 32x32: three, 32 → 4).
+    The default ``macro="snn1"`` is SNN_1, five TBD blocks ``[C, M, 2C, 2C, M, 4C, 4C, M]``; the other
+    macros (``nasflow.spaces.autosnn.MACROS``: snn2 GAP, snn3 stride-2 TBD down-sampling, snn4 avg-pools,
+    snn1-8tbd) follow the same rules. Without GAP the last feature map is flattened into
+    ``Linear(→ vote·classes)`` followed by a spiking neuron and a voting layer. Down-sampling stages
+    follow the input size (8x8 digits: two, 8 → 4 → 2; 32x32: three, 32 → 4).
+
+    ``stem``: ``plain`` (conv3x3-BN-neuron), ``deep64`` (+ max-pool, conv3x3-BN-neuron: 64x64 → 32x32,
+    Tiny-ImageNet, paper Fig. 6b), ``deep128`` (two such stages: 128x128 → 32x32, DVS, our reading of
+    Fig. 6c) or ``auto`` (chosen from the input size: 64 → deep64, 128 → deep128, else plain).
+
+    ``block_factory(name, c_in, c_out, neuron)`` builds each TBD block; stride-2 blocks (snn3's
+    down-sampling slots) are built with an extra keyword ``stride=2``.
     """
 
     def __init__(
@@ -70,42 +113,70 @@ class AutoSNNNet(nn.Module):
         neuron: NeuronSpec | None = None,
         vote: int = 10,
         event_input: bool = False,
-        block_factory: Callable[[str, int, int, NeuronSpec], nn.Module] = make_block,
+        block_factory: Callable[..., nn.Module] = make_block,
+        macro: str | Macro = "snn1",
+        stem: str = "auto",
     ) -> None:
         super().__init__()
-        self.arch = parse_arch(arch if isinstance(arch, str) else tuple(arch))
+        self.macro = get_macro(macro)
+        if self.macro.name not in MACROS or MACROS[self.macro.name] != self.macro:
+            raise ValueError(f"macro {self.macro.name!r} is not registered in MACROS; saved models need it to rebuild")
+        n_tbd = self.macro.num_blocks
+        self.arch = parse_arch(arch if isinstance(arch, str) else tuple(arch), num_blocks=n_tbd,
+                               choices=EXTENDED_CHOICES)
         if len(in_shape) != 3 or in_shape[1] != in_shape[2]:
             raise ValueError(f"AutoSNNNet needs a square input shape (C, H, W), got {tuple(in_shape)}")
         self.in_shape = tuple(int(s) for s in in_shape)
         self.steps, self.num_classes, self.event_input = steps, num_classes, event_input
+        c_in, size = self.in_shape[0], self.in_shape[1]
+        stem = _auto_stem(size) if stem == "auto" else stem
+        if stem not in STEMS:
+            raise ValueError(f"unknown stem {stem!r}; choose from auto, {', '.join(STEMS)}")
         self.config = dict(
             arch=list(self.arch), in_shape=list(self.in_shape), num_classes=num_classes, channels=channels,
-            steps=steps, vote=vote, event_input=event_input,
+            steps=steps, vote=vote, event_input=event_input, macro=self.macro.name, stem=stem,
         )
         neuron = neuron or NeuronSpec()
         self.config["neuron"] = neuron.to_dict()
-        c_in, size = self.in_shape[0], self.in_shape[1]
-        stem = conv_bn(c_in, channels, 3)
-        self.stem = stem if event_input else DirectEncoder(stem.module, steps)
+        conv = conv_bn(c_in, channels, 3)
+        self.stem = conv if event_input else DirectEncoder(conv.module, steps)
         self.stem_sn = neuron.build()
-        widths = [channels, 2 * channels, 2 * channels, 4 * channels, 4 * channels]
-        pool_after = {0, 2, 4}
-        pools = _num_pools(size)
+        extra = {"plain": 0, "deep64": 1, "deep128": 2}[stem]
+        if extra:
+            if size // 2**extra < 2:
+                raise ValueError(f"stem {stem!r} needs an input of at least {2 ** (extra + 1)}x{2 ** (extra + 1)}")
+            self.stem_layers = nn.Sequential(*(StemStage(channels, channels, neuron) for _ in range(extra)))
+            size //= 2**extra
+        else:
+            self.stem_layers = None
+        pools = _num_pools(size, self.macro.num_downsample)
         layers: list[nn.Module] = []
+        names = iter(self.arch)
         c, n_pool = channels, 0
-        for i, (name, width) in enumerate(zip(self.arch, widths)):
-            layers.append(block_factory(name, c, width, neuron))
-            c = width
-            if i in pool_after and n_pool < pools:
-                layers.append(SpikingMaxPool2d(2))
+        for slot in self.macro.slots:
+            if slot != "M":
+                width = int(slot) * channels
+                layers.append(block_factory(next(names), c, width, neuron))
+                c = width
+                continue
+            down = n_pool < pools
+            if self.macro.downsample == "tbd":
+                name = next(names)
+                block = block_factory(name, c, c, neuron, stride=2) if down else block_factory(name, c, c, neuron)
+                layers.append(block)
+            elif down:
+                layers.append(SpikingMaxPool2d(2) if self.macro.downsample == "max" else SpikingAvgPool2d(2))
+            if down:
                 size //= 2
                 n_pool += 1
         self.features = nn.Sequential(*layers)
+        self.gap = GlobalAvgPool() if self.macro.gap else None
+        if self.macro.gap:
+            size = 1
         self.flatten = Flatten()
         self.fc = TimeDistributed(nn.Linear(c * size * size, vote * num_classes, bias=False))
         self.fc_sn = neuron.build()
         self.vote = VotingLayer(vote)
-        assert len(self.arch) == NUM_TBD
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear error for inputs of the wrong shape or with NaN/inf values."""
@@ -120,7 +191,11 @@ class AutoSNNNet(nn.Module):
         """Voting-layer output over time, ``[T, B, classes]``."""
         self.check_input(x)
         h = conv_bn_neuron(self.stem, self.stem_sn, x)
+        if self.stem_layers is not None:
+            h = self.stem_layers(h)
         h = self.features(h)
+        if self.gap is not None:
+            h = self.gap(h)
         return self.vote(self.fc_sn(self.fc(self.flatten(h))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,13 +204,17 @@ class AutoSNNNet(nn.Module):
 
 @register_model("autosnn")
 def autosnn(**kwargs: Any) -> AutoSNNNet:
-    """AutoSNN SNN_1 backbone; ``arch`` is a baseline name or five comma-separated block names."""
+    """AutoSNN backbone (``macro``: snn1 by default); ``arch`` is a baseline name or comma-separated block names."""
     return AutoSNNNet(**kwargs)
 
 
 def build_model(name: str, config: dict[str, Any]) -> nn.Module:
     """Rebuild a registered model from its saved ``config`` (the ``model.config`` dict)."""
     config = dict(config)
+    if name == "autosnn":
+        # Configs saved before macros/stems existed always meant SNN_1 with the plain stem.
+        config.setdefault("macro", "snn1")
+        config.setdefault("stem", "plain")
     if "neuron" in config and isinstance(config["neuron"], dict):
         config["neuron"] = NeuronSpec.from_dict(config["neuron"])
     return create_model(name, **config)

@@ -81,16 +81,31 @@ def effective_ops(layer: nn.Conv2d | nn.Linear, x: torch.Tensor, lead_dims: int)
     result is summed over all leading dims except the first one (time), shape ``[x.shape[0]]``,
     as exact int64 counts (float32 sums stop being exact above 2**24 ≈ 16.8 M operations).
     """
-    sample_shape = tuple(x.shape[lead_dims:])
-    fan = fanout_map(layer, sample_shape).round().long()
-    nz = x.detach() != 0
-    nz = nz.sum(dim=tuple(range(1, lead_dims))) if lead_dims > 1 else nz.long()
-    return (nz * fan).flatten(1).sum(1)
+    return _ops_and_binary(layer, x, lead_dims)[0]
 
 
-def _is_binary(x: torch.Tensor) -> torch.Tensor:
-    x = x.detach()
-    return ((x == 0) | (x.abs() == 1)).all()
+def _ops_and_binary(layer: nn.Conv2d | nn.Linear, x: torch.Tensor, lead_dims: int) -> tuple[torch.Tensor, bool]:
+    """Effective ops per leading dim and whether every input value lies in {0, ±1}.
+
+    Few passes over ``x``: ``|x|``, its max, its sum over the batch dims and a non-zero count. The
+    input is binary exactly when ``max |x| <= 1`` and ``Σ|x| = nnz`` (every non-zero has ``|x| = 1``);
+    then ``Σ_batch |x|`` already is the per-position non-zero count. Sums over the batch are exact in
+    float32 (each is at most the batch size); the weighting by fan-out runs in float64.
+    """
+    xd = x.detach()
+    fan = fanout_map(layer, tuple(x.shape[lead_dims:])).round().double()
+    batch_dims = tuple(range(1, lead_dims))
+    magnitude = xd.abs()
+    per_position = magnitude.sum(dim=batch_dims, dtype=torch.float32) if batch_dims else magnitude.float()
+    nnz = torch.count_nonzero(xd)
+    binary = bool(nnz == 0) or (
+        float(magnitude.amax()) <= 1.0 and int(nnz) == int(per_position.double().sum().round())
+    )
+    if not binary:
+        nz = (xd != 0).to(torch.float32)
+        per_position = nz.sum(dim=batch_dims) if batch_dims else nz
+    ops = (per_position.double() * fan).flatten(1).sum(1)
+    return ops.round().long(), binary
 
 
 def _float_acc(device: torch.device) -> torch.dtype:
@@ -241,14 +256,15 @@ class ActivityMonitor:
             with torch.no_grad():
                 if isinstance(module, DirectEncoder):
                     steps, batch = module.steps, x.shape[0]
-                    ops = effective_ops(layer, x.unsqueeze(0), lead_dims=2).expand(steps)
+                    ops, binary = _ops_and_binary(layer, x.unsqueeze(0), lead_dims=2)
+                    ops = ops.expand(steps)
                 else:
                     steps, batch = x.shape[0], x.shape[1]
-                    ops = effective_ops(layer, x, lead_dims=2)
-                binary = _is_binary(x)
+                    ops, binary = _ops_and_binary(layer, x, lead_dims=2)
                 rec, offset = self._record(name, "synapse", batch, steps)
-                rec.add("acs", ops * binary, offset)
-                rec.add("macs", ops * ~binary, offset)
+                zero = torch.zeros_like(ops)
+                rec.add("acs", ops if binary else zero, offset)
+                rec.add("macs", zero if binary else ops, offset)
 
         return hook
 
