@@ -87,6 +87,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--config", help="YAML with AutoSNNSearchConfig keys; flags given here override it")
     a.add_argument("--dataset")
     a.add_argument("--data-dir")
+    a.add_argument("--macro", help="macro backbone: snn1 (default), snn2, snn3, snn4, snn1-8tbd")
     a.add_argument("--lambda", dest="lam", type=float, help="fitness exponent λ <= 0 (default -0.08)")
     a.add_argument("--cost", help="cost in the fitness: spikes (default), synops, macs, neuron_updates")
     a.add_argument("--budget", action="append", metavar="NAME=N", help="hard budget, e.g. spikes=50000")
@@ -105,7 +106,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 
 
 _SEARCH_FLAGS = {
-    "dataset": "dataset", "data_dir": "data_dir", "lam": "lam", "cost": "cost", "budget": "budgets",
+    "dataset": "dataset", "data_dir": "data_dir", "macro": "macro", "lam": "lam", "cost": "cost", "budget": "budgets",
     "strategy": "strategy", "evaluations": "evaluations", "supernet_epochs": "supernet_epochs",
     "supernet_lr": "supernet_lr", "channels": "channels", "steps": "steps", "seed": "seed", "device": "device",
 }

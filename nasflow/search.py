@@ -21,7 +21,7 @@ from nasflow.data import make_loaders
 from nasflow.evaluators.fitness import Fitness, parse_budgets
 from nasflow.evaluators.supernet_eval import SupernetEvaluator
 from nasflow.snn.blocks import NeuronSpec
-from nasflow.spaces.autosnn import BLOCK_CHOICES, NUM_TBD
+from nasflow.spaces.autosnn import BLOCK_CHOICES, MACROS, num_blocks
 from nasflow.strategies import EvolutionConfig, evolutionary_search, random_search
 from nasflow.strategies.journal import JournaledEvaluator
 from nasflow.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -40,6 +40,7 @@ class AutoSNNSearchConfig:
 
     dataset: str = "digits"
     data_dir: str | None = None
+    macro: str = "snn1"  # snn1 | snn2 | snn3 | snn4 | snn1-8tbd (nasflow.spaces.autosnn.MACROS)
     channels: int = 16
     steps: int = 8
     neuron: NeuronSpec = field(default_factory=NeuronSpec)
@@ -65,6 +66,8 @@ class AutoSNNSearchConfig:
             raise ConfigError(f"strategy must be 'evolution' or 'random', got {self.strategy!r}")
         if self.evaluations < 1 or self.supernet_epochs < 0:
             raise ConfigError("evaluations must be >= 1 and supernet_epochs >= 0")
+        if self.macro not in MACROS:
+            raise ConfigError(f"unknown macro {self.macro!r}; choose one of {', '.join(MACROS)}")
         if self.lam > 0:
             raise ConfigError(f"lam: the fitness exponent λ must be <= 0 (it discounts cost), got {self.lam}")
         if self.fitness_mode not in ("exponential", "linear"):
@@ -76,7 +79,8 @@ class AutoSNNSearchConfig:
 
 def _space_fingerprint(cfg: AutoSNNSearchConfig, in_shape, num_classes: int) -> dict[str, Any]:
     return {
-        "space": "autosnn-snn1", "choices": list(BLOCK_CHOICES), "num_blocks": NUM_TBD, "dataset": cfg.dataset,
+        "space": f"autosnn-{cfg.macro}", "choices": list(BLOCK_CHOICES), "num_blocks": num_blocks(cfg.macro),
+        "dataset": cfg.dataset,
         "in_shape": list(in_shape), "num_classes": num_classes, "channels": cfg.channels, "steps": cfg.steps,
         "neuron": cfg.neuron.to_dict(), "seed": cfg.seed,
     }
@@ -85,8 +89,8 @@ def _space_fingerprint(cfg: AutoSNNSearchConfig, in_shape, num_classes: int) -> 
 def _supernet(cfg, spec, loaders, out_dir: Path, supernet_dir: Path | None, device) -> tuple[AutoSNNSupernet, dict]:
     fingerprint = _space_fingerprint(cfg, spec.image_shape, spec.num_classes)
     net = AutoSNNSupernet(
-        in_shape=spec.image_shape, num_classes=spec.num_classes, channels=cfg.channels, steps=cfg.steps,
-        neuron=cfg.neuron,
+        macro=cfg.macro, in_shape=spec.image_shape, num_classes=spec.num_classes, channels=cfg.channels,
+        steps=cfg.steps, neuron=cfg.neuron,
     )
     path = (supernet_dir or out_dir) / "supernet.pt"
     if supernet_dir is not None and not path.exists():
@@ -140,11 +144,14 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
     t1 = time.perf_counter()
     if cfg.strategy == "evolution":
         result = evolutionary_search(
-            NUM_TBD, BLOCK_CHOICES, evaluator, fitness, EvolutionConfig(rounds=cfg.rounds, budget=cfg.evaluations),
+            num_blocks(cfg.macro), BLOCK_CHOICES, evaluator, fitness,
+            EvolutionConfig(rounds=cfg.rounds, budget=cfg.evaluations),
             seed=cfg.seed,
         )
     else:
-        result = random_search(NUM_TBD, BLOCK_CHOICES, evaluator, fitness, budget=cfg.evaluations, seed=cfg.seed)
+        result = random_search(
+            num_blocks(cfg.macro), BLOCK_CHOICES, evaluator, fitness, budget=cfg.evaluations, seed=cfg.seed
+        )
     rows = [c.to_dict() for c in result.evaluated]
     best = result.best.to_dict()
     out = {

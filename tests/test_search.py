@@ -96,3 +96,11 @@ def test_paper_cifar10_config_runs_on_a_tiny_synthetic_cifar(tmp_path: Path) -> 
     resolved = (tmp_path / "run" / "config.yaml").read_text()
     assert "batch_size: 96" in resolved and "supernet_lr: 0.001" in resolved and "augment: cutout" in resolved
     assert len(json.loads((tmp_path / "run" / "search.json").read_text())["evaluated"]) == 3
+
+
+def test_search_on_the_enlarged_8_block_space(tmp_path: Path) -> None:
+    cfg = AutoSNNSearchConfig(**{**TINY, "macro": "snn1-8tbd", "evaluations": 6, "rounds": 2})
+    data = run_autosnn_search(cfg, tmp_path / "big")
+    assert all(len(row["arch"].split(",")) == 8 for row in data["evaluated"]) and len(data["evaluated"]) == 6
+    with pytest.raises(ValueError, match="unknown macro"):
+        AutoSNNSearchConfig(macro="snn9")

@@ -16,7 +16,7 @@ from torch import nn
 
 from nasflow.models import AutoSNNNet
 from nasflow.snn.blocks import NeuronSpec, make_block
-from nasflow.spaces.autosnn import BLOCK_CHOICES, NUM_TBD, parse_arch
+from nasflow.spaces.autosnn import BLOCK_CHOICES, NUM_TBD, num_blocks, parse_arch
 
 __all__ = ["AutoSNNSupernet", "ChoiceBlock", "sample_path"]
 
@@ -24,9 +24,9 @@ __all__ = ["AutoSNNSupernet", "ChoiceBlock", "sample_path"]
 class ChoiceBlock(nn.Module):
     """All candidate blocks of one TBD position; ``active`` selects the one that runs."""
 
-    def __init__(self, c_in: int, c_out: int, neuron: NeuronSpec, choices: Sequence[str]) -> None:
+    def __init__(self, c_in: int, c_out: int, neuron: NeuronSpec, choices: Sequence[str], stride: int = 1) -> None:
         super().__init__()
-        self.choices = nn.ModuleDict({name: make_block(name, c_in, c_out, neuron) for name in choices})
+        self.choices = nn.ModuleDict({name: make_block(name, c_in, c_out, neuron, stride) for name in choices})
         self.active: str = next(iter(self.choices))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,12 +41,15 @@ def sample_path(rng: random.Random, choices: Sequence[str] = BLOCK_CHOICES, num_
 class AutoSNNSupernet(AutoSNNNet):
     """SNN_1 backbone whose five TBD positions each hold every candidate block."""
 
-    def __init__(self, choices: Sequence[str] = BLOCK_CHOICES, **kwargs) -> None:
+    def __init__(self, choices: Sequence[str] = BLOCK_CHOICES, macro: str = "snn1", **kwargs) -> None:
         self.choice_names = tuple(choices)
         kwargs.pop("arch", None)
         super().__init__(
-            arch=(self.choice_names[0],) * NUM_TBD,
-            block_factory=lambda _name, c_in, c_out, neuron: ChoiceBlock(c_in, c_out, neuron, self.choice_names),
+            arch=(self.choice_names[0],) * num_blocks(macro),
+            macro=macro,
+            block_factory=lambda _name, c_in, c_out, neuron, stride=1: ChoiceBlock(
+                c_in, c_out, neuron, self.choice_names, stride
+            ),
             **kwargs,
         )
         self.config["supernet_choices"] = list(self.choice_names)
@@ -57,10 +60,10 @@ class AutoSNNSupernet(AutoSNNNet):
 
     def set_path(self, arch: Sequence[str] | str) -> tuple[str, ...]:
         """Activate one architecture (validated against the search space)."""
-        arch = parse_arch(arch if isinstance(arch, str) else tuple(arch))
-        unknown = [a for a in arch if a not in self.choice_names]
-        if unknown:
-            raise ValueError(f"blocks {unknown} are not in this supernet (choices: {', '.join(self.choice_names)})")
+        arch = parse_arch(
+            arch if isinstance(arch, str) else tuple(arch), num_blocks=len(self.choice_blocks),
+            choices=self.choice_names,
+        )
         for block, name in zip(self.choice_blocks, arch):
             block.active = name
         self.arch = arch
