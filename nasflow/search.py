@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tqdm.auto import tqdm
 
 from nasflow.config import ConfigError, from_dict, to_dict
 from nasflow.data import make_loaders
@@ -118,6 +119,16 @@ def _supernet(cfg, spec, loaders, out_dir: Path, supernet_dir: Path | None, devi
     return net, cost_avg
 
 
+def _with_progress(evaluate, bar):
+    def run(archs):
+        results = evaluate(archs)
+        bar.update(len(archs))
+        bar.set_postfix(best_acc=f"{max(acc for acc, _ in results):.3f}")
+        return results
+
+    return run
+
+
 def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_dir: str | Path | None = None):
     """Run (or resume) one AutoSNN search; returns the content of ``search.json``."""
     out_dir = Path(out_dir)
@@ -142,16 +153,19 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
         header=_space_fingerprint(cfg, spec.image_shape, spec.num_classes),
     )
     t1 = time.perf_counter()
+    bar = tqdm(total=cfg.evaluations, desc=f"search ({cfg.strategy}, λ={cfg.lam})", disable=not cfg.progress)
+    evaluate = _with_progress(evaluator, bar)
     if cfg.strategy == "evolution":
         result = evolutionary_search(
-            num_blocks(cfg.macro), BLOCK_CHOICES, evaluator, fitness,
+            num_blocks(cfg.macro), BLOCK_CHOICES, evaluate, fitness,
             EvolutionConfig(rounds=cfg.rounds, budget=cfg.evaluations),
             seed=cfg.seed,
         )
     else:
         result = random_search(
-            num_blocks(cfg.macro), BLOCK_CHOICES, evaluator, fitness, budget=cfg.evaluations, seed=cfg.seed
+            num_blocks(cfg.macro), BLOCK_CHOICES, evaluate, fitness, budget=cfg.evaluations, seed=cfg.seed
         )
+    bar.close()
     rows = [c.to_dict() for c in result.evaluated]
     best = result.best.to_dict()
     out = {
