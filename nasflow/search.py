@@ -109,10 +109,12 @@ def _supernet(cfg, spec, loaders, out_dir: Path, supernet_dir: Path | None, devi
             return net, state["cost_avg"]
     if supernet_dir is not None:
         raise CheckpointError(f"{path} is an unfinished supernet; finish it with a search in {supernet_dir}")
-    seed_everything(cfg.seed)
+    if state is None:
+        seed_everything(cfg.seed)
     cost_avg = train_supernet(
         net, loaders.train, cfg.supernet_epochs, lr=cfg.supernet_lr, seed=cfg.seed, device=device,
         num_classes=spec.num_classes, progress=cfg.progress, schedule=cfg.supernet_schedule,
+        checkpoint=path, checkpoint_meta={"kind": "supernet", "fingerprint": fingerprint}, resume_state=state,
     )
     save_checkpoint(path, {"kind": "supernet", "fingerprint": fingerprint, "state_dict": net.cpu().state_dict(),
                            "cost_avg": cost_avg, "complete": True})

@@ -38,3 +38,39 @@ def test_bad_paths_are_rejected_by_name() -> None:
         supernet.set_path("SRB_k5,skip,skip,skip,skip")
     with pytest.raises(ValueError, match="has 3 blocks"):
         supernet.set_path("skip,skip,skip")
+
+
+def test_interrupted_supernet_training_resumes_exactly(tmp_path) -> None:
+    from nasflow.data import make_loaders
+    from nasflow.train.checkpoint import load_checkpoint
+    from nasflow.train.supernet import train_supernet
+
+    def setup():
+        torch.manual_seed(0)
+        net = AutoSNNSupernet(in_shape=(1, 8, 8), channels=4, steps=2)
+        return net, make_loaders("digits", 256, seed=1, augment="standard", val_split=0.2).train
+
+    net, loader = setup()
+    straight = train_supernet(net, loader, 3, lr=5e-3, seed=1, progress=False, schedule="cosine")
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch):
+        if epoch == 0:
+            raise Stop
+
+    ckpt = tmp_path / "supernet.pt"
+    first, loader = setup()
+    with pytest.raises(Stop):
+        train_supernet(first, loader, 3, lr=5e-3, seed=1, progress=False, schedule="cosine", checkpoint=ckpt,
+                       checkpoint_meta={"kind": "supernet"}, on_epoch=stop)
+    state = load_checkpoint(ckpt)
+    assert state["epoch"] == 1 and state["complete"] is False
+    resumed, loader = setup()
+    resumed.load_state_dict(state["state_dict"])
+    costs = train_supernet(resumed, loader, 3, lr=5e-3, seed=1, progress=False, schedule="cosine",
+                           resume_state=state)
+    assert costs == pytest.approx(straight, rel=1e-12)
+    for (name, a), b in zip(net.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name

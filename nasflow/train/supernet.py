@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -17,6 +18,8 @@ from torch import nn
 from nasflow.models import AutoSNNNet
 from nasflow.snn.blocks import NeuronSpec, make_block
 from nasflow.spaces.autosnn import BLOCK_CHOICES, NUM_TBD, num_blocks, parse_arch
+from nasflow.train.checkpoint import save_checkpoint
+from nasflow.train.trainer import loader_generators
 
 __all__ = ["AutoSNNSupernet", "ChoiceBlock", "sample_path"]
 
@@ -98,11 +101,17 @@ def train_supernet(
     progress: bool = True,
     on_epoch=None,
     schedule: str = "none",
+    checkpoint: Path | None = None,
+    checkpoint_meta: dict | None = None,
+    resume_state: dict | None = None,
 ) -> dict[str, float]:
     """Single-path uniform sampling: one random path per mini-batch, Adam (the paper's settings).
 
     Returns the mean of every recorded cost over the sampled paths (``spikes``, ``synops``,
-    ``macs``, ``neuron_updates`` per sample): the ``cost_avg`` of the fitness.
+    ``macs``, ``neuron_updates`` per sample): the ``cost_avg`` of the fitness. With ``checkpoint``
+    the progress (weights, optimiser, schedule, cost totals and every random generator) is saved
+    after each epoch with ``checkpoint_meta``; passing that saved dict back as ``resume_state``
+    continues exactly where it stopped.
     """
     from tqdm.auto import tqdm
 
@@ -116,9 +125,18 @@ def train_supernet(
     opt = torch.optim.Adam(supernet.parameters(), lr=lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1)) if schedule == "cosine" else None
     totals: dict[str, float] = {}
-    paths = 0
-    bar = tqdm(total=epochs * len(loader), desc="supernet", disable=not progress)
-    for epoch in range(epochs):
+    paths = start = 0
+    if resume_state is not None:
+        opt.load_state_dict(resume_state["optimizer"])
+        if sched and resume_state.get("scheduler"):
+            sched.load_state_dict(resume_state["scheduler"])
+        start, paths, totals = int(resume_state["epoch"]), int(resume_state["paths"]), dict(resume_state["totals"])
+        rng.setstate(_as_random_state(resume_state["path_rng"]))
+        torch.set_rng_state(resume_state["torch_rng"])
+        for g, st in zip(loader_generators(loader), resume_state["loader_rng"]):
+            g.set_state(st)
+    bar = tqdm(total=epochs * len(loader), initial=start * len(loader), desc="supernet", disable=not progress)
+    for epoch in range(start, epochs):
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             supernet.set_path(sample_path(rng, supernet.choice_names, len(supernet.choice_blocks)))
@@ -136,10 +154,23 @@ def train_supernet(
             bar.set_postfix(loss=f"{float(loss):.4f}")
         if sched:
             sched.step()
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                **(checkpoint_meta or {}), "complete": False, "epoch": epoch + 1, "paths": paths, "totals": totals,
+                "state_dict": supernet.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched else None, "path_rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state(), "loader_rng": [g.get_state() for g in loader_generators(loader)],
+            })
         if on_epoch:
             on_epoch(epoch)
     bar.close()
     return {k: v / max(paths, 1) for k, v in totals.items()}
+
+
+def _as_random_state(state) -> tuple:
+    # random.Random.setstate wants tuples; a checkpoint round trip may hand back lists.
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
 
 
 def path_costs(summary: dict) -> dict[str, float]:

@@ -28,7 +28,9 @@ from nasflow.snn.activity import ActivityMonitor
 from nasflow.snn.neurons import reset_states
 from nasflow.train.checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["TrainConfig", "Trainer", "evaluate", "resolve_device", "seed_everything", "spike_loss"]
+__all__ = [
+    "TrainConfig", "Trainer", "evaluate", "loader_generators", "resolve_device", "seed_everything", "spike_loss",
+]
 
 
 @dataclass
@@ -86,6 +88,18 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name} was requested but no CUDA device is available; use --device cpu")
     return device
+
+
+def loader_generators(loader: Any) -> list[torch.Generator]:
+    """Generators that drive a loader's shuffling and augmentation (loader, sampler, dataset)."""
+    found: list[torch.Generator] = []
+    while hasattr(loader, "loader"):  # unwrap adapters such as TimeFirst
+        loader = loader.loader
+    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not f for f in found):
+            found.append(g)
+    return found
 
 
 def spike_loss(kind: str, output: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -195,16 +209,7 @@ class Trainer:
         return True
 
     def _generators(self) -> list[torch.Generator]:
-        """Generators that drive shuffling and augmentation (loader, sampler, dataset)."""
-        found: list[torch.Generator] = []
-        loader = self.train_loader
-        while hasattr(loader, "loader"):  # unwrap adapters such as TimeFirst
-            loader = loader.loader
-        for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
-            g = getattr(owner, "generator", None)
-            if isinstance(g, torch.Generator) and all(g is not f for f in found):
-                found.append(g)
-        return found
+        return loader_generators(self.train_loader)
 
     def _rng_states(self) -> dict[str, Any]:
         return {"torch": torch.get_rng_state(), "loaders": [g.get_state() for g in self._generators()]}
