@@ -104,3 +104,19 @@ def test_search_on_the_enlarged_8_block_space(tmp_path: Path) -> None:
     assert all(len(row["arch"].split(",")) == 8 for row in data["evaluated"]) and len(data["evaluated"]) == 6
     with pytest.raises(ValueError, match="unknown macro"):
         AutoSNNSearchConfig(macro="snn9")
+
+
+def test_unrecorded_cost_is_calibrated_on_random_paths(first_search: Path, tmp_path: Path) -> None:
+    import torch
+
+    from nasflow.train.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(first_search / "supernet.pt")
+    del state["cost_avg"]["neuron_updates"]
+    state = {k: v for k, v in state.items() if k not in ("format", "version")}
+    sdir = tmp_path / "old-supernet"
+    save_checkpoint(sdir / "supernet.pt", state)
+    cfg = AutoSNNSearchConfig(**{**TINY, "cost": "neuron_updates"})
+    data = run_autosnn_search(cfg, tmp_path / "cal", supernet_dir=sdir)
+    assert data["cost_avg_calibrated"] == ["neuron_updates"] and data["cost_avg"]["neuron_updates"] > 0
+    assert torch.isfinite(torch.tensor(data["best"]["fitness"]))
