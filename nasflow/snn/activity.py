@@ -84,6 +84,18 @@ def effective_ops(layer: nn.Conv2d | nn.Linear, x: torch.Tensor, lead_dims: int)
     return _ops_and_binary(layer, x, lead_dims)[0]
 
 
+def _cached_fanout(layer: nn.Conv2d | nn.Linear, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """``fanout_map`` as float64, recomputed only when the weights (their version) or the shape change."""
+    w = layer.weight
+    key = (w.data_ptr(), w._version, in_shape, w.device, w.dtype)
+    cached = getattr(layer, "_nasflow_fanout", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    fan = fanout_map(layer, in_shape).round().double()
+    layer._nasflow_fanout = (key, fan)  # plain attribute: not a buffer, not in state_dict
+    return fan
+
+
 def _ops_and_binary(layer: nn.Conv2d | nn.Linear, x: torch.Tensor, lead_dims: int) -> tuple[torch.Tensor, bool]:
     """Effective ops per leading dim and whether every input value lies in {0, ±1}.
 
@@ -93,7 +105,7 @@ def _ops_and_binary(layer: nn.Conv2d | nn.Linear, x: torch.Tensor, lead_dims: in
     float32 (each is at most the batch size); the weighting by fan-out runs in float64.
     """
     xd = x.detach()
-    fan = fanout_map(layer, tuple(x.shape[lead_dims:])).round().double()
+    fan = _cached_fanout(layer, tuple(x.shape[lead_dims:]))
     batch_dims = tuple(range(1, lead_dims))
     magnitude = xd.abs()
     per_position = magnitude.sum(dim=batch_dims, dtype=torch.float32) if batch_dims else magnitude.float()
@@ -243,7 +255,10 @@ class ActivityMonitor:
                 rec, offset = self._record(name, "neuron", batch, steps)
                 rec.neurons = out[0, 0].numel()
                 rec.updates += rec.neurons * steps * batch
-                rec.add("spikes", out.detach().flatten(1).sum(1, dtype=_float_acc(out.device)), offset)
+                # float32 sums are exact up to 2**24 per step; only larger steps pay for float64.
+                per_step = out.detach().flatten(1)
+                dtype = torch.float32 if per_step.shape[1] < 2**24 else _float_acc(out.device)
+                rec.add("spikes", per_step.sum(1, dtype=dtype).to(_float_acc(out.device)), offset)
 
         return hook
 
