@@ -112,26 +112,31 @@ def _require_class_files(spec: DatasetSpec, data_dir: Path, layout: str, folder:
     raise DatasetNotFoundError(spec.name, folder / f"*/*{suffix}", spec.url, layout, data_dir, note)
 
 
+def _tonic_frames(
+    spec: DatasetSpec, data_dir: Path, train: bool, layout: str, split_by: Literal["number", "time"], binarize: bool,
+    tonic_cls: type, split_folder: str, suffix: str,
+) -> EventFrameDataset:
+    """Check the class folders of one split exist, then read them with ``tonic_cls`` as T frames."""
+    _require_class_files(spec, data_dir, layout, data_dir / spec.folder / split_folder, suffix)
+    assert spec.T is not None
+    base = tonic_cls(str(data_dir), train=train)
+    return EventFrameDataset(base, None, spec.T, spec.image_shape[1:], split_by, binarize)
+
+
 def load_dvs_gesture(
     spec: DatasetSpec, data_dir: Path, train: bool, layout: str, split_by: Literal["number", "time"], binarize: bool
 ) -> EventFrameDataset:
     """DVS128 Gesture (tonic's preprocessed ``ibmGestureTrain`` / ``ibmGestureTest`` folders of ``.npy``)."""
-    folder = data_dir / spec.folder / ("ibmGestureTrain" if train else "ibmGestureTest")
-    _require_class_files(spec, data_dir, layout, folder, ".npy")
-    base = DVSGesture(str(data_dir), train=train)
-    assert spec.T is not None
-    return EventFrameDataset(base, None, spec.T, spec.image_shape[1:], split_by, binarize)
+    split = "ibmGestureTrain" if train else "ibmGestureTest"
+    return _tonic_frames(spec, data_dir, train, layout, split_by, binarize, DVSGesture, split, ".npy")
 
 
 def load_nmnist(
     spec: DatasetSpec, data_dir: Path, train: bool, layout: str, split_by: Literal["number", "time"], binarize: bool
 ) -> EventFrameDataset:
     """N-MNIST (``Train`` / ``Test`` folders with one sub-folder of ``.bin`` files per digit)."""
-    folder = data_dir / spec.folder / ("Train" if train else "Test")
-    _require_class_files(spec, data_dir, layout, folder, ".bin")
-    base = NMNIST(str(data_dir), train=train)
-    assert spec.T is not None
-    return EventFrameDataset(base, None, spec.T, spec.image_shape[1:], split_by, binarize)
+    split = "Train" if train else "Test"
+    return _tonic_frames(spec, data_dir, train, layout, split_by, binarize, NMNIST, split, ".bin")
 
 
 def load_cifar10_dvs(
