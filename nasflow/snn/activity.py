@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nasflow.snn.layers import DirectEncoder, TimeDistributed, synaptic_layer
+from nasflow.snn.layers import DirectEncoder, Flatten, SpikingMaxPool2d, TimeDistributed, synaptic_layer
 from nasflow.snn.neurons import Neuron
 
 __all__ = ["ActivityMonitor", "LayerActivity", "effective_ops", "fanout_map"]
@@ -120,6 +120,16 @@ def _ops_and_binary(layer: nn.Conv2d | nn.Linear, x: torch.Tensor, lead_dims: in
     return ops.round().long(), binary
 
 
+def _spike_ops(layer: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """Effective ops per step of a ``[T, B, ...]`` input known to hold spikes (values in {0, 1}).
+
+    One pass over ``x``: the batch sum is already the per-position non-zero count (exact in float32).
+    """
+    fan = _cached_fanout(layer, tuple(x.shape[2:]))
+    per_position = x.detach().sum(dim=1, dtype=torch.float32)
+    return (per_position.double() * fan).flatten(1).sum(1).round().long()
+
+
 def _float_acc(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 
@@ -192,6 +202,9 @@ class ActivityMonitor:
         self._handles: list[Any] = []
         self._pass = 0
         self._in_pass = False
+        # Tensors known to hold spikes in the current pass (neuron outputs, max-pooled or flattened
+        # spikes), by data pointer. Held by reference so their memory cannot be reused within the pass.
+        self._spikes: dict[int, torch.Tensor] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
     def attach(self) -> ActivityMonitor:
@@ -204,6 +217,8 @@ class ActivityMonitor:
                 self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
             elif isinstance(module, (TimeDistributed, DirectEncoder)) and synaptic_layer(module.module):
                 self._handles.append(module.register_forward_hook(self._synapse_hook(name)))
+            elif type(module) in (SpikingMaxPool2d, Flatten):  # not AvgPool: its output is analog
+                self._handles.append(module.register_forward_hook(self._propagate_spikes))
         # Registered last so that it runs after the layer hooks of a root that is itself a layer.
         self._handles.append(self.model.register_forward_hook(self._end_pass, always_call=True))
         return self
@@ -213,6 +228,7 @@ class ActivityMonitor:
             h.remove()
         self._handles.clear()
         self._in_pass = False
+        self._spikes.clear()
 
     def reset(self) -> None:
         self.layers.clear()
@@ -227,9 +243,23 @@ class ActivityMonitor:
     def _begin_pass(self, module: nn.Module, inputs: tuple) -> None:
         self._pass += 1
         self._in_pass = True
+        self._spikes.clear()
 
     def _end_pass(self, module: nn.Module, inputs: tuple, out: Any) -> None:
         self._in_pass = False
+        self._spikes.clear()
+
+    def _mark_spikes(self, t: torch.Tensor) -> None:
+        if self._in_pass and isinstance(t, torch.Tensor):
+            self._spikes[t.data_ptr()] = t
+
+    def _known_spikes(self, x: torch.Tensor) -> bool:
+        known = self._spikes.get(x.data_ptr())
+        return known is not None and known.numel() == x.numel() and known.dtype == x.dtype
+
+    def _propagate_spikes(self, module: nn.Module, inputs: tuple, out: Any) -> None:
+        if self.enabled and inputs and self._known_spikes(inputs[0]):
+            self._mark_spikes(out)
 
     def _record(self, name: str, kind: str, batch: int, steps: int) -> tuple[LayerActivity, int]:
         """The layer's record and the step offset of this call; counts the batch once per pass."""
@@ -259,6 +289,7 @@ class ActivityMonitor:
                 per_step = out.detach().flatten(1)
                 dtype = torch.float32 if per_step.shape[1] < 2**24 else _float_acc(out.device)
                 rec.add("spikes", per_step.sum(1, dtype=dtype).to(_float_acc(out.device)), offset)
+                self._mark_spikes(out)
 
         return hook
 
@@ -273,6 +304,9 @@ class ActivityMonitor:
                     steps, batch = module.steps, x.shape[0]
                     ops, binary = _ops_and_binary(layer, x.unsqueeze(0), lead_dims=2)
                     ops = ops.expand(steps)
+                elif self._known_spikes(x):  # skip the binary check: it costs several passes over x
+                    steps, batch = x.shape[0], x.shape[1]
+                    ops, binary = _spike_ops(layer, x), True
                 else:
                     steps, batch = x.shape[0], x.shape[1]
                     ops, binary = _ops_and_binary(layer, x, lead_dims=2)
