@@ -140,12 +140,59 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the main job: search, retrain, export to NIR, simulate on Lava, cost, report")
+    p.add_argument("--out", required=True, help="run directory (report.json, report.md, report.html, model.nir)")
+    p.add_argument("--config", help="run.yaml with PipelineConfig sections (search, retrain, chip, lava, ...)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config key, e.g. search.evaluations=100 or chip=loihi-sanafe")
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last finished step")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (step lines only)")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from nasflow.pipeline import load_pipeline_config, run_pipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = _parse_set(args.set)
+    if args.no_progress:
+        overrides["search.progress"] = False
+    cfg = load_pipeline_config(args.config, overrides)  # checked before any work starts
+    report = run_pipeline(cfg, args.out, resume=args.resume)
+    print(summary_screen(report, args.out))
+    return 0
+
+
+def summary_screen(report: dict[str, Any], out: str) -> str:
+    """The one-screen summary printed at the end of ``nasflow run``."""
+    from nasflow.report import _fmt
+
+    w, b = report["winner"], report["baseline"]
+    rows = [("", "winner", "baseline"), ("architecture", w["arch"], b["arch"])]
+    for label, key, kind in (("torch test accuracy", "torch_accuracy", "pct"), ("Lava float accuracy*",
+                             "lava_accuracy", "pct"), ("Lava fixed accuracy*", "lava_fixed_accuracy", "pct"),
+                             ("spikes / sample", "spikes_per_sample", ""), ("energy / sample", "energy_per_sample_j",
+                             "j"), ("cores used", "cores_used", "")):
+        rows.append((label, _fmt(w[key], kind), _fmt(b[key], kind)))
+    width = [max(len(str(r[i])) for r in rows) for i in range(3)]
+    lines = ["  ".join(str(c).ljust(width[i]) for i, c in enumerate(r)) for r in rows]
+    same = [_fmt(r["torch_accuracy_on_lava_samples"], "pct") for r in (w, b)]
+    lines.append(f"* on the first {w['lava_samples']} test samples (torch on the same: {same[0]} / {same[1]})")
+    lines.append(f"report: {out}/report.html, {out}/report.md, {out}/report.json; NIR: {out}/model.nir")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``nasflow`` argument parser (subcommands)."""
     parser = argparse.ArgumentParser(prog="nasflow", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_search(sub)
+    _add_run(sub)
     return parser
 
 
@@ -155,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nasflow.train.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
-    handlers = {"train": _cmd_train, "search": _cmd_search}
+    handlers = {"train": _cmd_train, "search": _cmd_search, "run": _cmd_run}
     try:
         return handlers[args.command](args)
     except (ValueError, KeyError, DatasetNotFoundError, CheckpointError, FloatingPointError) as err:

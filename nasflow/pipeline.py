@@ -1,0 +1,336 @@
+"""The main job: search → retrain winner and baseline → NIR → Lava (float, fixed) → hardware cost → report.
+
+``run_pipeline(cfg, out_dir)`` runs the steps in order. Every step writes its result to
+``DIR/steps/<step>.json`` when it finishes; with ``resume=True`` finished steps are skipped and an
+unfinished one continues from its own checkpoints (the search from its journal, training from
+``checkpoint.pt``). The resolved config is saved as ``DIR/config.yaml`` and a resumed run must use
+the same config.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, to_dict
+from nasflow.search import AutoSNNSearchConfig, run_autosnn_search
+from nasflow.train.trainer import TrainConfig
+
+__all__ = ["PIPELINE_STEPS", "REPORT_SCHEMA_VERSION", "LavaConfig", "PipelineConfig", "run_pipeline"]
+
+REPORT_SCHEMA_VERSION = 1
+PIPELINE_STEPS = ("search", "train_winner", "train_baseline", "export", "simulate", "hardware", "report")
+
+
+def _default_search() -> AutoSNNSearchConfig:
+    # Sized for the 10-minute main job on 2 cores; the paper-scale settings are in examples/configs.
+    return AutoSNNSearchConfig(supernet_epochs=12, evaluations=60, rounds=6, cost="energy:loihi", lam=-0.08)
+
+
+@dataclass
+class LavaConfig:
+    """How much of the test set the Lava backends simulate, and their limits."""
+
+    samples: int = 100
+    fixed_point: bool = True
+    timeout_s: float = 600.0
+
+
+@dataclass
+class PipelineConfig:
+    """Everything ``nasflow run`` needs; saved resolved as ``config.yaml`` in the run directory."""
+
+    search: AutoSNNSearchConfig = field(default_factory=_default_search)
+    retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=25, batch_size=32, lr=5e-3))
+    baseline: str = "all-SCB_k3"
+    chip: str = "loihi"
+    dt: float = 1e-3
+    lava: LavaConfig = field(default_factory=LavaConfig)
+
+    def __post_init__(self) -> None:
+        if self.retrain.epochs < 1:
+            raise ConfigError(f"retrain.epochs must be >= 1, got {self.retrain.epochs}")
+        if self.lava.samples < 1:
+            raise ConfigError(f"lava.samples must be >= 1, got {self.lava.samples}")
+        if self.dt <= 0:
+            raise ConfigError(f"dt must be > 0 seconds, got {self.dt}")
+
+
+def load_pipeline_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read a ``run.yaml`` (any subset of ``PipelineConfig`` keys) and check it before any work starts."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config {path}: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path} must hold a mapping at the top level")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    budgets = data.get("search", {}).get("budgets") if isinstance(data.get("search"), dict) else None
+    if isinstance(budgets, (list, tuple)):
+        from nasflow.evaluators.fitness import parse_budgets
+
+        data["search"]["budgets"] = parse_budgets(list(budgets))
+    cfg = from_dict(PipelineConfig, data)
+    _check_feasible(cfg)
+    return cfg
+
+
+def _check_feasible(cfg: PipelineConfig) -> None:
+    """Reject budgets no candidate can meet before any work starts."""
+    from nasflow.spaces.autosnn import parse_arch
+
+    for key, value in cfg.search.budgets.items():
+        if value <= 0:
+            raise ConfigError(f"search.budgets.{key}: a budget must be > 0, got {value}")
+    if "cores" in cfg.search.budgets and cfg.search.budgets["cores"] < 1:
+        raise ConfigError("search.budgets.cores: at least one core is needed")
+    parse_arch(cfg.baseline, _num_blocks(cfg.search))
+
+
+def _num_blocks(search: AutoSNNSearchConfig) -> int:
+    from nasflow.spaces.autosnn import num_blocks
+
+    return num_blocks(search.macro)
+
+
+class _Steps:
+    """Runs named steps once; a finished step's result is read back from ``steps/<name>.json``."""
+
+    def __init__(self, out_dir: Path, resume: bool, log: Callable[[str], None]) -> None:
+        self.dir = out_dir / "steps"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.resume = resume
+        self.log = log
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        path = self.dir / f"{name}.json"
+        index = PIPELINE_STEPS.index(name) + 1
+        if self.resume and path.exists():
+            done = json.loads(path.read_text())
+            self.log(f"[{index}/{len(PIPELINE_STEPS)}] {name}: done earlier ({done['seconds']:.0f} s), skipped")
+            self.seconds[name] = done["seconds"]
+            return done["result"]
+        self.log(f"[{index}/{len(PIPELINE_STEPS)}] {name} ...")
+        t0 = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - t0
+        self.seconds[name] = seconds
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"seconds": seconds, "result": result}, indent=2, default=_jsonable))
+        tmp.replace(path)
+        self.log(f"[{index}/{len(PIPELINE_STEPS)}] {name}: finished in {seconds:.0f} s")
+        return result
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _prepare_dir(out_dir: Path, cfg: PipelineConfig, resume: bool) -> None:
+    resolved = to_dict(cfg)
+    cfg_path = out_dir / "config.yaml"
+    if cfg_path.exists():
+        if not resume:
+            raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+        old = yaml.safe_load(cfg_path.read_text())
+        if old != resolved:
+            diffs = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
+            raise ConfigError(f"{out_dir} holds a run with a different config (section(s): {', '.join(diffs)}); "
+                              "use another --out directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+
+def _train(cfg: PipelineConfig, arch: str, out_dir: Path) -> dict[str, Any]:
+    from nasflow.train.run import run_training
+
+    s = cfg.search
+    train = from_dict(TrainConfig, {**to_dict(cfg.retrain), "seed": s.seed, "progress": s.progress})
+    run_cfg = TrainRunConfig(
+        data=DataConfig(name=s.dataset, data_dir=s.data_dir, augment=s.augment),
+        model=ModelConfig(arch=arch, channels=s.channels, steps=s.steps, neuron=s.neuron),
+        train=train,
+    )
+    result = run_training(run_cfg, out_dir)
+    keys = ("arch", "test_accuracy", "test_samples", "spikes_per_sample", "synops_per_sample", "macs_per_sample",
+            "neuron_updates_per_sample", "firing_rates", "parameters")
+    return {k: result[k] for k in keys} | {"dir": str(out_dir)}
+
+
+def _has_residual_or_recurrence(graph) -> str | None:
+    """Why netx cannot express ``graph`` (a node with several inputs, or a cycle), else None."""
+    from exporters.graph import back_edges
+
+    cycles = back_edges(graph)
+    if cycles:
+        src, dst = sorted(cycles)[0]
+        return f"recurrent edge {src} -> {dst}: netx has no recurrence"
+    fan_in: dict[str, int] = {}
+    for _, dst in graph.edges:
+        fan_in[dst] = fan_in.get(dst, 0) + 1
+    merged = sorted(n for n, k in fan_in.items() if k > 1)
+    if merged:
+        return f"residual fan-in at node {merged[0]}: netx has no addition of two layers' outputs"
+    return None
+
+
+def _export(cfg: PipelineConfig, models: dict[str, dict[str, Any]], out_dir: Path) -> dict[str, Any]:
+    from exporters.nir_export import to_nir
+    from exporters.nir_io import write_nir
+    from nasflow.models import load_model
+
+    out: dict[str, Any] = {}
+    for role, info in models.items():
+        model, _ = load_model(Path(info["dir"]) / "model.pt")
+        graph = to_nir(model, dt=cfg.dt)
+        nir_path = out_dir / f"{role}.nir"
+        write_nir(nir_path, graph)
+        entry: dict[str, Any] = {"nir": str(nir_path), "nodes": len(graph.nodes), "edges": len(graph.edges)}
+        reason = _has_residual_or_recurrence(graph)
+        if reason is None:
+            from exporters.netx import export_netx
+
+            net_path = out_dir / f"{role}.net"
+            export_netx(graph, net_path)
+            entry["netx"] = str(net_path)
+        else:
+            entry["netx"] = None
+            entry["netx_skipped"] = reason
+        out[role] = entry
+    # The searched model is the one the user deploys: keep its NIR file under the plain name too.
+    (out_dir / "model.nir").write_bytes(Path(out["winner"]["nir"]).read_bytes())
+    return out
+
+
+def _test_inputs(cfg: PipelineConfig, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``samples`` test samples as ``[T, B, *input_shape]`` float32 and their labels."""
+    import torch
+
+    from nasflow.data import make_loaders
+
+    s = cfg.search
+    loaders = make_loaders(s.dataset, samples, data_dir=s.data_dir, seed=s.seed, augment=False)
+    xs, ys = [], []
+    taken = 0
+    for x, y in loaders.test:
+        xs.append(x)
+        ys.append(y)
+        taken += len(y)
+        if taken >= samples:
+            break
+    x = torch.cat(xs)[:samples]
+    y = torch.cat(ys)[:samples]
+    if loaders.spec.kind == "event":
+        seq = x.transpose(0, 1)  # [B, T, ...] -> [T, B, ...]
+    else:
+        seq = x.unsqueeze(0).expand(s.steps, *x.shape)
+    return seq.contiguous().numpy().astype(np.float32), y.numpy()
+
+
+def _output_node(graph) -> str:
+    from exporters.graph import output_ids, predecessors
+
+    out = output_ids(graph)[0]
+    return predecessors(graph, out)[0]
+
+
+def _simulate(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path, log) -> dict[str, Any]:
+    from exporters import lava_backend
+    from exporters.equivalence import accuracy_from_output, compare_activity
+    from exporters.nir_io import read_nir
+    from exporters.nir_torch import simulate as torch_simulate
+
+    x, labels = _test_inputs(cfg, cfg.lava.samples)
+    results: dict[str, Any] = {}
+    for role, entry in exported.items():
+        graph = read_nir(entry["nir"])
+        head = _output_node(graph)
+        ref = torch_simulate(graph, x, dt=cfg.dt)
+        np.savez_compressed(out_dir / f"{role}_activity.npz", **ref)
+        row: dict[str, Any] = {"samples": int(len(labels)), "output_node": head,
+                               "torch_accuracy": accuracy_from_output(ref, labels, head)}
+        backends = [("lava", False)] + ([("lava_fixed", True)] if cfg.lava.fixed_point else [])
+        for name, fixed in backends:
+            log(f"    {role}: Lava {'fixed' if fixed else 'floating'} point on {len(labels)} test samples")
+            t0 = time.perf_counter()
+            act = lava_backend.simulate(graph, x, dt=cfg.dt, fixed_point=fixed, timeout_s=cfg.lava.timeout_s)
+            row[f"{name}_seconds"] = time.perf_counter() - t0
+            row[f"{name}_accuracy"] = accuracy_from_output(act, labels, head)
+            row[f"{name}_compare"] = compare_activity(ref, act)
+        if entry.get("netx"):
+            from exporters.netx import simulate_netx
+
+            log(f"    {role}: netx on {len(labels)} test samples")
+            act = simulate_netx(entry["netx"], x, timeout_s=cfg.lava.timeout_s)
+            row["netx_accuracy"] = accuracy_from_output(act, labels, head) if head in act else None
+            row["netx_compare"] = compare_activity(ref, act, nodes=[n for n in act if n in ref])
+        results[role] = row
+    return results
+
+
+def _hardware(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    from exporters.nir_io import read_nir
+    from hwmodels import cost_graph, load_profile
+
+    profile = load_profile(cfg.chip)
+    out: dict[str, Any] = {}
+    for role, entry in exported.items():
+        graph = read_nir(entry["nir"])
+        activity = dict(np.load(out_dir / f"{role}_activity.npz"))
+        report = cost_graph(graph, profile, activity=activity)
+        (out_dir / f"{role}_hw.json").write_text(json.dumps(report, indent=2, default=_jsonable))
+        out[role] = report
+    return out
+
+
+def run_pipeline(
+    cfg: PipelineConfig, out_dir: str | Path, resume: bool = False, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run (or resume) the whole job in ``out_dir`` and return ``report.json``'s content."""
+    from nasflow.report import write_reports
+
+    out_dir = Path(out_dir)
+    _prepare_dir(out_dir, cfg, resume)
+    steps = _Steps(out_dir, resume, log)
+    t_start = time.perf_counter()
+
+    search = steps.run("search", lambda: _search_step(cfg, out_dir / "search"))
+    winner = steps.run("train_winner", lambda: _train(cfg, search["best"]["arch"], out_dir / "winner"))
+    baseline = steps.run("train_baseline", lambda: _train(cfg, cfg.baseline, out_dir / "baseline"))
+    models = {"winner": winner, "baseline": baseline}
+    exported = steps.run("export", lambda: _export(cfg, models, out_dir))
+    simulated = steps.run("simulate", lambda: _simulate(cfg, exported, out_dir, log))
+    hardware = steps.run("hardware", lambda: _hardware(cfg, exported, out_dir))
+
+    def report() -> dict[str, Any]:
+        return write_reports(out_dir, cfg=to_dict(cfg), search=search, models=models, exported=exported,
+                             simulated=simulated, hardware=hardware, step_seconds=dict(steps.seconds))
+
+    result = steps.run("report", report)
+    result["total_seconds_this_session"] = time.perf_counter() - t_start
+    return result
+
+
+def _search_step(cfg: PipelineConfig, out_dir: Path) -> dict[str, Any]:
+    full = run_autosnn_search(cfg.search, out_dir)
+    keep = ("best", "cost", "cost_avg", "lambda", "budgets", "supernet_seconds", "search_seconds")
+    return {k: full.get(k) for k in keep} | {"dir": str(out_dir), "evaluated": full["evaluated"]}

@@ -1,0 +1,228 @@
+"""Reports of the main job: ``report.json`` (machines), ``report.md`` (terminals) and ``report.html`` (browsers).
+
+The HTML page references PNG plots in ``plots/`` next to it: accuracy versus energy of every evaluated
+candidate with the Pareto front and the winner, per-layer firing rates, and the hardware plots
+(per-core traffic heatmap, per-layer energy) of the winner.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["pareto_front", "write_reports"]
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points not dominated when maximising the first and minimising the second value.
+
+    A point is dominated when another is at least as accurate and at most as costly, and strictly
+    better in one of the two. Ties (equal points) all stay on the front.
+    """
+    front = []
+    for i, (acc_i, cost_i) in enumerate(points):
+        dominated = any(
+            acc_j >= acc_i and cost_j <= cost_i and (acc_j > acc_i or cost_j < cost_i)
+            for j, (acc_j, cost_j) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda k: points[k][1])
+
+
+def _cost_key(evaluated: list[dict[str, Any]]) -> str:
+    costs = evaluated[0].get("costs", {}) if evaluated else {}
+    return "energy" if "energy" in costs else "spikes"
+
+
+def _candidates(search: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    rows = search.get("evaluated", [])
+    key = _cost_key(rows)
+    return [{"arch": r["arch"], "accuracy": r["accuracy"], "cost": r.get("costs", {}).get(key, r.get(key)),
+             "fitness": r["fitness"]} for r in rows], key
+
+
+def _model_row(role: str, models, simulated, hardware) -> dict[str, Any]:
+    m, s, h = models[role], simulated[role], hardware[role]
+    return {
+        "arch": m["arch"],
+        "torch_accuracy": m["test_accuracy"],
+        "test_samples": m["test_samples"],
+        "lava_samples": s["samples"],
+        "torch_accuracy_on_lava_samples": s["torch_accuracy"],
+        "lava_accuracy": s.get("lava_accuracy"),
+        "lava_fixed_accuracy": s.get("lava_fixed_accuracy"),
+        "netx_accuracy": s.get("netx_accuracy"),
+        "lava_min_precision": _min_metric(s.get("lava_compare"), "precision"),
+        "lava_min_recall": _min_metric(s.get("lava_compare"), "recall"),
+        "spikes_per_sample": m["spikes_per_sample"],
+        "synops_per_sample": m["synops_per_sample"],
+        "energy_per_sample_j": h.get("energy_per_sample_j"),
+        "cores_used": h.get("cores_used"),
+        "latency_per_step_s": h.get("latency_per_step_s"),
+        "parameters": m["parameters"],
+    }
+
+
+def _min_metric(compare: dict[str, Any] | None, key: str) -> float | None:
+    if not compare:
+        return None
+    values = [row[key] for row in compare.get("nodes", {}).values() if row.get(key) is not None]
+    return min(values) if values else None
+
+
+def write_reports(out_dir: str | Path, *, cfg: dict[str, Any], search: dict[str, Any], models: dict[str, Any],
+                  exported: dict[str, Any], simulated: dict[str, Any], hardware: dict[str, Any],
+                  step_seconds: dict[str, float]) -> dict[str, Any]:
+    """Write report.json, report.md, report.html and plots/*.png in ``out_dir``; return the JSON content."""
+    out_dir = Path(out_dir)
+    plots = out_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    candidates, cost_key = _candidates(search)
+    front = pareto_front([(c["accuracy"], c["cost"]) for c in candidates])
+    report = {
+        "schema_version": 1,
+        "winner": _model_row("winner", models, simulated, hardware),
+        "baseline": _model_row("baseline", models, simulated, hardware),
+        "chip": cfg.get("chip"),
+        "search": {
+            "best": search["best"],
+            "cost": search.get("cost"),
+            "lambda": search.get("lambda"),
+            "evaluated": len(candidates),
+            "supernet_seconds": search.get("supernet_seconds"),
+            "search_seconds": search.get("search_seconds"),
+            "search_cost_seconds": step_seconds.get("search"),
+        },
+        "pareto_cost": cost_key,
+        "pareto": [candidates[i] for i in front],
+        "netx": {role: e.get("netx") or e.get("netx_skipped") for role, e in exported.items()},
+        "step_seconds": step_seconds,
+        "files": {"nir": "model.nir", "html": "report.html", "markdown": "report.md", "search": "search/search.json",
+                  "journal": "search/journal.jsonl"},
+    }
+    images = _plots(plots, candidates, front, cost_key, search["best"]["arch"], models, hardware)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_plain))
+    (out_dir / "report.md").write_text(_markdown(report, images))
+    (out_dir / "report.html").write_text(_html(report, images))
+    return report
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images: dict[str, str] = {}
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    acc = np.array([c["accuracy"] for c in candidates]) * 100
+    cost = np.array([c["cost"] for c in candidates], dtype=float)
+    scale, unit = (1e9, "nJ") if cost_key == "energy" else (1.0, "spikes")
+    ax.scatter(cost * scale, acc, s=14, alpha=0.5, label="evaluated candidates")
+    ax.plot(cost[front] * scale, acc[front], "-o", color="C3", ms=4, label="Pareto front")
+    best = [i for i, c in enumerate(candidates) if c["arch"] == best_arch]
+    if best:
+        ax.scatter(cost[best] * scale, acc[best], marker="*", s=220, color="gold", edgecolor="k", zorder=5,
+                   label=f"winner {best_arch}")
+    ax.set_xlabel(f"{cost_key} per sample ({unit}, supernet weights, D_val)")
+    ax.set_ylabel("accuracy on D_val (%)")
+    ax.set_title("Search: accuracy versus cost")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(plots / "pareto.png", dpi=110)
+    plt.close(fig)
+    images["Accuracy versus energy of every evaluated candidate"] = "plots/pareto.png"
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    for k, role in enumerate(("winner", "baseline")):
+        rates = models[role].get("firing_rates", {})
+        names = list(rates)
+        ax.bar(np.arange(len(names)) + 0.4 * k, [rates[n] * 100 for n in names], width=0.4,
+               label=f"{role} ({models[role]['arch']})")
+    ax.set_xlabel("spiking layer (in network order)")
+    ax.set_ylabel("firing rate (% of neuron-steps)")
+    ax.set_title("Per-layer firing rates on the test set")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(plots / "firing_rates.png", dpi=110)
+    plt.close(fig)
+    images["Per-layer firing rates"] = "plots/firing_rates.png"
+
+    from nasflow.hw_plots import plot_hw_report
+
+    for role in ("winner", "baseline"):
+        for title, path in plot_hw_report(hardware[role], plots, prefix=f"{role}_").items():
+            images[f"{role}: {title}"] = str(Path("plots") / Path(path).name)
+    return images
+
+
+def _fmt(value: Any, kind: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if kind == "pct":
+        return f"{100 * value:.2f}%"
+    if kind == "j":
+        return f"{value * 1e9:.1f} nJ"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return str(value)
+
+
+_ROWS = [
+    ("architecture", "arch", ""), ("torch test accuracy", "torch_accuracy", "pct"),
+    ("torch accuracy (Lava samples)", "torch_accuracy_on_lava_samples", "pct"),
+    ("Lava floating-point accuracy", "lava_accuracy", "pct"),
+    ("Lava fixed-point accuracy", "lava_fixed_accuracy", "pct"),
+    ("netx accuracy", "netx_accuracy", "pct"), ("Lava min per-layer precision", "lava_min_precision", "pct"),
+    ("Lava min per-layer recall", "lava_min_recall", "pct"), ("spikes per sample", "spikes_per_sample", ""),
+    ("energy per sample", "energy_per_sample_j", "j"), ("cores used", "cores_used", ""),
+    ("parameters", "parameters", ""),
+]
+
+
+def _markdown(report: dict[str, Any], images: dict[str, str]) -> str:
+    w, b = report["winner"], report["baseline"]
+    lines = ["# nasflow run report", "", f"Chip profile: `{report['chip']}`; search cost "
+             f"{_fmt(report['search']['search_cost_seconds'])} s; {report['search']['evaluated']} candidates.", "",
+             "| | searched winner | baseline |", "|---|---|---|"]
+    lines += [f"| {label} | {_fmt(w[key], kind)} | {_fmt(b[key], kind)} |" for label, key, kind in _ROWS]
+    lines += ["", f"netx: winner {report['netx']['winner']}; baseline {report['netx']['baseline']}", "",
+              f"Pareto set ({report['pareto_cost']}):", ""]
+    lines += [f"- {p['arch']}: accuracy {100 * p['accuracy']:.1f}%, {report['pareto_cost']} {p['cost']:.4g}"
+              for p in report["pareto"]]
+    lines += [""] + [f"![{t}]({p})" for t, p in images.items()] + [""]
+    return "\n".join(lines)
+
+
+def _html(report: dict[str, Any], images: dict[str, str]) -> str:
+    w, b = report["winner"], report["baseline"]
+    rows = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(w[key], kind))}</td>"
+                   f"<td>{html.escape(_fmt(b[key], kind))}</td></tr>" for label, key, kind in _ROWS)
+    figures = "".join(f'<figure><img src="{html.escape(p)}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}'
+                      "</figcaption></figure>" for t, p in images.items())
+    pareto = "".join(f"<li><code>{html.escape(p['arch'])}</code>: {100 * p['accuracy']:.1f}%, "
+                     f"{p['cost']:.4g}</li>" for p in report["pareto"])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>nasflow run report</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
+figure{{display:inline-block;margin:1em}}img{{max-width:100%}}</style></head>
+<body><h1>nasflow run report</h1>
+<p>Chip profile <code>{html.escape(str(report['chip']))}</code>; {report['search']['evaluated']} candidates evaluated;
+search took {_fmt(report['search']['search_cost_seconds'])} s.</p>
+<table><tr><th></th><th>searched winner</th><th>baseline</th></tr>{rows}</table>
+<h2>Pareto set ({html.escape(report['pareto_cost'])})</h2><ul>{pareto}</ul>
+<h2>Plots</h2>{figures}
+</body></html>
+"""
