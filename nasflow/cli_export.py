@@ -1,0 +1,222 @@
+"""``nasflow export`` and ``nasflow simulate``: NIR / netx export of trained models and backend simulation.
+
+``add_export_parsers(subparsers)`` adds both subcommands (each with ``set_defaults(handler=...)``);
+``HANDLERS`` maps the command names to ``cmd_export`` / ``cmd_simulate`` (each takes the parsed args
+and returns an exit status). Backends other than torch are imported only when asked for.
+
+``simulate`` writes ``DIR/simulate.json`` (``schema_version`` 1: backend, dt, steps, samples, accuracy,
+spikes_per_sample, per node type/shape/spikes_per_sample, ``compare`` with per-node precision/recall
+against the torch reference when ``--compare torch``) and ``DIR/activity.npz`` (every node's output
+``[T, B, *shape]`` on the reference time axis).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["HANDLERS", "add_export_parsers", "cmd_export", "cmd_simulate", "load_graph", "write_simulation"]
+
+SCHEMA_VERSION = 1
+BACKENDS = ("torch", "lava", "lava-fixed", "netx")
+
+
+def add_export_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``export`` and ``simulate`` subcommands to a ``nasflow`` subparsers object."""
+    p = subparsers.add_parser("export", help="export a trained model (model.pt) to NIR (.nir) or lava-dl netx (.net)")
+    p.add_argument("model", help="model.pt written by nasflow train (nasflow.models.save_model)")
+    p.add_argument("--to", choices=["nir", "netx"], default="nir", help="target format (default nir)")
+    p.add_argument("--output", required=True, help="file to write (.nir or .net)")
+    p.add_argument("--dt", type=float, default=1e-3, help="seconds per time step stored in the graph (default 1e-3)")
+    p.add_argument("--strict-threshold", action="store_true",
+                   help="export NIR's v > v_th instead of the model's v >= v_th (differs only on exact ties)")
+    p.add_argument("--allow-lossy", action="store_true", help="export ALIF as LIF instead of failing")
+    p.set_defaults(handler=cmd_export)
+
+    s = subparsers.add_parser("simulate", help="simulate a NIR graph (or netx .net) on torch, Lava or netx")
+    s.add_argument("model", help="a .nir graph, a .net (netx backend) or a model.pt (exported on the fly)")
+    s.add_argument("--backend", choices=BACKENDS, default="torch")
+    s.add_argument("--dataset", help="dataset whose test split feeds the model (e.g. digits)")
+    s.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
+    s.add_argument("--samples", type=int, default=16, help="number of test samples (default 16)")
+    s.add_argument("--steps", type=int, help="time steps T (default: the graph's metadata['steps'])")
+    s.add_argument("--input", help="an .npy array [T, B, *input_shape] replacing --dataset")
+    s.add_argument("--dt", type=float, help="seconds per step (default: the graph's metadata['dt'])")
+    s.add_argument("--compare", choices=["torch"], help="per-node spike precision/recall against the torch backend")
+    s.add_argument("--timeout", type=float, default=600.0, help="seconds before a Lava/netx run is stopped")
+    s.add_argument("--out", required=True, help="folder for simulate.json and activity.npz")
+    s.set_defaults(handler=cmd_simulate)
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+
+def _export_graph(model_path: str | Path, dt: float = 1e-3, strict_threshold: bool = False,
+                  allow_lossy: bool = False):
+    from exporters.nir_export import to_nir
+    from nasflow.models import load_model
+
+    model, _meta = load_model(model_path)
+    return to_nir(model.eval(), dt=dt, strict_threshold=strict_threshold, allow_lossy=allow_lossy)
+
+
+def _netx_module(what: str):
+    try:
+        from exporters import netx
+    except ImportError as err:
+        raise ValueError(f"{what} needs the netx backend (exporters/netx.py), which is not available: {err}") from None
+    return netx
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``nasflow export MODEL.pt --to nir|netx --output PATH``."""
+    from exporters.nir_io import write_nir
+
+    graph = _export_graph(args.model, args.dt, args.strict_threshold, args.allow_lossy)
+    out = Path(args.output)
+    if args.to == "nir":
+        write_nir(out, graph)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _netx_module("--to netx").export_netx(graph, out)
+    print(json.dumps({"output": str(out), "format": args.to, "nodes": len(graph.nodes), "edges": len(graph.edges),
+                      "dt": args.dt}))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- simulate
+
+
+def load_graph(path: str | Path, dt: float = 1e-3):
+    """A NIR graph from a ``.nir`` file, or exported from a nasflow ``model.pt``."""
+    from exporters.nir_io import read_nir
+
+    path = Path(path)
+    if path.suffix == ".pt":
+        return _export_graph(path, dt)
+    return read_nir(path)
+
+
+def _dataset_input(name: str, samples: int, steps: int | None, data_dir: str | None,
+                   shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``x [T, B, *shape]`` float32 and labels from the first ``samples`` test samples."""
+    import torch
+
+    from nasflow.data import make_loaders
+
+    if samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {samples}")
+    loaders = make_loaders(name, batch_size=samples, data_dir=data_dir, T=steps)
+    x, y = next(iter(loaders.test))
+    if tuple(x.shape[1:]) == shape:  # static images: the direct encoder sees the image at every step
+        if not steps:
+            raise ValueError("the graph has no metadata['steps']: pass --steps T for a static dataset")
+        x = x.unsqueeze(0).expand(steps, *x.shape)
+    elif tuple(x.shape[2:]) == shape:  # event data: loaders give [B, T, ...]
+        x = x.transpose(0, 1)
+    else:
+        raise ValueError(f"dataset {name!r} gives samples of shape {tuple(x.shape[1:])}; the graph's input is {shape}")
+    return x.to(torch.float32).numpy(), y.numpy()
+
+
+def _run_backend(backend: str, graph, model_path: Path, x: np.ndarray, dt: float | None, timeout: float,
+                 out_dir: Path) -> dict[str, np.ndarray]:
+    if backend == "torch":
+        from exporters.nir_torch import simulate
+
+        return simulate(graph, x, dt=dt)
+    if backend in ("lava", "lava-fixed"):
+        try:
+            from exporters import lava_backend
+        except ImportError as err:
+            raise ValueError(
+                f"--backend {backend} needs exporters/lava_backend.py, which is not available: {err}"
+            ) from None
+        return lava_backend.simulate(graph, x, dt, fixed_point=backend == "lava-fixed", timeout_s=timeout)
+    netx = _netx_module("--backend netx")
+    net_path = model_path
+    if model_path.suffix != ".net":
+        net_path = out_dir / "model.net"
+        netx.export_netx(graph, net_path)
+    return netx.simulate_netx(net_path, x, timeout_s=timeout)
+
+
+def write_simulation(out_dir: str | Path, backend: str, graph, activity: dict[str, np.ndarray], dt: float | None,
+                     accuracy: float | None, compare: dict[str, Any] | None) -> dict[str, Any]:
+    """Write ``simulate.json`` and ``activity.npz`` into ``out_dir``; returns the JSON dict."""
+    from exporters.graph import NEURON_TYPES, infer_shapes, node_type
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first = next(iter(activity.values()))
+    steps, batch = int(first.shape[0]), int(first.shape[1])
+    nodes: dict[str, Any] = {}
+    shapes = infer_shapes(graph) if graph is not None else {}
+    total = 0.0
+    for nid, arr in activity.items():
+        kind = node_type(graph.nodes[nid]) if graph is not None and nid in graph.nodes else None
+        spikes = float(np.asarray(arr).sum()) / batch if kind in NEURON_TYPES else None
+        if spikes is not None:
+            total += spikes
+        nodes[nid] = {"type": kind, "shape": list(shapes.get(nid, arr.shape[2:])), "spikes_per_sample": spikes}
+    result = {
+        "schema_version": SCHEMA_VERSION, "backend": backend, "dt": dt, "steps": steps, "samples": batch,
+        "accuracy": accuracy, "spikes_per_sample": total, "nodes": nodes, "compare": compare,
+    }
+    (out_dir / "simulate.json").write_text(json.dumps(result, indent=2) + "\n")
+    np.savez_compressed(out_dir / "activity.npz", **{k: np.asarray(v) for k, v in activity.items()})
+    return result
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """``nasflow simulate MODEL --backend B [--dataset D --samples N | --input x.npy --dt DT] --out DIR``."""
+    from exporters.equivalence import accuracy_from_output, compare_activity
+    from exporters.graph import infer_shapes, input_ids, output_ids
+
+    model_path, out_dir = Path(args.model), Path(args.out)
+    if model_path.suffix == ".net":
+        if args.backend != "netx" or args.compare:
+            raise ValueError(f"{model_path}: a .net file runs only on --backend netx (without --compare); "
+                             "pass the .nir graph for the other backends")
+        graph = None
+    else:
+        graph = load_graph(model_path, args.dt if args.dt else 1e-3)
+    meta = graph.metadata if graph is not None and isinstance(graph.metadata, dict) else {}
+    dt = args.dt if args.dt is not None else (float(meta["dt"]) if "dt" in meta else None)
+    labels = None
+    if args.input:
+        x = np.load(args.input).astype(np.float32)
+    elif args.dataset:
+        if graph is None:
+            raise ValueError("--dataset needs a .nir graph (its input shape); use --input with a .net file")
+        ins = input_ids(graph)
+        steps = args.steps or (int(meta["steps"]) if "steps" in meta else None)
+        x, labels = _dataset_input(args.dataset, args.samples, steps, args.data_dir, infer_shapes(graph)[ins[0]])
+    else:
+        raise ValueError("give the input: --dataset NAME (with --samples) or --input x.npy (with --dt)")
+    activity = _run_backend(args.backend, graph, model_path, x, dt, args.timeout, out_dir)
+    accuracy = None
+    if labels is not None and graph is not None:
+        outs = output_ids(graph)
+        accuracy = accuracy_from_output(activity, labels, outs[0]) if outs else None
+    compare = None
+    if args.compare == "torch":
+        from exporters.nir_torch import simulate
+
+        ref = activity if args.backend == "torch" else simulate(graph, x, dt=dt)
+        compare = compare_activity(ref, activity, graph)
+        compare["reference"] = "torch"
+    result = write_simulation(out_dir, args.backend, graph, activity, dt, accuracy, compare)
+    summary = {k: result[k] for k in ("backend", "steps", "samples", "accuracy", "spikes_per_sample")}
+    if compare is not None:
+        summary.update(min_precision=compare["min_precision"], min_recall=compare["min_recall"])
+    print(json.dumps(summary))
+    print(f"wrote {out_dir}/simulate.json, activity.npz")
+    return 0
+
+
+HANDLERS = {"export": cmd_export, "simulate": cmd_simulate}

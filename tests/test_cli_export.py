@@ -1,0 +1,106 @@
+"""``nasflow export`` / ``nasflow simulate`` handlers on a tiny digits model trained for a few steps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from exporters.nir_io import read_nir
+from nasflow.cli_export import HANDLERS, add_export_parsers
+from nasflow.data import make_loaders
+from nasflow.models import AutoSNNNet, save_model
+from nasflow.train.trainer import spike_loss
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nasflow")
+    add_export_parsers(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(list(argv))
+
+
+def _run(*argv: str) -> int:
+    args = _parse(*argv)
+    assert args.handler is HANDLERS[args.command]
+    return args.handler(args)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A residual digits model (SRB blocks) trained for 40 Adam steps, saved as model.pt."""
+    torch.manual_seed(0)
+    model = AutoSNNNet(arch="SRB_k3,SCB_k3,skip,SRB_k3,SCB_k3", in_shape=(1, 8, 8), channels=8, steps=4)
+    loaders = make_loaders("digits", batch_size=64, seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    batches = iter(loaders.train)
+    for _ in range(40):
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            batches = iter(loaders.train)
+            x, y = next(batches)
+        loss = spike_loss("mse", model(x), y, 10)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    path = tmp_path_factory.mktemp("run") / "model.pt"
+    save_model(path, model, "autosnn")
+    x, y = next(iter(make_loaders("digits", batch_size=32, seed=0).test))
+    with torch.no_grad():
+        acc = float((model(x).argmax(-1) == y).float().mean())
+    return path, acc
+
+
+def test_export_then_simulate_digits_with_compare(trained, tmp_path, capsys):
+    model_pt, torch_acc = trained
+    nir_path = tmp_path / "model.nir"
+    assert _run("export", str(model_pt), "--to", "nir", "--output", str(nir_path)) == 0
+    graph = read_nir(nir_path)
+    assert float(graph.metadata["dt"]) == 1e-3 and int(graph.metadata["steps"]) == 4
+    out = tmp_path / "sim"
+    assert _run("simulate", str(nir_path), "--backend", "torch", "--dataset", "digits", "--samples", "32",
+                "--compare", "torch", "--out", str(out)) == 0
+    res = json.loads((out / "simulate.json").read_text())
+    assert res["schema_version"] == 1 and res["backend"] == "torch"
+    assert (res["steps"], res["samples"], res["dt"]) == (4, 32, 1e-3)
+    assert res["accuracy"] == pytest.approx(torch_acc, abs=1 / 32 + 1e-9)  # the model's own accuracy
+    assert res["accuracy"] > 0.2  # trained a little: better than chance (0.1)
+    neurons = {k: v for k, v in res["nodes"].items() if v["type"] in ("LIF", "IF")}
+    assert "features.0.sn2" in neurons and res["nodes"]["stem"]["type"] == "Conv2d"
+    assert res["spikes_per_sample"] == pytest.approx(sum(v["spikes_per_sample"] for v in neurons.values()))
+    assert res["spikes_per_sample"] > 0 and res["nodes"]["stem"]["spikes_per_sample"] is None
+    assert res["compare"]["min_precision"] == res["compare"]["min_recall"] == 1.0
+    act = np.load(out / "activity.npz")
+    assert set(act.files) == set(graph.nodes)
+    assert act["features.0.sn2"].shape == (4, 32, 8, 8, 8)
+    assert act["stem_sn"].sum() / 32 == pytest.approx(res["nodes"]["stem_sn"]["spikes_per_sample"])
+    assert '"accuracy"' in capsys.readouterr().out
+
+
+def test_simulate_model_pt_and_input_npy(trained, tmp_path):
+    model_pt, _ = trained
+    x = np.random.default_rng(0).random((3, 2, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "sim"
+    assert _run("simulate", str(model_pt), "--input", str(tmp_path / "x.npy"), "--dt", "1e-3", "--out", str(out)) == 0
+    res = json.loads((out / "simulate.json").read_text())
+    assert (res["steps"], res["samples"], res["accuracy"], res["compare"]) == (3, 2, None, None)
+    assert np.load(out / "activity.npz")["input"].shape == (3, 2, 1, 8, 8)
+
+
+def test_simulate_errors_are_clear(trained, tmp_path):
+    model_pt, _ = trained
+    with pytest.raises(ValueError, match="give the input: --dataset NAME"):
+        _run("simulate", str(model_pt), "--out", str(tmp_path))
+    with pytest.raises(ValueError, match=r"a \.net file runs only on --backend netx"):
+        _run("simulate", str(tmp_path / "m.net"), "--backend", "torch", "--input", "x.npy", "--out", str(tmp_path))
+    np.save(tmp_path / "bad.npy", np.zeros((3, 2, 1, 7, 7), np.float32))
+    with pytest.raises(ValueError, match=r"input 'input': expected an array \[T, B, 1, 8, 8\]"):
+        _run("simulate", str(model_pt), "--input", str(tmp_path / "bad.npy"), "--out", str(tmp_path))
+    with pytest.raises(ValueError, match=r"no such NIR file"):
+        _run("simulate", str(tmp_path / "none.nir"), "--input", str(tmp_path / "bad.npy"), "--out", str(tmp_path))
