@@ -193,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_search(sub)
     _add_run(sub)
+    from nasflow.cli_export import add_export_parsers
+    from nasflow.cli_hw import add_hw_parser
+
+    add_export_parsers(sub)
+    add_hw_parser(sub)
     return parser
 
 
@@ -203,8 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     handlers = {"train": _cmd_train, "search": _cmd_search, "run": _cmd_run}
+    handler = handlers.get(args.command) or getattr(args, "handler", None) or args.func
     try:
-        return handlers[args.command](args)
+        return handler(args)
     except (ValueError, KeyError, DatasetNotFoundError, CheckpointError, FloatingPointError) as err:
         print(f"nasflow {args.command}: error: {err}", file=sys.stderr)
         return 2

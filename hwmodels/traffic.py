@@ -1,0 +1,253 @@
+"""Counts on a mapping: synaptic ops, neuron updates and messages per block and step, from activity.
+
+Two inputs (REFERENCE.md §8): per-neuron activity ``{node_id: [T, B, *shape]}`` gives exact per-core counts;
+per-node totals ``{node_id: {"spikes_per_sample": x}}`` give layer-level estimates (uniform rates over neurons and
+steps), and the result says so (``level``). Synaptic ops: (non-zero input, non-zero weight) pairs per weight node,
+ACs when its input is binary, MACs otherwise (NeuroBench's effective ops). Messages: one per (event,
+destination core); events of the Input node come from the host at tile (0, 0); output spikes to the host are free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hwmodels.graph import rows_to_units
+from hwmodels.mapping import Mapping
+from hwmodels.numerics import apply_path, count_map, fanout_map
+
+__all__ = ["Counts", "ActivityError", "counts_from_activity", "counts_from_totals", "NodeStats"]
+
+
+class ActivityError(ValueError):
+    """Activity that does not match the graph; the message names the node."""
+
+
+@dataclass
+class Counts:
+    """Per-sample counts on a mapping (per-step arrays are means over samples)."""
+
+    level: str  # "neuron" (per-neuron activity) or "node" (per-node totals: layer-level estimates)
+    steps: int
+    synops_step: np.ndarray  # [T, nb] ACs + MACs landing on each block per step
+    updates: np.ndarray  # [nb] neuron updates per sample
+    active_updates: np.ndarray  # [nb]
+    msgs_in_step: np.ndarray  # [T, nb]
+    msgs_out_step: np.ndarray  # [T, nb + 1] (last column: the host)
+    pair_msgs: dict  # (source, target layer) → [nb_src (1 for the host), nb_tgt] messages per sample
+    acs: dict[str, float] = field(default_factory=dict)  # per weight node
+    macs: dict[str, float] = field(default_factory=dict)
+    spikes: dict[str, float] = field(default_factory=dict)  # per spiking node (events per sample)
+    layer_synops: dict[str, float] = field(default_factory=dict)
+    layer_synops_conv: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _check(activity: dict, m: Mapping) -> tuple[int, int]:
+    shapes = m.table.shapes
+    tb = None
+    for nid, arr in activity.items():
+        if nid not in shapes:
+            raise ActivityError(f"activity has node {nid!r}, which is not in the graph (nodes: {', '.join(shapes)})")
+        a = np.asarray(arr)
+        if a.ndim < 2 or int(np.prod(a.shape[2:])) != int(np.prod(shapes[nid])):
+            raise ActivityError(
+                f"activity[{nid!r}] has shape {a.shape}; expected [T, B, {', '.join(map(str, shapes[nid]))}]"
+                f" ({int(np.prod(shapes[nid]))} values per step and sample)"
+            )
+        if tb is not None and a.shape[:2] != tb:
+            raise ActivityError(f"activity[{nid!r}] has T, B = {a.shape[:2]} but other nodes have {tb}")
+        tb = a.shape[:2]
+        if not np.isfinite(a).all():
+            raise ActivityError(f"activity[{nid!r}] contains NaN or infinite values")
+    if tb is None:
+        raise ActivityError("activity is empty")
+    for src in m.table.sources():
+        if src not in activity:
+            users = ", ".join(c.node_id for c in m.table.outgoing(src))
+            raise ActivityError(f"activity lacks node {src!r} (the source of events for {users})")
+    return int(tb[0]), int(tb[1])
+
+
+def _unit_sums(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Non-zero counts per unit and step, summed over the batch: [T, n_units]."""
+    t = a.shape[0]
+    nz = (a.reshape(t, a.shape[1], -1) != 0).sum(axis=1)
+    return rows_to_units(nz.reshape(t, *shape).sum(axis=3)) if len(shape) == 3 else nz
+
+
+def _empty(m: Mapping, steps: int, level: str) -> Counts:
+    nb = m.n_blocks
+    return Counts(
+        level,
+        steps,
+        np.zeros((steps, nb)),
+        np.zeros(nb),
+        np.zeros(nb),
+        np.zeros((steps, nb)),
+        np.zeros((steps, nb + 1)),
+        {},
+    )
+
+
+def _block_sum(m: Mapping, layer: str, per_neuron: np.ndarray) -> np.ndarray:
+    """Sum [T, n_neurons] over each block of ``layer`` → [T, nb_layer]."""
+    lay = m.table.layers[layer]
+    t = per_neuron.shape[0]
+    if len(lay.shape) == 3:
+        per_unit = rows_to_units(per_neuron.reshape(t, *lay.shape).sum(axis=3))
+    else:
+        per_unit = per_neuron.reshape(t, lay.n_units)
+    return np.add.reduceat(per_unit, m.starts[layer], axis=1)
+
+
+def _updates(m: Mapping, c: Counts, layer: str, active: np.ndarray | None) -> None:
+    lay, sl = m.table.layers[layer], m.blocks_of(layer)
+    sizes = np.diff(np.append(m.starts[layer], lay.n_units)) * lay.unit_size
+    c.updates[sl] = sizes * c.steps
+    if active is not None:
+        c.active_updates[sl] = _block_sum(m, layer, active).sum(axis=0)
+
+
+def _messages(m: Mapping, c: Counts, source: str, units_step: np.ndarray, scale: float) -> None:
+    """Add messages of ``source`` given events per unit and step ``units_step [T, n_units]`` (already / B)."""
+    bsrc = m.block_of_units(source)
+    for (s, tgt), r in m.reach.items():
+        if s != source:
+            continue
+        sl = m.blocks_of(tgt)
+        per_dst = units_step @ r.T.astype(float) * scale  # [T, nb_tgt]
+        c.msgs_in_step[:, sl] += per_dst
+        if bsrc is None:
+            c.msgs_out_step[:, -1] += per_dst.sum(axis=1)
+            c.pair_msgs[(source, tgt)] = per_dst.sum(axis=0)[None, :]
+            continue
+        tot_units = units_step.sum(axis=0) * scale  # [n_units]; units of a block are contiguous
+        c.pair_msgs[(source, tgt)] = np.add.reduceat(tot_units[:, None] * r.T, m.starts[source], axis=0)
+        out_units = units_step * r.sum(axis=0)[None, :] * scale
+        np.add.at(c.msgs_out_step.T, bsrc, out_units.T)
+
+
+def counts_from_activity(m: Mapping, activity: dict[str, np.ndarray], input_spiking: bool | None = None) -> Counts:
+    """Exact per-block counts from per-neuron activity ``{node_id: [T, B, *shape]}``."""
+    steps, batch = _check(activity, m)
+    c = _empty(m, steps, "neuron")
+    table = m.table
+    for conn in table.connections:
+        src = np.asarray(activity[conn.source], dtype=np.float64)
+        x_id = conn.path[-1] if conn.path else conn.source
+        x = np.asarray(activity[x_id], dtype=np.float64) if x_id in activity else None
+        if x is None:
+            x = apply_path(table, conn, src.reshape(steps * batch, *table.shapes[conn.source]))
+        x = x.reshape(steps, batch, *conn.in_shape)
+        binary = bool(np.isin(x, (0.0, 1.0, -1.0)).all())
+        nzc = (x != 0).sum(axis=1)
+        per_out = count_map(conn, nzc).reshape(steps, -1) / batch
+        total = float(per_out.sum())
+        (c.acs if binary else c.macs)[conn.node_id] = (c.acs if binary else c.macs).get(conn.node_id, 0.0) + total
+        c.synops_step[:, m.blocks_of(conn.target)] += _block_sum(m, conn.target, per_out)
+        c.layer_synops[conn.target] = c.layer_synops.get(conn.target, 0.0) + total
+        if conn.kind == "conv":
+            c.layer_synops_conv[conn.target] = c.layer_synops_conv.get(conn.target, 0.0) + total
+    for name, lay in table.layers.items():
+        out = np.asarray(activity[name]).reshape(steps, batch, -1) if name in activity else None
+        pre = [np.asarray(activity[k.node_id]).reshape(steps, batch, -1) for k in lay.incoming if k.node_id in activity]
+        active = None
+        if out is not None and len(pre) == len(lay.incoming):
+            got = sum(pre) != 0 if pre else np.zeros_like(out, dtype=bool)
+            active = (got | (out != 0)).sum(axis=1) / batch
+        elif out is not None:
+            active = (out != 0).sum(axis=1) / batch
+            c.notes.append(f"layer {name}: inputs not recorded, active updates = neurons that fired")
+        _updates(m, c, name, active)
+        if lay.spiking and out is not None:
+            c.spikes[name] = float((out != 0).sum() / batch)
+    for src in table.sources():
+        a = np.asarray(activity[src])
+        _messages(m, c, src, _unit_sums(a, table.shapes[src]).astype(float), 1.0 / batch)
+        if src in table.input_ids:
+            c.spikes[src] = float((a != 0).sum() / batch)
+    return c
+
+
+@dataclass
+class NodeStats:
+    """Per-connection constants for per-node totals (computed once per mapping)."""
+
+    mean_fanout: dict[str, float]
+    out_share: dict[str, np.ndarray]  # [n_out] share of the connection's ops per target neuron (uniform input)
+    unit_share: dict[str, np.ndarray]  # source → [n_units] share of the source's neurons per unit
+
+
+def node_stats(m: Mapping) -> NodeStats:
+    """Mean fan-out and the uniform-rate distribution of ops over target neurons, per connection."""
+    mf, share, units = {}, {}, {}
+    for conn in m.table.connections:
+        f = fanout_map(conn)
+        mf[conn.node_id] = float(f.mean())
+        ones = count_map(conn, np.ones((1, *conn.in_shape))).ravel()
+        share[conn.node_id] = ones / max(ones.sum(), 1e-300)
+    for src in m.table.sources():
+        shp = m.table.shapes[src]
+        n_units = int(np.prod(shp)) // (shp[2] if len(shp) == 3 else 1)
+        units[src] = np.full(n_units, 1.0 / n_units)
+    return NodeStats(mf, share, units)
+
+
+def _events(totals: dict, node: str, m: Mapping, steps: int, input_spiking: bool | None) -> tuple[float, bool]:
+    """Events per sample of a source node and whether they are spikes (binary)."""
+    entry = totals.get(node)
+    if node in m.table.input_ids:
+        if entry is None:  # dense analog input presented at every step
+            return float(np.prod(m.table.shapes[node]) * steps), bool(input_spiking)
+        if "spikes_per_sample" in entry:
+            return float(entry["spikes_per_sample"]), True if input_spiking is None else input_spiking
+        return float(entry.get("nonzero_per_sample", np.prod(m.table.shapes[node]) * steps)), bool(input_spiking)
+    if entry is None or "spikes_per_sample" not in entry and "nonzero_per_sample" not in entry:
+        raise ActivityError(f"node totals lack node {node!r} (give its spikes_per_sample)")
+    val = entry.get("spikes_per_sample", entry.get("nonzero_per_sample"))
+    if not np.isfinite(val) or val < 0:
+        raise ActivityError(f"node {node!r}: spikes_per_sample must be a finite number >= 0, got {val!r}")
+    return float(val), True
+
+
+def counts_from_totals(
+    m: Mapping, totals: dict[str, dict], steps: int, stats: NodeStats | None = None, input_spiking: bool | None = None
+) -> Counts:
+    """Layer-level estimates from per-node totals per sample (uniform rates over neurons and steps)."""
+    if steps <= 0:
+        raise ActivityError(f"steps must be a positive number of time steps, got {steps}")
+    for nid in totals:
+        if nid not in m.table.shapes:
+            raise ActivityError(f"node totals name node {nid!r}, which is not in the graph")
+    stats = stats or node_stats(m)
+    c = _empty(m, steps, "node")
+    c.notes.append("layer-level estimate from per-node totals: uniform rates over neurons and steps")
+    table = m.table
+    for conn in table.connections:
+        ev, spikes = _events(totals, conn.source, m, steps, input_spiking)
+        binary = spikes and conn.static_binary if conn.source not in table.input_ids else spikes and not conn.path
+        if "synops_per_sample" in totals.get(conn.node_id, {}):
+            total = float(totals[conn.node_id]["synops_per_sample"])
+        else:
+            total = ev * stats.mean_fanout[conn.node_id]
+        (c.acs if binary else c.macs)[conn.node_id] = total
+        per_out = (stats.out_share[conn.node_id] * total / steps)[None, :].repeat(steps, 0)
+        c.synops_step[:, m.blocks_of(conn.target)] += _block_sum(m, conn.target, per_out)
+        c.layer_synops[conn.target] = c.layer_synops.get(conn.target, 0.0) + total
+        if conn.kind == "conv":
+            c.layer_synops_conv[conn.target] = c.layer_synops_conv.get(conn.target, 0.0) + total
+    for name, lay in table.layers.items():
+        fired = totals.get(name, {}).get("spikes_per_sample", 0.0) if lay.spiking else 0.0
+        frac = np.full((1, lay.n_neurons), fired / max(lay.n_neurons * steps, 1))
+        _updates(m, c, name, frac.repeat(steps, 0))
+        if lay.spiking and name in totals:
+            c.spikes[name] = float(fired)
+    for src in table.sources():
+        ev, _ = _events(totals, src, m, steps, input_spiking)
+        units = (stats.unit_share[src] * ev / steps)[None, :].repeat(steps, 0)
+        _messages(m, c, src, units, 1.0)
+        if src in table.input_ids:
+            c.spikes[src] = ev
+    return c

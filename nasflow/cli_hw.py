@@ -1,0 +1,67 @@
+"""``nasflow hw``: map a NIR graph on a chip and write hw.json, hw.md and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["add_hw_parser", "cmd_hw"]
+
+
+def add_hw_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``hw`` subcommand (handler in ``func``)."""
+    p = subparsers.add_parser("hw", help="map a NIR graph on a neuromorphic chip and estimate traffic and energy")
+    p.add_argument("model", nargs="?", help="MODEL.nir")
+    p.add_argument("--chip", default="loihi", help="chip name (see --list-chips) or a profile .json file")
+    p.add_argument("--activity", help="DIR/activity.npz (per-neuron) or DIR/simulate.json (per-node totals)")
+    p.add_argument("--steps", type=int, help="time steps (only needed for per-node totals without 'steps')")
+    p.add_argument("--placement", choices=["greedy", "traffic"], default="greedy")
+    p.add_argument(
+        "--input",
+        choices=["auto", "spikes", "analog"],
+        default="auto",
+        help="input events for per-node totals: spikes (ACs), analog (MACs) or auto (spikes when "
+        "simulate.json counts input spikes, else dense analog input every step)",
+    )
+    p.add_argument("--include-static", action="store_true", help="add static power × time to the energy")
+    p.add_argument("--out", help="output directory for hw.json, hw.md and plots")
+    p.add_argument("--list-chips", action="store_true", help="list the bundled chip profiles")
+    p.set_defaults(func=cmd_hw)
+    return p
+
+
+def cmd_hw(args: argparse.Namespace) -> int:
+    """Handler of ``nasflow hw``; errors a user can fix raise ValueError with one clear message."""
+    from hwmodels import hw_report, list_profiles, load_activity, load_profile, read_graph, write_report
+    from hwmodels.energy import DEFAULT_TERMS
+
+    if args.list_chips:
+        for name in list_profiles():
+            p = load_profile(name)
+            print(f"{name:20s} {p.kind:13s} {p.description}")
+        return 0
+    if not args.model or not args.out:
+        raise ValueError("nasflow hw needs MODEL.nir and --out DIR (or --list-chips)")
+    graph = read_graph(args.model)
+    activity, steps = load_activity(args.activity) if args.activity else (None, None)
+    terms = DEFAULT_TERMS + (("static",) if args.include_static else ())
+    spiking = {"auto": None, "spikes": True, "analog": False}[args.input]
+    report = hw_report(graph, args.chip, activity, args.steps or steps, args.placement, terms, spiking)
+    path = write_report(report, args.out)
+    if activity is not None:
+        from nasflow.hw_plots import plot_layer_energy, plot_traffic_heatmap
+
+        plot_traffic_heatmap(report, Path(args.out) / "traffic_heatmap.png")
+        plot_layer_energy(report, Path(args.out) / "energy_per_layer.png")
+    keys = (
+        "fits",
+        "cores_used",
+        "chips_needed",
+        "energy_per_sample_j",
+        "max_core_messages_per_step",
+        "latency_per_step_s",
+    )
+    print(json.dumps({k: report.get(k) for k in keys}, indent=2))
+    print(f"wrote {path}")
+    return 0
