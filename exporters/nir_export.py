@@ -295,14 +295,29 @@ def _fold(module: nn.Module, name: str) -> nn.Module:
     )
 
 
+def _cached_synaptic_node(inner: nn.Module, name: str, in_shape: tuple[int, ...]) -> nir.NIRNode:
+    """The folded NIR node of ``inner``, rebuilt only when a parameter or BN statistic changed.
+
+    A search exports hundreds of candidates that share the supernet's layers; folding BN anew for
+    each costs more than evaluating the rest of the hardware model. NIR nodes are never mutated here.
+    """
+    tensors = [*inner.parameters(), *inner.buffers()]
+    key = (name, tuple(in_shape), tuple((t.data_ptr(), t._version) for t in tensors))
+    cached = getattr(inner, "_nasflow_nir_node", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    node = _synaptic_node(_fold(inner, name), name, in_shape)
+    inner._nasflow_nir_node = (key, node)  # plain attribute: not a buffer, not in state_dict
+    return node
+
+
 @register_converter(TimeDistributed)
 @register_converter(DirectEncoder)
 def _convert_wrapper(ctx: ExportContext, module: nn.Module, name: str, inputs: list[str]) -> list[str]:
     # DirectEncoder: the deployed graph applies the layer to the analog input at every step.
     inner = module.module
     if isinstance(inner, (nn.Sequential, nn.Conv2d, nn.Linear)):
-        layer = _fold(inner, name)
-        return [ctx.add_node(name, _synaptic_node(layer, name, ctx.shape(inputs, name)), inputs)]
+        return [ctx.add_node(name, _cached_synaptic_node(inner, name, ctx.shape(inputs, name)), inputs)]
     return ctx.convert(inner, _join(name, "module"), inputs)
 
 
@@ -460,13 +475,16 @@ def to_nir(
     strict_threshold: bool = False,
     allow_lossy: bool = False,
     soft_reset: str = "warn",
+    validate: bool = True,
 ) -> nir.NIRGraph:
     """Export a nasflow model (or any module tree with registered converters) to a NIR graph.
 
     ``input_shape`` (without batch/time) defaults to ``model.in_shape``. ``dt`` (seconds per step) is
     stored in ``metadata["dt"]``; time constants are ``τ_steps·dt``. ``strict_threshold`` exports NIR's
     ``>`` instead of the model's ``>=`` (differs only on exact ties); ``allow_lossy`` exports ALIF as LIF;
-    ``soft_reset`` is ``"warn"`` or ``"error"``. Raises ``ExportError`` naming the module that fails.
+    ``soft_reset`` is ``"warn"`` or ``"error"``. ``validate=False`` skips the final shape check of every node
+    (for hot loops exporting many candidates of an already-validated space). Raises ``ExportError`` naming the
+    module that fails.
     """
     if soft_reset not in ("warn", "error"):
         raise ValueError(f"soft_reset must be 'warn' or 'error', got {soft_reset!r}")
@@ -495,5 +513,6 @@ def to_nir(
         metadata["input_encoding"] = "events" if config.get("event_input") else "direct"
         metadata["model_arch"] = ",".join(config.get("arch", []))
     graph = nir.NIRGraph(nodes=ctx.nodes, edges=ctx.edges, metadata=_sanitize(metadata), type_check=False)
-    infer_shapes(graph)  # every node consistent (raises naming the node otherwise)
+    if validate:
+        infer_shapes(graph)  # every node consistent (raises naming the node otherwise)
     return graph

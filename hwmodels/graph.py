@@ -319,6 +319,30 @@ def _make_connection(
     return Connection(wid, "conv", source, path, target, in_shape, out_shape, nz, geom, binary)
 
 
+def _pool_connections(graph, order, layers, preds, succs, raw) -> list[Connection]:
+    """Pooling nodes that feed a neuron directly (a spiking max-pool is ``Threshold(SumPool2d)``) are
+    connections with fixed depthwise all-ones kernels: each pooled cell is a synapse of the target layer."""
+    out = []
+    for nid in order:
+        node = graph.nodes[nid]
+        if _node_type(node) not in ("SumPool2d", "AvgPool2d"):
+            continue
+        for tgt in (s for s in succs[nid] if s in layers):
+            source, path = _walk_back(nid, graph, preds)
+            in_raw = raw[path[-1]] if path else raw[source]
+            in_shape, out_shape = norm_shape(in_raw), norm_shape(raw[nid])
+            geom = _geom(nid, node, in_raw)
+            channels = in_shape[0]
+            geom.groups = channels
+            nz = np.ones((channels, 1, *geom.kernel), dtype=bool)
+            binary = _node_type(graph.nodes[source]) in SPIKING and all(
+                _node_type(graph.nodes[p]) == "Flatten" for p in path)
+            c = Connection(nid, "conv", source, path, tgt, in_shape, out_shape, nz, geom, binary)
+            out.append(c)
+            layers[tgt].incoming.append(c)
+    return out
+
+
 def build_layer_table(graph: nir.NIRGraph) -> LayerTable:
     """Parse a NIR graph into layers and connections (errors name the offending node)."""
     nodes = graph.nodes
@@ -353,6 +377,7 @@ def build_layer_table(graph: nir.NIRGraph) -> LayerTable:
             c = _make_connection(nid, node, source, path, tgt, raw, graph)
             connections.append(c)
             layers[tgt].incoming.append(c)
+    connections += _pool_connections(graph, order, layers, preds, succs, raw)
     for nid, layer in layers.items():
         if not layer.incoming and layer.type != "Accumulator":
             bad = [p for p in preds[nid] if _node_type(nodes[p]) not in WEIGHTS]

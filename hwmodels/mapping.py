@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwmodels.graph import Connection, Layer, LayerTable
-from hwmodels.numerics import block_counts, group_words, reach_to_source
+from hwmodels.numerics import block_counts, conn_signature, group_words, reach_to_source, shared_get, shared_put
 from hwmodels.profiles import ChipProfile
 
 __all__ = ["Mapping", "Violation", "map_layers"]
@@ -124,11 +124,17 @@ def _conn_loads(
     key = (conn.node_id, conn.target, starts.tobytes())
     if key in cache:
         return cache[key]
-    counts = block_counts(conn, starts, layer.unit_size)
-    u_in = conn.in_shape[2] if conn.kind == "conv" else 1
     bps, grp = _bits_per_synapse(profile), int(profile.get("synapses_per_group", 64))
     hdr, wb = float(profile.get("group_header_bits", 10)), int(profile.get("word_bits", 64))
-    if conn.kind == "conv" and profile.get("conv_weight_sharing", False):
+    sharing = bool(profile.get("conv_weight_sharing", False))
+    content_key = ("loads", conn_signature(conn), layer.shape, starts.tobytes(), bps, grp, hdr, wb, sharing)
+    shared = shared_get(content_key)
+    if shared is not None:
+        cache[key] = shared
+        return shared
+    counts = block_counts(conn, starts, layer.unit_size)
+    u_in = conn.in_shape[2] if conn.kind == "conv" else 1
+    if conn.kind == "conv" and sharing:
         # one kernel copy per block for the output channels it holds (units are spatial-major: u = y·C + c)
         stops, nch = np.append(starts[1:], layer.n_units), layer.shape[0]
         c0, c1 = starts % nch, (stops - 1) % nch + 1
@@ -139,7 +145,7 @@ def _conn_loads(
     else:
         words = (group_words(counts, bps, grp, hdr, wb) * u_in).sum(axis=1)
     axons = ((counts > 0) * u_in).sum(axis=1).astype(float)
-    cache[key] = (words, axons, counts)
+    cache[key] = shared_put(content_key, (words, axons, counts))
     return cache[key]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -50,10 +52,43 @@ def count_map(conn: Connection, nonzero: np.ndarray) -> np.ndarray:
     return conv_apply(x, conn.nz.astype(np.float64), conn.geom)
 
 
+# Results keyed by a connection's content (kind, shapes, geometry, non-zero mask), shared by every mapping in
+# the process: search candidates are built from the same blocks, so most of their numerics repeat.
+_SHARED: dict = {}
+_SHARED_MAX = 50_000
+
+
+def conn_signature(conn: Connection) -> tuple:
+    """A hashable key of everything the numerics of ``conn`` depend on (not its node ids)."""
+    sig = conn._cache.get("signature")
+    if sig is None:
+        digest = hashlib.blake2b(np.packbits(conn.nz).tobytes(), digest_size=16).digest()
+        sig = (conn.kind, conn.in_shape, conn.out_shape, repr(conn.geom), conn.nz.shape, digest)
+        conn._cache["signature"] = sig
+    return sig
+
+
+def shared_get(key: tuple):
+    """A cached numerics result, or None."""
+    return _SHARED.get(key)
+
+
+def shared_put(key: tuple, value):
+    """Remember a numerics result (the cache is dropped whole when it grows past its bound)."""
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    _SHARED[key] = value
+    return value
+
+
 def fanout_map(conn: Connection) -> np.ndarray:
     """Number of non-zero-weight targets of every input position (``in_shape``), borders and stride included."""
     if "fanout" in conn._cache:
         return conn._cache["fanout"]
+    shared = shared_get(("fanout", conn_signature(conn)))
+    if shared is not None:
+        conn._cache["fanout"] = shared
+        return shared
     if conn.kind == "affine":
         f = conn.nz.sum(axis=0).astype(np.float64)
     else:
@@ -73,7 +108,7 @@ def fanout_map(conn: Connection) -> np.ndarray:
                 pad[:, rows[:, None], cols[None, :]] += kc[:, None, None]
         f = pad[:, ph : ph + hin, pw : pw + win_]
     conn._cache["fanout"] = f
-    return f
+    return shared_put(("fanout", conn_signature(conn)), f)
 
 
 def block_counts(conn: Connection, starts: np.ndarray, unit_size: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from hwmodels.graph import rows_to_units
 from hwmodels.mapping import Mapping
-from hwmodels.numerics import apply_path, count_map, fanout_map
+from hwmodels.numerics import apply_path, conn_signature, count_map, fanout_map, shared_get, shared_put
 
 __all__ = ["Counts", "ActivityError", "counts_from_activity", "counts_from_totals", "NodeStats"]
 
@@ -186,8 +186,12 @@ def node_stats(m: Mapping) -> NodeStats:
     for conn in m.table.connections:
         f = fanout_map(conn)
         mf[conn.node_id] = float(f.mean())
-        ones = count_map(conn, np.ones((1, *conn.in_shape))).ravel()
-        share[conn.node_id] = ones / max(ones.sum(), 1e-300)
+        key = ("out_share", conn_signature(conn))
+        cached = shared_get(key)
+        if cached is None:
+            ones = count_map(conn, np.ones((1, *conn.in_shape))).ravel()
+            cached = shared_put(key, ones / max(ones.sum(), 1e-300))
+        share[conn.node_id] = cached
     for src in m.table.sources():
         shp = m.table.shapes[src]
         n_units = int(np.prod(shp)) // (shp[2] if len(shp) == 3 else 1)

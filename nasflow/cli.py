@@ -89,8 +89,11 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--data-dir")
     a.add_argument("--macro", help="macro backbone: snn1 (default), snn2, snn3, snn4, snn1-8tbd")
     a.add_argument("--lambda", dest="lam", type=float, help="fitness exponent λ <= 0 (default -0.08)")
-    a.add_argument("--cost", help="cost in the fitness: spikes (default), synops, macs, neuron_updates")
-    a.add_argument("--budget", action="append", metavar="NAME=N", help="hard budget, e.g. spikes=50000")
+    a.add_argument("--cost", help="cost in the fitness: spikes (default), synops, macs, neuron_updates, or a "
+                   "hardware cost energy|cores|traffic|latency:CHIP, e.g. energy:loihi")
+    a.add_argument("--budget", action="append", metavar="NAME=N",
+                   help="hard budget, e.g. spikes=50000, energy=2e-6 (J per sample), cores=128")
+    a.add_argument("--chip", help="chip of hardware budgets when --cost names none (default loihi)")
     a.add_argument("--strategy", choices=["evolution", "random"])
     a.add_argument("--evaluations", type=int, help="search budget: evaluated architectures (default 200)")
     a.add_argument("--supernet-epochs", type=int, help="default 80 (digits)")
@@ -107,7 +110,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 
 _SEARCH_FLAGS = {
     "dataset": "dataset", "data_dir": "data_dir", "macro": "macro", "lam": "lam", "cost": "cost", "budget": "budgets",
-    "strategy": "strategy", "evaluations": "evaluations", "supernet_epochs": "supernet_epochs",
+    "strategy": "strategy", "evaluations": "evaluations", "chip": "chip", "supernet_epochs": "supernet_epochs",
     "supernet_lr": "supernet_lr", "channels": "channels", "steps": "steps", "seed": "seed", "device": "device",
 }
 

@@ -18,9 +18,11 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
+from hwmodels import load_profile
 from nasflow.config import ConfigError, from_dict, to_dict
 from nasflow.data import make_loaders
 from nasflow.evaluators.fitness import Fitness, parse_budgets
+from nasflow.evaluators.hw_cost import HW_METRICS, HardwareSearchCost, is_hardware_cost, split_cost
 from nasflow.evaluators.supernet_eval import SupernetEvaluator
 from nasflow.snn.blocks import NeuronSpec
 from nasflow.spaces.autosnn import BLOCK_CHOICES, MACROS, num_blocks
@@ -56,6 +58,8 @@ class AutoSNNSearchConfig:
     cost: str = "spikes"
     fitness_mode: str = "exponential"
     budgets: dict[str, float] = field(default_factory=dict)
+    chip: str = "loihi"  # chip of hardware budgets (cores=..., energy=...) when the cost names none
+    dt: float = 1e-3  # seconds per step in exported NIR graphs (hardware costs)
     strategy: str = "evolution"  # evolution | random
     evaluations: int = 200
     rounds: int = 20
@@ -74,9 +78,31 @@ class AutoSNNSearchConfig:
             raise ConfigError(f"lam: the fitness exponent λ must be <= 0 (it discounts cost), got {self.lam}")
         if self.fitness_mode not in ("exponential", "linear"):
             raise ConfigError(f"fitness_mode must be 'exponential' or 'linear', got {self.fitness_mode!r}")
+        self.budgets = {self._budget_key(k): float(v) for k, v in self.budgets.items()}
         for key in (self.cost, *self.budgets):
-            if key not in SEARCH_COSTS:
-                raise ConfigError(f"unknown cost {key!r}; recorded costs are {', '.join(SEARCH_COSTS)}")
+            metric, chip = split_cost(key)
+            if key in SEARCH_COSTS:
+                continue
+            if metric not in HW_METRICS or chip is None:
+                raise ConfigError(
+                    f"unknown cost {key!r}; use one of {', '.join(SEARCH_COSTS)} or a hardware cost "
+                    f"{'|'.join(HW_METRICS)}:CHIP such as energy:loihi (chips: nasflow hw --list-chips)")
+            try:
+                load_profile(chip)
+            except ValueError as err:
+                raise ConfigError(f"cost {key!r}: {err}") from None
+
+    def _budget_key(self, key: str) -> str:
+        """``cores`` → ``cores:<chip>``: a hardware budget is measured on the cost's chip (else ``chip``)."""
+        if key in HW_METRICS:
+            _, cost_chip = split_cost(self.cost)
+            return f"{key}:{cost_chip or self.chip}"
+        return key
+
+    def hardware_chips(self) -> list[str]:
+        """Chips whose hardware model the fitness or a budget needs."""
+        chips = {split_cost(k)[1] for k in (self.cost, *self.budgets) if is_hardware_cost(k)}
+        return sorted(c for c in chips if c)
 
 
 def _space_fingerprint(cfg: AutoSNNSearchConfig, in_shape, num_classes: int) -> dict[str, Any]:
@@ -86,6 +112,14 @@ def _space_fingerprint(cfg: AutoSNNSearchConfig, in_shape, num_classes: int) -> 
         "in_shape": list(in_shape), "num_classes": num_classes, "channels": cfg.channels, "steps": cfg.steps,
         "neuron": cfg.neuron.to_dict(), "seed": cfg.seed,
     }
+
+
+def _journal_header(cfg: AutoSNNSearchConfig, spec) -> dict[str, Any]:
+    header = _space_fingerprint(cfg, spec.image_shape, spec.num_classes)
+    if cfg.hardware_chips():  # journaled hardware costs hold only for these chips (and dt)
+        header["hardware_chips"] = cfg.hardware_chips()
+        header["dt"] = cfg.dt
+    return header
 
 
 def _supernet(cfg, spec, loaders, out_dir: Path, supernet_dir: Path | None, device) -> tuple[AutoSNNSupernet, dict]:
@@ -164,7 +198,8 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
     t0 = time.perf_counter()
     supernet, cost_avg = _supernet(cfg, spec, loaders, out_dir, Path(supernet_dir) if supernet_dir else None, device)
     supernet_seconds = time.perf_counter() - t0
-    base_evaluator = SupernetEvaluator(supernet, loaders.val, device)
+    hw_costs = [HardwareSearchCost(chip, dt=cfg.dt) for chip in cfg.hardware_chips()]
+    base_evaluator = SupernetEvaluator(supernet, loaders.val, device, cost_fns=hw_costs)
     calibrated: list[str] = []
     if cfg.cost not in cost_avg:
         cost_avg, calibrated = _calibrate(base_evaluator, cost_avg, cfg)
@@ -172,7 +207,7 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
                       budgets=dict(cfg.budgets))
     evaluator = JournaledEvaluator(
         base_evaluator, out_dir / "journal.jsonl",
-        header=_space_fingerprint(cfg, spec.image_shape, spec.num_classes),
+        header=_journal_header(cfg, spec),
     )
     t1 = time.perf_counter()
     bar = tqdm(total=cfg.evaluations, desc=f"search ({cfg.strategy}, λ={cfg.lam})", disable=not cfg.progress)

@@ -36,7 +36,7 @@ def test_budgets_reject_candidates_and_parse() -> None:
     f = Fitness(lam=-0.08, cost_avg=100.0, budgets={"spikes": 150.0})
     assert f(0.99, {"spikes": 151.0}) == -math.inf
     assert f(0.5, {"spikes": 150.0}) > 0
-    assert parse_budgets(["spikes=5e4", "energy=1e-6", "cores=128"]) == {"spikes": 5e4, "energy_j": 1e-6, "cores": 128}
+    assert parse_budgets(["spikes=5e4", "energy=1e-6", "cores=128"]) == {"spikes": 5e4, "energy": 1e-6, "cores": 128}
     for bad in ("spikes", "spikes=lots", "=3", "cores=0", "energy=-1"):
         with pytest.raises(ValueError, match="budget"):
             parse_budgets([bad])

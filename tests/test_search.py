@@ -120,3 +120,47 @@ def test_unrecorded_cost_is_calibrated_on_random_paths(first_search: Path, tmp_p
     data = run_autosnn_search(cfg, tmp_path / "cal", supernet_dir=sdir)
     assert data["cost_avg_calibrated"] == ["neuron_updates"] and data["cost_avg"]["neuron_updates"] > 0
     assert torch.isfinite(torch.tensor(data["best"]["fitness"]))
+
+
+def test_hardware_cost_reuses_the_supernet_and_matches_a_fresh_costing(first_search: Path, tmp_path: Path) -> None:
+    from exporters.nir_export import to_nir
+    from hwmodels import HardwareCost
+    from nasflow.data import make_loaders
+    from nasflow.evaluators.supernet_eval import SupernetEvaluator
+    from nasflow.search import _supernet
+
+    cfg = AutoSNNSearchConfig(**{**TINY, "cost": "energy:loihi", "budgets": {"cores": 1000}})
+    assert cfg.budgets == {"cores:loihi": 1000.0}  # a hardware budget is measured on the cost's chip
+    data = run_autosnn_search(cfg, tmp_path / "hw", supernet_dir=first_search)
+    assert data["cost_avg_calibrated"] and "energy:loihi" in data["cost_avg"]
+    row = data["evaluated"][0]
+    assert row["costs"]["energy:loihi"] > 0 and row["costs"]["cores:loihi"] >= 1
+    # The journaled energy equals costing the exported candidate from scratch with the same node totals.
+    loaders = make_loaders("digits", 128, seed=0, val_split=0.2, eval_batch_size=512)
+    net, _ = _supernet(cfg, loaders.spec, loaders, tmp_path, first_search, "cpu")
+    arch = tuple(row["arch"].split(","))
+    _, costs = SupernetEvaluator(net, loaders.val).evaluate_one(arch)
+    from nasflow.snn.activity import ActivityMonitor
+
+    net.set_path(arch)
+    with ActivityMonitor(net) as mon:
+        for x, _ in loaders.val:
+            net(x)
+    totals = {n: {"spikes_per_sample": r["spikes_per_sample"]} for n, r in mon.summary()["layers"].items()
+              if r["kind"] in ("neuron", "pool")}
+    fresh = HardwareCost(to_nir(net), "loihi", steps=TINY["steps"]).evaluate(totals)
+    assert row["costs"]["energy:loihi"] == pytest.approx(fresh["energy_per_sample_j"], rel=1e-9)
+    assert costs["spikes"] == pytest.approx(row["costs"]["spikes"])
+
+
+def test_impossible_hardware_budget_rejects_every_candidate(first_search: Path, tmp_path: Path) -> None:
+    cfg = AutoSNNSearchConfig(**{**TINY, "cost": "spikes", "budgets": {"cores": 1}, "evaluations": 4, "rounds": 1})
+    data = run_autosnn_search(cfg, tmp_path / "hw1", supernet_dir=first_search)
+    assert all(r["fitness"] == float("-inf") for r in data["evaluated"])
+
+
+@pytest.mark.parametrize("cost, needle", [("energy", "energy|cores"), ("energy:nochip", "nochip"),
+                                          ("watts:loihi", "watts")])
+def test_bad_hardware_cost_names(cost: str, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        AutoSNNSearchConfig(**{**TINY, "cost": cost})

@@ -4,7 +4,7 @@
 default), or ``acc(A) · (1 + λ (cost(A)/cost_avg - 1))`` (linear discounting: the first-order
 expansion of the exponential form around ``cost = cost_avg``; the paper's own linear formula was
 lost from its text, and it reports both give similar results). ``cost`` names any recorded cost
-(``spikes`` by default; hardware costs such as ``energy_j`` once ``hwmodels`` provides them).
+(``spikes`` by default; hardware costs such as ``energy:loihi`` from ``hwmodels``).
 """
 
 from __future__ import annotations
@@ -57,8 +57,12 @@ class Fitness:
 
 
 def parse_budgets(items: list[str] | tuple[str, ...]) -> dict[str, float]:
-    """``["spikes=50000", "energy=1e-6", "cores=128"]`` → ``{"spikes": 5e4, "energy_j": 1e-6, "cores": 128}``."""
-    aliases = {"energy": "energy_j"}
+    """``["spikes=50000", "energy=1e-6", "cores=128"]`` → ``{"spikes": 5e4, "energy": 1e-6, "cores": 128}``.
+
+    Hardware budgets (``energy`` in joules per sample, ``cores``, ``traffic``, ``latency``) may name their
+    chip (``cores:speck=9``); without one the search measures them on its cost's chip.
+    """
+    aliases = {"energy_j": "energy"}
     out: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")

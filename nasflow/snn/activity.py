@@ -217,7 +217,9 @@ class ActivityMonitor:
                 self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
             elif isinstance(module, (TimeDistributed, DirectEncoder)) and synaptic_layer(module.module):
                 self._handles.append(module.register_forward_hook(self._synapse_hook(name)))
-            elif type(module) in (SpikingMaxPool2d, Flatten):  # not AvgPool: its output is analog
+            elif type(module) is SpikingMaxPool2d:  # not AvgPool: its output is analog
+                self._handles.append(module.register_forward_hook(self._pool_hook(name)))
+            elif type(module) is Flatten:
                 self._handles.append(module.register_forward_hook(self._propagate_spikes))
         # Registered last so that it runs after the layer hooks of a root that is itself a layer.
         self._handles.append(self.model.register_forward_hook(self._end_pass, always_call=True))
@@ -293,6 +295,21 @@ class ActivityMonitor:
 
         return hook
 
+    def _pool_hook(self, name: str):
+        """Max-pooled spikes: counted per layer (hardware models route them) but not as neuron spikes."""
+
+        def hook(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+            if not self.enabled or not self._known_spikes(inputs[0]):
+                return
+            with torch.no_grad():
+                rec, offset = self._record(name, "pool", out.shape[1], out.shape[0])
+                rec.neurons = out[0, 0].numel()
+                rec.add("spikes", out.detach().flatten(1).sum(1, dtype=torch.float32).to(_float_acc(out.device)),
+                        offset)
+            self._mark_spikes(out)
+
+        return hook
+
     def _synapse_hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
             if not self.enabled:
@@ -333,6 +350,9 @@ class ActivityMonitor:
                 "firing_rate": spikes / updates if updates else 0.0,
                 "neuron_updates_per_sample": updates,
             }
+        for n, r in self.layers.items():
+            if r.kind == "pool":
+                layers[n] = {"kind": "pool", "neurons": r.neurons, "spikes_per_sample": r.per_sample("spikes")}
         for n, r in synapses.items():
             layers[n] = {
                 "kind": "synapse",
