@@ -1,0 +1,213 @@
+"""NIR → lava-dl netx (``.net`` HDF5, the Loihi 2 deployment format) and back onto Lava.
+
+The file follows what ``lava.lib.dl.netx.hdf5.Network`` reads (REFERENCE.md §7): ``layer/0`` is the input
+(``type`` ``input``, ``shape`` in NIR's ``(C, H, W)`` order), then one ``conv`` or ``dense`` layer per
+neuron node (``flatten`` in between where a conv layer feeds a dense one), each with ``shape``,
+``weight`` (integers; conv in torch layout ``(Cout, Cin, kh, kw)``, dense ``(out, in)`` in CHW-flat
+order), optional ``bias`` and ``neuron`` {``type`` CUBA, ``iDecay``, ``vDecay``, ``vThMant``,
+``refDelay``, ``gradedSpike``}. Parameters are Loihi fixed point from ``exporters.quantize`` with no
+weight exponent (netx's conv synapse has none). Linear paths between neurons are collapsed as in
+``exporters.lava_backend`` (pool → conv becomes one conv; pool → flatten → affine one dense), because
+netx implements no pooling layer.
+
+netx expresses a chain only: residual fan-in, recurrence, skip connections, current biases on CUBA
+neurons and non-spiking readouts are refused with ``ValueError`` naming the node.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import h5py
+import nir
+import numpy as np
+
+from exporters.lava_backend import CONST, LavaPlan, _lava_perm, build_plan, lava_shape, run_network
+from exporters.nir_torch import flatten_graph
+from exporters.quantize import QuantPlan, quantize_plan
+
+__all__ = ["export_netx", "simulate_netx", "NetxFormatError"]
+
+SCHEMA_VERSION = 1
+
+
+class NetxFormatError(ValueError):
+    """A ``.net`` file that is missing, truncated, not HDF5 or not a netx network (message names it)."""
+
+
+def _check_chain(plan: LavaPlan) -> list[str]:
+    """Neuron ids in chain order; raises ``ValueError`` naming the node netx cannot express."""
+    chain: list[str] = []
+    prev = plan.input_id
+    for nid in [n for n in plan.order if n in plan.neurons]:
+        spec = plan.neurons[nid]
+        conns = [c for c in plan.conns if c.dst == nid]
+        if spec.record != "s":
+            raise ValueError(f"node {nid!r} ({spec.kind}): netx has no non-spiking readout neuron")
+        if any(c.src == CONST for c in conns):
+            raise ValueError(f"node {nid!r} ({spec.kind}): a bias into the synaptic current has no netx field "
+                             "(netx biases add to the voltage)")
+        if any(c.delayed for c in conns):
+            raise ValueError(f"node {nid!r}: recurrence (a cycle through this node) cannot be expressed in netx")
+        if len(conns) != 1:
+            srcs = sorted(c.src for c in conns)
+            raise ValueError(f"node {nid!r}: residual fan-in from {srcs} cannot be expressed in netx "
+                             "(netx layers form a chain)")
+        if conns[0].src != prev:
+            raise ValueError(f"node {nid!r}: fed by {conns[0].src!r}, not by the previous layer {prev!r}; "
+                             "netx layers form a chain")
+        chain.append(nid)
+        prev = nid
+    if not chain:
+        raise ValueError("the graph has no neuron layer to export to netx")
+    return chain
+
+
+def _write_neuron(grp: h5py.Group, q: object) -> None:
+    neuron = grp.create_group("neuron")
+    neuron.create_dataset("type", data=np.bytes_("CUBA"))
+    neuron.create_dataset("iDecay", data=int(q.du) + 1)  # netx passes du = iDecay - 1
+    neuron.create_dataset("vDecay", data=int(q.dv))
+    neuron.create_dataset("vThMant", data=int(q.vth))
+    neuron.create_dataset("refDelay", data=1)
+    neuron.create_dataset("gradedSpike", data=False)
+
+
+def export_netx(graph: nir.NIRGraph, path: str | Path, dt: float | None = None,
+                input_scale: float | None = None) -> QuantPlan:
+    """Write ``graph`` as a netx ``.net`` file; returns the fixed-point plan (per-layer scales).
+
+    ``input_scale``: ``None`` for spike input; for graded input (e.g. pixel values) the factor that turns
+    an input value into the integer message netx receives. Raises ``ValueError`` naming the node for
+    graphs netx cannot express.
+    """
+    graph = flatten_graph(graph)
+    plan = build_plan(graph, dt)
+    chain = _check_chain(plan)
+    quant = quantize_plan(plan, input_scale=1.0 if input_scale is None else input_scale, max_weight_exp=0)
+    conn_of = {c.dst: (i, c) for i, c in enumerate(plan.conns)}
+    path = Path(path)
+    with h5py.File(path, "w") as f:
+        f.attrs["nasflow_schema_version"] = SCHEMA_VERSION
+        f.attrs["nasflow_input_scale"] = float(quant.input_scale)
+        f.attrs["nasflow_graded_input"] = input_scale is not None
+        layers = f.create_group("layer")
+        inp = layers.create_group("0")
+        inp.create_dataset("type", data=np.bytes_("input"))
+        inp.create_dataset("shape", data=np.asarray(plan.shapes[plan.input_id]))
+        k = 1
+        prev_ndim = len(plan.shapes[plan.input_id])
+        for nid in chain:
+            i, c = conn_of[nid]
+            q, qc, shape = quant.neurons[nid], quant.conns[i], plan.shapes[nid]
+            if c.dense is not None and prev_ndim > 1:
+                layers.create_group(str(k)).create_dataset("type", data=np.bytes_("flatten"))
+                k += 1
+            grp = layers.create_group(str(k))
+            grp.attrs["nasflow_node"] = nid
+            grp.create_dataset("shape", data=np.asarray(shape))
+            if c.dense is not None:
+                grp.create_dataset("type", data=np.bytes_("dense"))
+                grp.create_dataset("weight", data=qc.weights.astype(np.int32))
+                bias = q.bias_mant.astype(np.int64) << q.bias_exp  # in 64ths: netx shifts its bias by 6
+                grp.create_dataset("bias", data=np.rint(bias / 64.0).astype(np.int32))
+            else:
+                cv = c.conv
+                grp.create_dataset("type", data=np.bytes_("conv"))
+                grp.create_dataset("weight", data=qc.weights.astype(np.int32))
+                for key in ("stride", "padding", "dilation"):
+                    grp.create_dataset(key, data=np.asarray(cv[key], dtype=np.int32))
+                grp.create_dataset("groups", data=int(cv["groups"]))
+                bias = np.rint((q.bias_mant.astype(np.int64) << q.bias_exp) / 64.0).astype(np.int32)
+                # neuron-wise bias in Lava's (W, H, C) layout
+                grp.create_dataset("bias", data=bias[_lava_perm(shape)].reshape(lava_shape(shape)))
+            _write_neuron(grp, q)
+            k += 1
+            prev_ndim = len(shape)
+    return quant
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.is_file():
+        raise NetxFormatError(f"{path}: no such netx file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise NetxFormatError(f"{path}: not a readable HDF5 file (truncated or another format?): {err}") from err
+    if "layer" not in f:
+        f.close()
+        raise NetxFormatError(f"{path}: HDF5 file without a 'layer' group, not a netx network")
+    return f
+
+
+def _layers(path: Path) -> tuple[tuple[int, ...], list[tuple[str, tuple[int, ...]]], float, bool]:
+    """(input shape, [(node id, NIR shape)] of the neuron layers, input scale, graded input)."""
+    with _open(path) as f:
+        try:
+            grp = f["layer"]
+            keys = sorted(grp.keys(), key=int)
+            in_shape = tuple(int(s) for s in grp[keys[0]]["shape"][()])
+            out = []
+            for k in keys[1:]:
+                t = grp[k]["type"][()]
+                t = (t[0] if np.ndim(t) else t).decode()
+                if t in ("dense", "conv"):
+                    node = grp[k].attrs.get("nasflow_node", f"layer{k}")
+                    out.append((str(node), tuple(int(s) for s in grp[k]["shape"][()])))
+            scale = float(f.attrs.get("nasflow_input_scale", 1.0))
+            graded = bool(f.attrs.get("nasflow_graded_input", False))
+        except (KeyError, ValueError, IndexError) as err:
+            raise NetxFormatError(f"{path}: malformed netx layer description: {err}") from err
+    return in_shape, out, scale, graded
+
+
+def simulate_netx(path: str | Path, x: np.ndarray, timeout_s: float = 120.0) -> dict[str, np.ndarray]:
+    """Load a ``.net`` with ``lava.lib.dl.netx.hdf5.Network``, run ``x`` ``[T, B, *input_shape]`` on Lava.
+
+    Returns the spikes ``[T, B, *shape]`` of every netx layer under its NIR node id, shifted onto the
+    reference time axis (netx layer k, counted from 1, lags k steps). Samples run back to back with
+    netx's own staggered resets. Raises ``NetxFormatError`` for a missing, truncated or foreign file.
+    """
+    from lava.lib.dl.netx import hdf5
+    from lava.proc.io.source import RingBuffer
+
+    path = Path(path)
+    in_shape, layers, scale, graded = _layers(path)
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 + len(in_shape) or tuple(x.shape[2:]) != in_shape:
+        raise ValueError(f"{path}: input must be [T, B, {', '.join(map(str, in_shape))}], got {x.shape}")
+    t_len, b = x.shape[:2]
+    depth = len(layers)
+    steps = b * t_len + depth
+    xs = np.moveaxis(x, 1, 0).reshape((b * t_len,) + in_shape)
+    xs = np.rint(xs * scale) if graded else (xs != 0)
+    # Lava layout, time last; `depth` zero steps at the end flush the pipeline.
+    data = np.moveaxis(np.transpose(xs, [0] + list(range(xs.ndim - 1, 0, -1))), 0, -1).astype(np.int32)
+    data = np.concatenate([data, np.zeros(data.shape[:-1] + (depth,), dtype=np.int32)], axis=-1)
+    try:
+        net = hdf5.Network(net_config=str(path), reset_interval=t_len, reset_offset=1,
+                           input_message_bits=8 if graded else 0)
+    except (KeyError, OSError, ValueError, RuntimeError) as err:
+        raise NetxFormatError(f"{path}: lava-dl netx could not build the network: {err}") from err
+    tmp_root = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="nasflow-netx-", dir=tmp_root) as tmp:
+        files = []
+        for i, (block, (_, shape)) in enumerate(zip(net.layers, layers)):
+            rec = Path(tmp) / f"{i}.f32"
+            np.zeros((steps, int(np.prod(shape))), dtype=np.float32).tofile(rec)
+            block.neuron.proc_params["nasflow_record"] = (str(rec), None, steps)
+            files.append(rec)
+        source = RingBuffer(data=data)
+        source.s_out.connect(net.inp)
+        run_network(source, steps, fixed_point=True, timeout_s=timeout_s)
+        act = {}
+        for k, ((nid, shape), rec) in enumerate(zip(layers, files), start=1):
+            raw = np.fromfile(rec, dtype=np.float32).reshape((steps,) + lava_shape(shape))
+            raw = raw[k:k + b * t_len].reshape((b, t_len) + lava_shape(shape))
+            nd = len(shape)
+            raw = np.transpose(raw, [0, 1] + list(range(raw.ndim - 1, 1, -1)))  # back to NIR layout
+            act[nid] = np.ascontiguousarray(raw.swapaxes(0, 1), dtype=np.float32)
+            assert act[nid].shape[2:] == shape, (nd, act[nid].shape)
+    return act

@@ -1,0 +1,170 @@
+"""Loihi fixed point for the Lava backend (REFERENCE.md §7), with per-layer scales chosen automatically.
+
+Loihi's bit-accurate LIF (``lava.proc.lif.models.PyLifModelBitAcc``) keeps ``u`` and ``v`` in 24 bits,
+left-shifts the synaptic input by 6 (``a_in << 6``) and the threshold by 6 (``vth`` is 17-bit), decays
+with 12-bit ``du``/``dv`` (``x·(4096 − d) >> 12``, ``du`` with an offset of 1) and adds ``bias_mant <<
+bias_exp`` (13-bit mantissa). Weights are 8-bit with a shared ``weight_exp`` per connection process; with
+mixed signs Lava drops the lowest bit (even values in ``[-128, 126]``).
+
+Per neuron layer one scale ``α`` multiplies the layer's weights, threshold and bias together, so the
+float dynamics are reproduced up to rounding: ``v_int = 64·α·v``. ``α`` is chosen so that the largest
+incoming weight uses the full 8-bit range at some ``weight_exp`` and the threshold ``α·θ`` sits near
+2^13 (16x headroom below the 24-bit limit for the overshoot of ``v`` and for ``u``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from exporters.lava_backend import LavaPlan
+
+__all__ = ["QuantNeuron", "QuantConn", "QuantPlan", "quantize_plan", "quantize_weights"]
+
+V_TARGET = 2**13  # α·θ aimed for
+VTH_MAX = 2**17 - 1  # 17-bit threshold mantissa
+W_MAX = 126  # largest even 8-bit magnitude (mixed-sign truncation drops the LSB)
+WEXP_MAX = 7
+BIAS_MANT_MAX = 4095
+BIAS_EXP_MAX = 7
+
+
+@dataclass
+class QuantNeuron:
+    """Fixed-point parameters of one neuron layer; ``v_unit`` = Lava integer v per unit of float v."""
+
+    node_id: str
+    alpha: float
+    du: int
+    dv: int
+    vth: int
+    bias_mant: np.ndarray
+    bias_exp: int
+    v_unit: float
+
+
+@dataclass
+class QuantConn:
+    """8-bit weights (as integers, same layout as the float ones) and the shared exponent."""
+
+    src: str
+    dst: str
+    weights: np.ndarray
+    weight_exp: int
+    max_rel_error: float  # largest |quantised − float| / max|float| over the weights
+
+
+@dataclass
+class QuantPlan:
+    """Fixed-point version of a :class:`exporters.lava_backend.LavaPlan`."""
+
+    neurons: dict[str, QuantNeuron]
+    conns: list[QuantConn]
+    input_scale: float  # graph input value v is sent as round(v · input_scale)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> list[str]:
+        """One line per layer: scale, threshold, exponents, weight error."""
+        lines = [f"input scale {self.input_scale:g}"]
+        for q in self.neurons.values():
+            conns = [c for c in self.conns if c.dst == q.node_id]
+            ws = ", ".join(f"{c.src}: exp {c.weight_exp} err {c.max_rel_error:.3f}" for c in conns)
+            lines.append(f"{q.node_id}: alpha {q.alpha:.4g} vth {q.vth} bias_exp {q.bias_exp} du {q.du} dv {q.dv}"
+                         f" weights [{ws}]")
+        return lines + self.notes
+
+    def to_dict(self) -> dict:
+        """Per-layer scales as plain data (for JSON reports)."""
+        return {
+            "schema_version": 1,
+            "input_scale": self.input_scale,
+            "layers": {
+                q.node_id: {"alpha": q.alpha, "vth": q.vth, "bias_exp": q.bias_exp, "du": q.du, "dv": q.dv,
+                            "weight_exp": {c.src: c.weight_exp for c in self.conns if c.dst == q.node_id},
+                            "max_rel_weight_error": {c.src: c.max_rel_error for c in self.conns if c.dst == q.node_id}}
+                for q in self.neurons.values()
+            },
+        }
+
+
+def quantize_weights(w: np.ndarray, alpha: float, weight_exp: int) -> np.ndarray:
+    """Even 8-bit integers ``≈ α·w / 2^weight_exp`` in ``[-128, 126]`` (int32)."""
+    q = 2 * np.rint(alpha * w / 2.0**weight_exp / 2.0)
+    return np.clip(q, -128, W_MAX).astype(np.int32)
+
+
+def _weight_exp(alpha: float, wmax: float, exp_max: int = WEXP_MAX) -> int:
+    if wmax <= 0:
+        return 0
+    return int(min(exp_max, max(0, math.ceil(math.log2(alpha * wmax / W_MAX) - 1e-9))))
+
+
+def _choose_alpha(theta: float, wmax: float, exp_max: int = WEXP_MAX) -> float:
+    """Scale so that the largest weight fills 8 bits at some exponent and α·θ stays near V_TARGET."""
+    if wmax <= 0:
+        return V_TARGET / theta
+    alpha = V_TARGET / theta
+    exp = _weight_exp(alpha, wmax, exp_max)
+    alpha = W_MAX * 2.0**exp / wmax  # use the full weight range at that exponent
+    while alpha * theta > VTH_MAX and exp > 0:
+        exp -= 1
+        alpha = W_MAX * 2.0**exp / wmax
+    return min(alpha, VTH_MAX / theta)
+
+
+def _bias(b: np.ndarray) -> tuple[np.ndarray, int]:
+    """Mantissa (13-bit) and exponent of a bias already in Lava's integer v units."""
+    peak = float(np.abs(b).max()) if b.size else 0.0
+    exp = 0
+    while exp < BIAS_EXP_MAX and peak / 2.0**exp > BIAS_MANT_MAX:
+        exp += 1
+    return np.clip(np.rint(b / 2.0**exp), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int32), exp
+
+
+def _input_scale(x: np.ndarray) -> float:
+    binary = not np.any((x != 0) & (x != 1))
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if binary or peak == 0:
+        return 1.0
+    return (255.0 if x.min() >= 0 else 127.0) / peak
+
+
+def quantize_plan(plan: LavaPlan, x: np.ndarray | None = None, input_scale: float | None = None,
+                  max_weight_exp: int = WEXP_MAX) -> QuantPlan:
+    """Per-layer fixed-point parameters for ``plan``.
+
+    Graded graph inputs are sent as ``round(x · input_scale)`` (default: 8 bits over the range of ``x``;
+    1 for binary spikes). ``max_weight_exp=0`` keeps every weight within 8 bits without exponent (netx's
+    conv synapses have none).
+    """
+    in_scale = float(input_scale) if input_scale is not None else _input_scale(np.asarray(x if x is not None else 0))
+    eff: list[np.ndarray] = []
+    for c in plan.conns:  # weights per integer message
+        eff.append(c.weights / in_scale if c.src == plan.input_id else c.weights)
+    neurons: dict[str, QuantNeuron] = {}
+    conns: list[QuantConn | None] = [None] * len(plan.conns)
+    notes: list[str] = []
+    for nid, spec in plan.neurons.items():
+        idx = [i for i, c in enumerate(plan.conns) if c.dst == nid]
+        wmax = max((float(np.abs(eff[i]).max()) for i in idx), default=0.0)
+        theta = spec.vth if math.isfinite(spec.vth) else 1.0
+        alpha = _choose_alpha(theta, wmax, max_weight_exp)
+        vth = int(min(VTH_MAX, round(alpha * theta))) if math.isfinite(spec.vth) else VTH_MAX
+        mant, bexp = _bias(64.0 * alpha * spec.bias_v)
+        if np.any(np.abs(64.0 * alpha * spec.bias_v) > BIAS_MANT_MAX * 2**BIAS_EXP_MAX):
+            notes.append(f"{nid}: bias clipped to the 13-bit mantissa << 7")
+        du = int(np.clip(round(spec.du * 4096) - 1, 0, 4095))  # Lava adds 1 to du (ds_offset)
+        dv = int(np.clip(round(spec.dv * 4096), 0, 4095))
+        neurons[nid] = QuantNeuron(nid, alpha, du, dv, vth, mant, bexp, 64.0 * alpha)
+        for i in idx:
+            w = eff[i]
+            peak = float(np.abs(w).max()) if w.size else 0.0
+            exp = _weight_exp(alpha, peak, max_weight_exp)
+            wq = quantize_weights(w, alpha, exp)
+            err = float(np.abs(wq * 2.0**exp / alpha - w).max() / peak) if peak > 0 else 0.0
+            conns[i] = QuantConn(plan.conns[i].src, nid, wq, exp, err)
+    return QuantPlan(neurons, [c for c in conns if c is not None], in_scale, notes)
