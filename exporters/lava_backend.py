@@ -614,9 +614,29 @@ def _graded(x: np.ndarray) -> bool:
     return bool(np.any((x != 0) & (x != 1)))
 
 
+def ensure_lava_importable() -> None:
+    """Let Lava's import-time ``multiprocessing.set_start_method("fork")`` succeed in a process that already
+    fixed its start method (any ``get_start_method()`` call does, e.g. from a data loader or a progress bar).
+
+    When that method is ``fork`` too, forgetting it changes nothing; another method cannot host Lava.
+    """
+    import multiprocessing
+    import sys
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    current = multiprocessing.get_start_method(allow_none=True)
+    if current is None:
+        return
+    if current != "fork":
+        raise LavaBackendError(f"Lava needs the 'fork' multiprocessing start method, this process uses {current!r}")
+    multiprocessing.context._default_context._actual_context = None
+
+
 def _build(plan: LavaPlan, xs: np.ndarray, period: int, fixed_point: bool, align: bool, rec_dir: Path,
            quant: object | None, want_v: bool) -> tuple[object, dict[str, tuple[Path | None, Path | None]]]:
     """Create the Lava processes of ``plan``; returns an entry process and the recording files."""
+    ensure_lava_importable()
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
     from lava.proc.lif.process import LIFReset

@@ -170,6 +170,9 @@ def simulate_netx(path: str | Path, x: np.ndarray, timeout_s: float = 120.0) -> 
     reference time axis (netx layer k, counted from 1, lags k steps). Samples run back to back with
     netx's own staggered resets. Raises ``NetxFormatError`` for a missing, truncated or foreign file.
     """
+    from exporters.lava_backend import ensure_lava_importable
+
+    ensure_lava_importable()
     from lava.lib.dl.netx import hdf5
     from lava.proc.io.source import RingBuffer
 

@@ -106,6 +106,9 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--supernet", metavar="DIR", help="reuse the trained supernet of an earlier search in DIR")
     a.add_argument("--out", required=True)
     a.add_argument("--no-progress", action="store_true")
+    from nasflow.cli_snasnet import add_snasnet_parser
+
+    add_snasnet_parser(space)
 
 
 _SEARCH_FLAGS = {
@@ -117,6 +120,9 @@ _SEARCH_FLAGS = {
 
 def _cmd_search(args: argparse.Namespace) -> int:
     import torch
+
+    if args.space != "autosnn":
+        return args.handler(args)
 
     from nasflow.config import ConfigError
     from nasflow.search import run_autosnn_search, search_config_from_args

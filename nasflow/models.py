@@ -45,8 +45,16 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     return wrap
 
 
+# Models registered by modules that import this one (so they cannot be imported here at load time).
+_LAZY_MODELS = {"snasnet": "nasflow.spaces.snasnet"}
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model by name."""
+    if name not in MODELS and name in _LAZY_MODELS:
+        import importlib
+
+        importlib.import_module(_LAZY_MODELS[name])
     try:
         factory = MODELS[name]
     except KeyError:

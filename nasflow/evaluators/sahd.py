@@ -167,7 +167,7 @@ class KernelAccumulator:
         self.dedupe = dedupe
         self.totals: list[torch.Tensor] | None = None
         self.count = 0  # kernels added (layers × steps)
-        self.spikes = 0.0  # spikes of every layer and step, summed over the batch
+        self._spikes: torch.Tensor | float = 0.0  # on the codes' device: no host sync per layer
         self.reused = 0
         self._recent: list[tuple[torch.Tensor, torch.Tensor, int, list[torch.Tensor]]] = []
 
@@ -191,7 +191,12 @@ class KernelAccumulator:
             for total, p in zip(self.totals, parts):
                 total.add_(p)
         self.count += codes.shape[0]
-        self.spikes += float(n.sum())
+        self._spikes = self._spikes + n.sum()
+
+    @property
+    def spikes(self) -> float:
+        """Spikes of every layer and step added so far, summed over the batch."""
+        return float(self._spikes)
 
     def _lookup(self, codes: torch.Tensor) -> tuple[list[torch.Tensor] | None, torch.Tensor | None]:
         if not self.dedupe or not self._recent:
@@ -238,11 +243,11 @@ class SAHDScorer:
     is evaluated on an ``ActivityMonitor`` summary of the same pass.
     """
 
-    def __init__(self, configs: SAHDConfig | Sequence[SAHDConfig] = SAHDConfig(), dedupe: bool = True) -> None:
+    def __init__(self, configs: SAHDConfig | Sequence[SAHDConfig] = SAHDConfig(), dedupe: bool | None = None) -> None:
         self.configs = [configs] if isinstance(configs, SAHDConfig) else list(configs)
         if not self.configs:
             raise ValueError("SAHDScorer needs at least one SAHDConfig")
-        self.dedupe = dedupe
+        self.dedupe = dedupe  # None: on CPU only (on a GPU the equality checks' host syncs cost more)
 
     def score(self, model: nn.Module, batches: Sequence[torch.Tensor], cost_fn: CostFn | None = None) -> ScoreResult:
         """Mean ``log|det K|`` over ``batches`` (each ``[B, ...]`` input, B >= 2) per configuration."""
@@ -280,7 +285,8 @@ class SAHDScorer:
 
     @torch.no_grad()
     def _score_batch(self, model: nn.Module, x: torch.Tensor) -> KernelAccumulator:
-        acc = KernelAccumulator(self.configs, self.dedupe)
+        dedupe = x.device.type == "cpu" if self.dedupe is None else self.dedupe
+        acc = KernelAccumulator(self.configs, dedupe)
 
         def hook(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
             acc.add(out.detach().flatten(2))

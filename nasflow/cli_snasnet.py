@@ -1,0 +1,89 @@
+"""``nasflow search snasnet``: training-free SNASNet search (wired into ``nasflow.cli`` by the lead).
+
+    nasflow search snasnet --dataset digits --cell backward|forward --candidates N [--seed S] --out DIR
+
+``add_snasnet_parser(space_subparsers)`` adds the ``snasnet`` sub-command to the ``search`` command's
+sub-parsers and sets ``handler=cmd_snasnet``; ``cmd_snasnet(args)`` runs (or resumes) the search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import yaml
+
+__all__ = ["add_snasnet_parser", "cmd_snasnet"]
+
+_FLAGS = {
+    "dataset": "dataset", "data_dir": "data_dir", "cell": "cell", "candidates": "candidates",
+    "channels": "channels", "steps": "steps", "reduction": "reduction", "second_pool": "second_pool",
+    "score_batch": "score_batch", "kernel": "kernel", "normalisation": "normalisation", "combine": "combine",
+    "cost": "cost", "lam": "lam", "epochs": "epochs", "lr": "lr", "seed": "seed", "device": "device",
+}
+
+
+def add_snasnet_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``snasnet`` to the ``search`` command's sub-parsers; returns the new parser."""
+    p = subparsers.add_parser("snasnet", help="SNASNet: training-free search (SAHD) of spiking cells")
+    p.add_argument("--config", help="YAML with SNASNetSearchConfig keys; flags given here override it")
+    p.add_argument("--dataset")
+    p.add_argument("--data-dir")
+    p.add_argument("--cell", choices=["backward", "forward"], help="cell space (default backward)")
+    p.add_argument("--candidates", type=int, help="random cells to score (default 5000)")
+    p.add_argument("--channels", type=int, help="C (default 16; the paper: 256 CIFAR-10, 128 CIFAR-100)")
+    p.add_argument("--steps", type=int, help="time steps T (default 8; the paper: 5 or 8)")
+    p.add_argument("--reduction", choices=["code", "paper"], help="reduction block variant (default code)")
+    p.add_argument("--second-pool", type=int, help="second AvgPool2d size (default: 4 for 32x32 input, else 2)")
+    p.add_argument("--score-batch", type=int, help="samples per scoring batch (default 256)")
+    p.add_argument("--kernel", choices=["sahd", "hamming"])
+    p.add_argument("--normalisation", choices=["paper", "code"])
+    p.add_argument("--combine", choices=["sum", "mean"])
+    p.add_argument("--cost", choices=["none", "spikes"], help="cost-aware ranking (default none)")
+    p.add_argument("--lambda", dest="lam", type=float, help="cost exponent λ <= 0 (with --cost)")
+    p.add_argument("--epochs", type=int, help="retraining epochs of the winner (0 skips; default 40)")
+    p.add_argument("--lr", type=float, help="SGD learning rate of the retraining")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_snasnet)
+    return p
+
+
+def _base_config(args: argparse.Namespace) -> dict[str, Any]:
+    from nasflow.config import ConfigError
+
+    base: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        try:
+            with open(args.config) as f:
+                base = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config {args.config}: {err}") from None
+        if not isinstance(base, dict):
+            raise ConfigError(f"config {args.config} must hold a mapping at the top level")
+    base.update({key: getattr(args, flag) for flag, key in _FLAGS.items() if getattr(args, flag, None) is not None})
+    if getattr(args, "no_progress", False):
+        base["progress"] = False
+    return base
+
+
+def cmd_snasnet(args: argparse.Namespace) -> int:
+    """Run the search described by parsed ``args``; prints the winner and returns 0."""
+    import torch
+
+    from nasflow.snasnet_search import run_snasnet_search, search_config_from_args
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    cfg = search_config_from_args(_base_config(args))
+    out = run_snasnet_search(cfg, args.out)
+    best, retrain = out["best"], out["retrain"] or {}
+    summary = {"best": best["cell"], "score": best["score"], "candidates": len(out["candidates"]),
+               "test_accuracy": retrain.get("test_accuracy"), "spikes_per_sample": retrain.get("spikes_per_sample")}
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}/search.json and journal.jsonl")
+    return 0
