@@ -27,8 +27,8 @@ def plot_traffic_heatmap(report: dict[str, Any], path: str | Path) -> Path:
     msgs = report.get("per_core", {}).get("messages_in_per_sample", [0] * len(report["blocks"]))
     for b, v in zip(report["blocks"], msgs):
         grid[b["y"], b["x"]] += v
-    fig, ax = plt.subplots(figsize=(max(4, w * 0.5), max(3, h * 0.5)))
-    im = ax.imshow(grid, cmap="viridis", origin="upper")
+    fig, ax = plt.subplots(figsize=(max(6.4, w * 0.6), max(3.6, h * 0.6)))
+    im = ax.imshow(grid, cmap="viridis", origin="upper", aspect="auto")
     fig.colorbar(im, ax=ax, label="messages in per sample")
     ax.set_xlabel("tile x")
     ax.set_ylabel("tile y")

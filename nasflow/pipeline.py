@@ -255,7 +255,7 @@ def _output_node(graph) -> str:
 
 def _simulate(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path, log) -> dict[str, Any]:
     from exporters import lava_backend
-    from exporters.equivalence import accuracy_from_output, compare_activity
+    from exporters.equivalence import accuracy_from_output, compare_activity, neuron_nodes
     from exporters.nir_io import read_nir
     from exporters.nir_torch import simulate as torch_simulate
 
@@ -280,24 +280,41 @@ def _simulate(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path, log)
             from exporters.netx import simulate_netx
 
             log(f"    {role}: netx on {len(labels)} test samples")
-            act = simulate_netx(entry["netx"], x, timeout_s=cfg.lava.timeout_s)
+            act = _with_readout(graph, simulate_netx(entry["netx"], x, timeout_s=cfg.lava.timeout_s), head)
             row["netx_accuracy"] = accuracy_from_output(act, labels, head) if head in act else None
-            row["netx_compare"] = compare_activity(ref, act, nodes=[n for n in act if n in ref])
+            row["netx_compare"] = compare_activity(ref, act, nodes=[n for n in neuron_nodes(graph) if n in act])
         results[role] = row
     return results
 
 
-def _hardware(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    from exporters.nir_io import read_nir
-    from hwmodels import cost_graph, load_profile
+def _with_readout(graph, activity: dict[str, np.ndarray], head: str) -> dict[str, np.ndarray]:
+    """netx runs spiking layers only: apply the graph's linear read-out (the voting layer) to its last layer."""
+    from exporters.graph import predecessors
+    from exporters.lava_backend import apply_linear
 
-    profile = load_profile(cfg.chip)
+    if head in activity:
+        return activity
+    src = predecessors(graph, head)[0]
+    if src not in activity:
+        return activity
+    spikes = activity[src]
+    t, b = spikes.shape[:2]
+    out = apply_linear(graph.nodes[head], head, spikes.reshape(t * b, *spikes.shape[2:]))
+    return {**activity, head: out.reshape(t, b, *out.shape[1:])}
+
+
+def _hardware(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Map both models on the chip and cost the per-neuron activity of the test samples (torch reference)."""
+    from exporters.nir_io import read_nir
+    from hwmodels import hw_report, write_report
+
     out: dict[str, Any] = {}
     for role, entry in exported.items():
         graph = read_nir(entry["nir"])
-        activity = dict(np.load(out_dir / f"{role}_activity.npz"))
-        report = cost_graph(graph, profile, activity=activity)
-        (out_dir / f"{role}_hw.json").write_text(json.dumps(report, indent=2, default=_jsonable))
+        with np.load(out_dir / f"{role}_activity.npz") as data:
+            activity = {k: data[k] for k in data.files}
+        report = hw_report(graph, cfg.chip, activity=activity)
+        write_report(report, out_dir / f"{role}_hw")
         out[role] = report
     return out
 

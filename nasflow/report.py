@@ -35,8 +35,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _cost_key(evaluated: list[dict[str, Any]]) -> str:
+    """The energy cost of a hardware-aware search (``energy:<chip>``), else spikes."""
     costs = evaluated[0].get("costs", {}) if evaluated else {}
-    return "energy" if "energy" in costs else "spikes"
+    return next((k for k in costs if k.startswith("energy:")), "spikes")
 
 
 def _candidates(search: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
@@ -128,7 +129,8 @@ def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     acc = np.array([c["accuracy"] for c in candidates]) * 100
     cost = np.array([c["cost"] for c in candidates], dtype=float)
-    scale, unit = (1e9, "nJ") if cost_key == "energy" else (1.0, "spikes")
+    energy = cost_key.startswith("energy:")
+    scale, unit = (1e9, "nJ") if energy else (1.0, "spikes")
     ax.scatter(cost * scale, acc, s=14, alpha=0.5, label="evaluated candidates")
     ax.plot(cost[front] * scale, acc[front], "-o", color="C3", ms=4, label="Pareto front")
     best = [i for i, c in enumerate(candidates) if c["arch"] == best_arch]
@@ -142,7 +144,7 @@ def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware
     fig.tight_layout()
     fig.savefig(plots / "pareto.png", dpi=110)
     plt.close(fig)
-    images["Accuracy versus energy of every evaluated candidate"] = "plots/pareto.png"
+    images[f"Accuracy versus {'energy' if energy else 'spikes'} of every evaluated candidate"] = "plots/pareto.png"
 
     fig, ax = plt.subplots(figsize=(7.2, 4.2))
     for k, role in enumerate(("winner", "baseline")):
@@ -159,11 +161,14 @@ def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware
     plt.close(fig)
     images["Per-layer firing rates"] = "plots/firing_rates.png"
 
-    from nasflow.hw_plots import plot_hw_report
+    from nasflow.hw_plots import plot_layer_energy, plot_traffic_heatmap
 
     for role in ("winner", "baseline"):
-        for title, path in plot_hw_report(hardware[role], plots, prefix=f"{role}_").items():
-            images[f"{role}: {title}"] = str(Path("plots") / Path(path).name)
+        plot_traffic_heatmap(hardware[role], plots / f"{role}_traffic.png")
+        images[f"{role}: per-core traffic on the {hardware[role]['chip']} mesh"] = f"plots/{role}_traffic.png"
+        if hardware[role].get("activity"):
+            plot_layer_energy(hardware[role], plots / f"{role}_energy.png")
+            images[f"{role}: energy per layer and term"] = f"plots/{role}_energy.png"
     return images
 
 
@@ -211,6 +216,7 @@ def _html(report: dict[str, Any], images: dict[str, str]) -> str:
                    f"<td>{html.escape(_fmt(b[key], kind))}</td></tr>" for label, key, kind in _ROWS)
     figures = "".join(f'<figure><img src="{html.escape(p)}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}'
                       "</figcaption></figure>" for t, p in images.items())
+    netx = "; ".join(f"{role}: {html.escape(str(v))}" for role, v in report["netx"].items())
     pareto = "".join(f"<li><code>{html.escape(p['arch'])}</code>: {100 * p['accuracy']:.1f}%, "
                      f"{p['cost']:.4g}</li>" for p in report["pareto"])
     return f"""<!doctype html>
@@ -222,6 +228,7 @@ figure{{display:inline-block;margin:1em}}img{{max-width:100%}}</style></head>
 <p>Chip profile <code>{html.escape(str(report['chip']))}</code>; {report['search']['evaluated']} candidates evaluated;
 search took {_fmt(report['search']['search_cost_seconds'])} s.</p>
 <table><tr><th></th><th>searched winner</th><th>baseline</th></tr>{rows}</table>
+<p>netx (Loihi 2 deployment file): {netx}</p>
 <h2>Pareto set ({html.escape(report['pareto_cost'])})</h2><ul>{pareto}</ul>
 <h2>Plots</h2>{figures}
 </body></html>
