@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-RUN_DIR ?= runs/digits
+RUN_DIR ?= runs/main
 PYTEST_ARGS ?=
 
 .PHONY: venv run test lint bench lock clean
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 run: venv
-	$(VENV)/bin/nasflow train --dataset digits --out $(RUN_DIR)
+	$(VENV)/bin/nasflow run --out $(RUN_DIR) --resume
 
 test: venv
 	$(PY) -m ruff check .

@@ -1,0 +1,150 @@
+"""The main job end to end on a tiny digits configuration: steps, resume, reports, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nasflow.cli import main
+from nasflow.config import ConfigError
+from nasflow.pipeline import PIPELINE_STEPS, load_pipeline_config, run_pipeline
+from nasflow.report import pareto_front
+
+TINY = {
+    "search": {"channels": 4, "steps": 4, "supernet_epochs": 1, "evaluations": 6, "rounds": 2, "progress": False},
+    "retrain": {"epochs": 1, "progress": False},
+    "lava": {"samples": 6, "timeout_s": 300},
+}
+
+
+def test_pareto_front_hand_worked():
+    # (accuracy, cost): B dominates A (more accurate, cheaper); C is cheapest; D is most accurate.
+    points = [(0.80, 5.0), (0.85, 4.0), (0.70, 1.0), (0.90, 9.0), (0.85, 4.0)]
+    assert pareto_front(points) == [2, 1, 4, 3]
+
+
+def test_bad_config_is_rejected_before_work(tmp_path):
+    bad = tmp_path / "run.yaml"
+    bad.write_text(yaml.safe_dump({"search": {"evaluatons": 5}}))
+    with pytest.raises(ConfigError, match="evaluatons"):
+        load_pipeline_config(bad)
+    bad.write_text(yaml.safe_dump({"retrain": {"epochs": "many"}}))
+    with pytest.raises(ConfigError, match="retrain.epochs"):
+        load_pipeline_config(bad)
+    with pytest.raises(ConfigError, match="budgets.cores"):
+        load_pipeline_config(None, {"search.budgets": {"cores": 0}})
+    with pytest.raises(ValueError, match="SCB_k9"):
+        load_pipeline_config(None, {"baseline": "SCB_k9,skip,skip,skip,skip"})
+    # The CLI turns it into one line and exit status 2, and writes nothing.
+    out = tmp_path / "never"
+    assert main(["run", "--config", str(bad), "--out", str(out)]) == 2
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    cfg = load_pipeline_config(None, {f"{s}.{k}": v for s, kv in TINY.items() for k, v in kv.items()})
+    run_pipeline(cfg, out, log=lambda _m: None)
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_every_artifact(tiny_run):
+    report = json.loads((tiny_run / "report.json").read_text())
+    assert report["schema_version"] == 1
+    for role in ("winner", "baseline"):
+        row = report[role]
+        assert 0.0 <= row["torch_accuracy"] <= 1.0
+        assert row["energy_per_sample_j"] > 0 and row["cores_used"] >= 1
+        assert row["lava_accuracy"] is not None and row["lava_min_precision"] is not None
+    assert report["pareto"] and all("arch" in p for p in report["pareto"])
+    for name in ("model.nir", "report.md", "report.html", "search/journal.jsonl", "config.yaml"):
+        assert (tiny_run / name).exists(), name
+    assert sorted(p.stem for p in (tiny_run / "steps").glob("*.json")) == sorted(PIPELINE_STEPS)
+
+
+@pytest.mark.slow
+def test_report_renders_in_a_real_browser(tiny_run, tmp_path):
+    chromium = _chromium()
+    report = (tiny_run / "report.html").resolve()
+    # A wrapper page reads the report's images from an iframe (file:// needs --allow-file-access-from-files)
+    # and writes their natural sizes into its own DOM, which --dump-dom prints.
+    probe = tmp_path / "probe.html"
+    probe.write_text(f"""<!doctype html><html><body><iframe id="r" src="{report.as_uri()}" width="1200"
+height="900"></iframe><pre id="out">pending</pre><script>
+document.getElementById('r').onload = () => setTimeout(() => {{
+  const imgs = [...document.getElementById('r').contentDocument.images];
+  document.getElementById('out').textContent = JSON.stringify(imgs.map(
+    i => [i.getAttribute('src'), i.complete, i.naturalWidth, i.naturalHeight]));
+}}, 500);
+</script></body></html>""")
+    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+            "--virtual-time-budget=5000"]
+    dom = subprocess.run([*args, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    text = dom.stdout.split('<pre id="out">', 1)[1].split("</pre>", 1)[0]
+    images = json.loads(text.replace("&quot;", '"'))
+    assert len(images) >= 3, images
+    for src, complete, width, height in images:
+        assert complete and width >= 200 and height >= 150, f"plot {src} did not load ({width}x{height})"
+    shot = tmp_path / "report.png"
+    subprocess.run([*args, f"--screenshot={shot}", "--window-size=1200,2400", report.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 20_000  # a rendered page with plots, not a blank one
+
+
+def _chromium() -> str:
+    """Debian's chromium, installed with apt-get when missing (the test never skips)."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, capture_output=True, timeout=900)
+    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"], check=True, env=env,
+                   capture_output=True, timeout=1200)
+    found = shutil.which("chromium")
+    assert found, "apt-get installed chromium but no chromium executable is on PATH"
+    return found
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_without_reevaluating(tmp_path):
+    out = tmp_path / "run"
+    sets = [f"--set={s}.{k}={json.dumps(v)}" for s, kv in TINY.items() for k, v in kv.items()]
+    sets = [s for s in sets if "evaluations" not in s] + ["--set=search.evaluations=12"]
+    cmd = [sys.executable, "-m", "nasflow.cli", "run", "--out", str(out), *sets]
+    journal = out / "search" / "journal.jsonl"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and _lines(journal) < 3 and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    before = _lines(journal)
+    assert 3 <= before < 12, f"the search should have been killed midway, journal has {before} lines"
+    assert not (out / "steps" / "search.json").exists()
+    assert main(["run", "--out", str(out), "--resume", *sets]) == 0
+    search = json.loads((out / "search" / "search.json").read_text())
+    assert search["journal_hits"] >= before  # every candidate evaluated before the kill came from the journal
+    rows = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    archs = [r["arch"] for r in rows if r["type"] == "candidate"]
+    assert len(archs) == len(set(archs)) == len(search["evaluated"]), "a candidate was evaluated twice"
+
+
+def _lines(path: Path) -> int:
+    try:
+        return sum(1 for line in path.read_text().splitlines() if '"type": "candidate"' in line)
+    except FileNotFoundError:
+        return 0
