@@ -413,6 +413,34 @@ def _dense_matrix(graph: nir.NIRGraph, preds: dict, shapes: dict, src: str, dst:
     return y.reshape(n_src, n_dst).T
 
 
+def _split_matrices(graph: nir.NIRGraph, preds: dict, shapes: dict, src: str, dst: str,
+                    back: set[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ``[n_dst, n_src]`` matrices of the paths from ``src`` into ``dst`` crossing 0 and 1 back edges."""
+    n_src, n_dst = int(np.prod(shapes[src])), int(np.prod(shapes[dst]))
+    if 2 * n_src * n_dst > MAX_DENSE_ENTRIES:
+        raise LavaBackendError(f"node {dst!r}: the linear paths from {src!r} would become two {n_dst}x{n_src} "
+                               "Dense matrices, too large")
+    basis = np.eye(n_src).reshape((n_src,) + shapes[src])
+    kinds = {k: _kind(v) for k, v in graph.nodes.items()}
+    memo: dict[tuple[str, int], np.ndarray] = {}
+
+    def out(node: str, nb: int) -> np.ndarray:
+        # The node's output counting only the paths from src that crossed exactly nb back edges.
+        if node == src:
+            return basis if nb == 0 else np.zeros_like(basis)
+        if kinds[node] == "Input" or kinds[node] in NEURON_KINDS:
+            return np.zeros((n_src,) + shapes[node])
+        if (node, nb) not in memo:
+            memo[(node, nb)] = apply_linear(graph.nodes[node], node, into(node, nb), bias=False)
+        return memo[(node, nb)]
+
+    def into(node: str, nb: int) -> np.ndarray:
+        parts = [out(p, nb - int((p, node) in back)) for p in preds[node] if nb - int((p, node) in back) >= 0]
+        return sum(parts) if parts else np.zeros((n_src,) + shapes[preds[node][0]])
+
+    return tuple(into(dst, nb).reshape(n_src, n_dst).T for nb in (0, 1))  # type: ignore[return-value]
+
+
 def build_plan(graph: nir.NIRGraph, dt: float | None = None) -> LavaPlan:
     """Compile a NIR graph to neuron and connection specs (raises ``LavaBackendError`` naming the node)."""
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
@@ -472,11 +500,16 @@ def _plan_inputs(graph: nir.NIRGraph, plan: LavaPlan, preds: dict, kinds: dict, 
         by_src.setdefault(src, []).append((path, nb))
     for src, plist in by_src.items():
         nbs = {nb for _, nb in plist}
-        if len(nbs) > 1 or max(nbs) > 1:
+        if max(nbs) > 1:
             raise LavaBackendError(
                 f"node {nid!r}: paths from {src!r} cross {sorted(nbs)} back edges; Lava can delay a connection by "
-                "one step only, so every path from one source must cross the same number (0 or 1)"
+                "one step only, so every path from one source must cross 0 or 1 back edges"
             )
+        if len(nbs) > 1:  # same-step and one-step-late paths from one source: one connection each
+            for nb, m in enumerate(_split_matrices(graph, preds, shapes, src, nid, plan.back)):
+                paths_nb = sorted({p for pl, b in plist if b == nb for p in pl})
+                plan.conns.append(ConnSpec(src, nid, paths_nb, bool(nb), dense=m * spec.gain[:, None]))
+            continue
         delayed = nbs == {1}
         conv = _conv_like(graph, plist[0][0], shapes, src) if len(plist) == 1 else None
         if conv is not None:
@@ -684,7 +717,8 @@ def _build(plan: LavaPlan, xs: np.ndarray, period: int, fixed_point: bool, align
             w = c.dense if q is None else q.weights
             w = w[_lava_perm(plan.shapes[c.dst])][:, _lava_perm(src_shape)]
             kw = {} if q is None else dict(weight_exp=q.weight_exp, num_weight_bits=8)
-            conn = Dense(weights=w, num_message_bits=bits, name=f"{c.src}->{c.dst}", **kw)
+            name = f"{c.src}->{c.dst}" + (" (late)" if c.delayed else "")
+            conn = Dense(weights=w, num_message_bits=bits, name=name, **kw)
             src_port = procs[c.src].s_out
             src_port = src_port.flatten() if len(src_shape) > 1 else src_port
             src_port.connect(conn.s_in)
@@ -718,22 +752,28 @@ def _node_activity(graph: nir.NIRGraph, plan: LavaPlan, x: np.ndarray, neuron_ac
     def fed(nid: str) -> np.ndarray:
         total: np.ndarray | float = 0.0
         for s, is_back in preds[nid]:
-            a = act[s].astype(np.float64)
+            a = get(s).astype(np.float64)
             if is_back:  # back edge: the source's output one step late
                 a = np.concatenate([np.zeros_like(a[:1]), a[:-1]], axis=0)
             total = total + a
         return total
 
-    for nid in plan.order:
+    def get(nid: str) -> np.ndarray:
+        # On demand: a back edge may come from a linear node later in the order (e.g. a recurrent
+        # cell's feedback op); every cycle holds a neuron, whose activity is known, so this ends.
         if nid in act:
-            continue
+            return act[nid]
         kind = _kind(graph.nodes[nid])
         inp = fed(nid)
         if kind == "Output":
             act[nid] = np.asarray(inp, dtype=np.float32).reshape((t_len, b) + plan.shapes[nid])
-            continue
+            return act[nid]
         flat = np.asarray(inp).reshape((t_len * b,) + inp.shape[2:])
         act[nid] = apply_linear(graph.nodes[nid], nid, flat).reshape((t_len, b) + plan.shapes[nid]).astype(np.float32)
+        return act[nid]
+
+    for nid in plan.order:
+        get(nid)
     return act
 
 

@@ -80,9 +80,14 @@ def export_netx(graph: nir.NIRGraph, path: str | Path, dt: float | None = None,
     """Write ``graph`` as a netx ``.net`` file; returns the fixed-point plan (per-layer scales).
 
     ``input_scale``: ``None`` for spike input; for graded input (e.g. pixel values) the factor that turns
-    an input value into the integer message netx receives. Raises ``ValueError`` naming the node for
-    graphs netx cannot express.
+    an input value into the integer message netx receives. A graph exported by nasflow with direct coding
+    (``metadata["input_encoding"] == "direct"``: analog images in [0, 1] every step) defaults to 255, the
+    largest 8-bit graded message, since treating its pixels as binary spikes changes the network's drive.
+    Raises ``ValueError`` naming the node for graphs netx cannot express.
     """
+    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    if input_scale is None and str(meta.get("input_encoding", "")) == "direct":
+        input_scale = 255.0
     graph = flatten_graph(graph)
     plan = build_plan(graph, dt)
     chain = _check_chain(plan)
@@ -163,6 +168,11 @@ def _layers(path: Path) -> tuple[tuple[int, ...], list[tuple[str, tuple[int, ...
     return in_shape, out, scale, graded
 
 
+def netx_input_shape(path: str | Path) -> tuple[int, ...]:
+    """The input layer's shape as ``export_netx`` stores it (NIR order, e.g. ``(C, H, W)``)."""
+    return _layers(Path(path))[0]
+
+
 def simulate_netx(path: str | Path, x: np.ndarray, timeout_s: float = 120.0) -> dict[str, np.ndarray]:
     """Load a ``.net`` with ``lava.lib.dl.netx.hdf5.Network``, run ``x`` ``[T, B, *input_shape]`` on Lava.
 
@@ -214,3 +224,30 @@ def simulate_netx(path: str | Path, x: np.ndarray, timeout_s: float = 120.0) -> 
             act[nid] = np.ascontiguousarray(raw.swapaxes(0, 1), dtype=np.float32)
             assert act[nid].shape[2:] == shape, (nd, act[nid].shape)
     return act
+
+
+def complete_activity(graph: nir.NIRGraph, activity: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Add the nodes netx does not run: the linear read-out after its last layer and the Output node.
+
+    netx holds spiking layers only, so a graph's non-spiking voting layer (an Affine) and ``output`` are
+    computed here from the last layer's spikes, in the reference semantics (feed-forward within the step).
+    """
+    from exporters.graph import predecessors, topological_order
+    from exporters.lava_backend import apply_linear
+
+    out = dict(activity)
+    for node_id in topological_order(graph):
+        if node_id in out:
+            continue
+        preds = predecessors(graph, node_id)
+        kind = type(graph.nodes[node_id]).__name__
+        if len(preds) != 1 or preds[0] not in out:
+            continue
+        src = out[preds[0]]
+        if kind == "Output":
+            out[node_id] = src
+        elif kind in ("Affine", "Linear", "Scale", "Flatten"):
+            t, b = src.shape[:2]
+            y = apply_linear(graph.nodes[node_id], node_id, src.reshape(t * b, *src.shape[2:]))
+            out[node_id] = y.reshape(t, b, *y.shape[1:]).astype(np.float32)
+    return out

@@ -516,3 +516,6 @@ def to_nir(
     if validate:
         infer_shapes(graph)  # every node consistent (raises naming the node otherwise)
     return graph
+
+
+import exporters.cells_export  # noqa: E402, F401  (SNASNet converters, registered by class name)

@@ -141,7 +141,9 @@ def _run_backend(backend: str, graph, model_path: Path, x: np.ndarray, dt: float
     net_path = model_path
     if model_path.suffix != ".net":
         net_path = out_dir / "model.net"
+        out_dir.mkdir(parents=True, exist_ok=True)
         netx.export_netx(graph, net_path)
+        return netx.complete_activity(graph, netx.simulate_netx(net_path, x, timeout_s=timeout))
     return netx.simulate_netx(net_path, x, timeout_s=timeout)
 
 
@@ -159,7 +161,9 @@ def write_simulation(out_dir: str | Path, backend: str, graph, activity: dict[st
     total = 0.0
     for nid, arr in activity.items():
         kind = node_type(graph.nodes[nid]) if graph is not None and nid in graph.nodes else None
-        spikes = float(np.asarray(arr).sum()) / batch if kind in NEURON_TYPES else None
+        if graph is None and backend == "netx":
+            kind = "netx"  # a bare .net file: every layer netx reports is a spiking (CUBA) layer
+        spikes = float(np.asarray(arr).sum()) / batch if kind in (*NEURON_TYPES, "netx") else None
         if spikes is not None:
             total += spikes
         nodes[nid] = {"type": kind, "shape": list(shapes.get(nid, arr.shape[2:])), "spikes_per_sample": spikes}
@@ -191,11 +195,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.input:
         x = np.load(args.input).astype(np.float32)
     elif args.dataset:
-        if graph is None:
-            raise ValueError("--dataset needs a .nir graph (its input shape); use --input with a .net file")
-        ins = input_ids(graph)
         steps = args.steps or (int(meta["steps"]) if "steps" in meta else None)
-        x, labels = _dataset_input(args.dataset, args.samples, steps, args.data_dir, infer_shapes(graph)[ins[0]])
+        if graph is None:  # a .net file written by nasflow: its input layer holds the NIR (C, H, W) shape
+            shape = _netx_module("--dataset with a .net file").netx_input_shape(model_path)
+        else:
+            shape = infer_shapes(graph)[input_ids(graph)[0]]
+        x, labels = _dataset_input(args.dataset, args.samples, steps, args.data_dir, shape)
     else:
         raise ValueError("give the input: --dataset NAME (with --samples) or --input x.npy (with --dt)")
     activity = _run_backend(args.backend, graph, model_path, x, dt, args.timeout, out_dir)

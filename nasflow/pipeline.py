@@ -277,30 +277,14 @@ def _simulate(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path, log)
             row[f"{name}_accuracy"] = accuracy_from_output(act, labels, head)
             row[f"{name}_compare"] = compare_activity(ref, act)
         if entry.get("netx"):
-            from exporters.netx import simulate_netx
+            from exporters.netx import complete_activity, simulate_netx
 
             log(f"    {role}: netx on {len(labels)} test samples")
-            act = _with_readout(graph, simulate_netx(entry["netx"], x, timeout_s=cfg.lava.timeout_s), head)
+            act = complete_activity(graph, simulate_netx(entry["netx"], x, timeout_s=cfg.lava.timeout_s))
             row["netx_accuracy"] = accuracy_from_output(act, labels, head) if head in act else None
             row["netx_compare"] = compare_activity(ref, act, nodes=[n for n in neuron_nodes(graph) if n in act])
         results[role] = row
     return results
-
-
-def _with_readout(graph, activity: dict[str, np.ndarray], head: str) -> dict[str, np.ndarray]:
-    """netx runs spiking layers only: apply the graph's linear read-out (the voting layer) to its last layer."""
-    from exporters.graph import predecessors
-    from exporters.lava_backend import apply_linear
-
-    if head in activity:
-        return activity
-    src = predecessors(graph, head)[0]
-    if src not in activity:
-        return activity
-    spikes = activity[src]
-    t, b = spikes.shape[:2]
-    out = apply_linear(graph.nodes[head], head, spikes.reshape(t * b, *spikes.shape[2:]))
-    return {**activity, head: out.reshape(t, b, *out.shape[1:])}
 
 
 def _hardware(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path) -> dict[str, Any]:

@@ -28,11 +28,10 @@ def _run(*argv: str) -> int:
     return args.handler(args)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A residual digits model (SRB blocks) trained for 40 Adam steps, saved as model.pt."""
-    torch.manual_seed(0)
-    model = AutoSNNNet(arch="SRB_k3,SCB_k3,skip,SRB_k3,SCB_k3", in_shape=(1, 8, 8), channels=8, steps=4)
+def _train(arch: str, channels: int = 8, seed: int = 0) -> AutoSNNNet:
+    """A digits model trained for 40 Adam steps (enough for every layer to spike)."""
+    torch.manual_seed(seed)
+    model = AutoSNNNet(arch=arch, in_shape=(1, 8, 8), channels=channels, steps=4)
     loaders = make_loaders("digits", batch_size=64, seed=0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
@@ -47,7 +46,13 @@ def trained(tmp_path_factory):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    model.eval()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A residual digits model (SRB blocks) trained for 40 Adam steps, saved as model.pt."""
+    model = _train("SRB_k3,SCB_k3,skip,SRB_k3,SCB_k3")
     path = tmp_path_factory.mktemp("run") / "model.pt"
     save_model(path, model, "autosnn")
     x, y = next(iter(make_loaders("digits", batch_size=32, seed=0).test))
@@ -104,3 +109,44 @@ def test_simulate_errors_are_clear(trained, tmp_path):
         _run("simulate", str(model_pt), "--input", str(tmp_path / "bad.npy"), "--out", str(tmp_path))
     with pytest.raises(ValueError, match=r"no such NIR file"):
         _run("simulate", str(tmp_path / "none.nir"), "--input", str(tmp_path / "bad.npy"), "--out", str(tmp_path))
+
+
+def test_simulate_on_lava_float_and_fixed_compares_with_torch(trained, tmp_path):
+    """The issue's criterion on a residual digits model: Lava float equals torch, fixed point stays close."""
+    model_pt, _ = trained
+    nir_path = tmp_path / "model.nir"
+    assert _run("export", str(model_pt), "--to", "nir", "--output", str(nir_path)) == 0
+    results = {}
+    for backend in ("torch", "lava", "lava-fixed"):
+        out = tmp_path / backend
+        assert _run("simulate", str(nir_path), "--backend", backend, "--dataset", "digits", "--samples", "24",
+                    "--compare", "torch", "--out", str(out)) == 0
+        results[backend] = json.loads((out / "simulate.json").read_text())
+    lava = results["lava"]
+    assert lava["compare"]["min_precision"] >= 0.999 and lava["compare"]["min_recall"] >= 0.999
+    assert abs(lava["accuracy"] - results["torch"]["accuracy"]) <= 0.005
+    assert abs(results["lava-fixed"]["accuracy"] - results["torch"]["accuracy"]) <= 2 / 24 + 1e-9
+    act = np.load(tmp_path / "lava" / "activity.npz")
+    assert act["features.0.sn2"].shape == (4, 24, 8, 8, 8)  # the reference time axis, whatever the backend
+
+
+def test_netx_export_refuses_a_residual_model_and_runs_a_plain_one(trained, tmp_path):
+    model_pt, _ = trained
+    with pytest.raises(ValueError, match="features.0"):
+        _run("export", str(model_pt), "--to", "netx", "--output", str(tmp_path / "res.net"))
+    plain = _train("SCB_k3,skip,skip,skip,skip", channels=4, seed=1)
+    save_model(tmp_path / "plain.pt", plain, "autosnn")
+    assert _run("export", str(tmp_path / "plain.pt"), "--to", "netx", "--output", str(tmp_path / "plain.net")) == 0
+    out = tmp_path / "netx"
+    assert _run("simulate", str(tmp_path / "plain.net"), "--backend", "netx", "--dataset", "digits", "--samples", "8",
+                "--steps", "4", "--out", str(out)) == 0
+    res = json.loads((out / "simulate.json").read_text())
+    assert res["backend"] == "netx" and res["spikes_per_sample"] > 0
+    # From the NIR graph, netx reports the same metrics as the other backends: accuracy and per-layer agreement.
+    assert _run("export", str(tmp_path / "plain.pt"), "--to", "nir", "--output", str(tmp_path / "plain.nir")) == 0
+    for backend in ("torch", "netx"):
+        assert _run("simulate", str(tmp_path / "plain.nir"), "--backend", backend, "--dataset", "digits",
+                    "--samples", "8", "--compare", "torch", "--out", str(tmp_path / f"n-{backend}")) == 0
+    ref, got = (json.loads((tmp_path / f"n-{b}" / "simulate.json").read_text()) for b in ("torch", "netx"))
+    assert got["accuracy"] is not None and got["compare"]["min_recall"] is not None
+    assert abs(got["accuracy"] - ref["accuracy"]) <= 2 / 8 + 1e-9  # fixed point, like lava-fixed
