@@ -76,6 +76,9 @@ class SNASNetSearchConfig:
     combine: str = "sum"  # sum | mean
     alpha: float = 0.5
     eps: float = 1e-6
+    # Sample only cells whose network exports to NIR and runs on Lava (what you search is what you deploy):
+    # cells with a node fed only by feedback, or feedback that is not a cycle, have no NIR/Lava form yet.
+    deployable_only: bool = True
     cost: str = "none"  # none | spikes (or pass cost_fn to run_snasnet_search)
     lam: float = 0.0
     epochs: int = 40  # retraining epochs of the winner; 0 skips retraining
@@ -123,14 +126,32 @@ def discounted_score(score: float, cost: float, cost_avg: float, lam: float, bat
     return score + lam * batch * math.log(cost / cost_avg)
 
 
-def sample_candidates(n: int, kind: str, seed: int) -> list[str]:
-    """The first ``n`` distinct canonical cells of the seeded sampler (matrix notation)."""
+def deployment_problem(cell: str) -> str | None:
+    """Why the network of ``cell`` cannot be exported to NIR and run on Lava, or None when it can.
+
+    Checked on a tiny instance (C = 2, T = 2, 8x8 input): the graph structure does not depend on sizes.
+    """
+    from exporters.lava_backend import build_plan
+    from exporters.nir_export import to_nir
+
+    try:
+        model = SNASNet(cell, in_shape=(1, 8, 8), num_classes=10, channels=2, steps=2).eval()
+        build_plan(to_nir(model, validate=False))
+    except ValueError as err:  # ExportError and LavaBackendError are ValueErrors naming the node
+        return str(err).splitlines()[0]
+    return None
+
+
+def sample_candidates(n: int, kind: str, seed: int, deployable_only: bool = False) -> list[str]:
+    """The first ``n`` distinct canonical cells of the seeded sampler (matrix notation); with
+    ``deployable_only`` only cells whose network exports to NIR and runs on Lava count."""
     if n > search_space_size(kind):
         raise ConfigError(
             f"candidates={n} exceeds the {search_space_size(kind)} matrices of the {kind} cell space; ask for fewer"
         )
     rng = random.Random(seed)
     seen: dict[str, None] = {}
+    rejected: set[str] = set()
     misses = 0
     while len(seen) < n:
         cell = format_cell(sample_cell(rng, kind))
@@ -141,6 +162,14 @@ def sample_candidates(n: int, kind: str, seed: int) -> list[str]:
                     f"the {kind} cell space gave only {len(seen)} distinct cells in {misses} repeated draws; "
                     f"ask for fewer than {n} candidates (the sampler draws from {search_space_size(kind)} matrices)"
                 )
+            continue
+        if deployable_only and cell not in rejected and deployment_problem(cell) is not None:
+            rejected.add(cell)
+        if cell in rejected:
+            misses += 1
+            if misses > 200 * n:
+                raise ConfigError(f"only {len(seen)} deployable {kind} cells found in {misses} draws; ask for fewer "
+                                  "candidates or set deployable_only: false")
             continue
         seen[cell] = None
     return list(seen)
@@ -270,7 +299,7 @@ def run_snasnet_search(
     if cost_fn is None and cfg.cost == "spikes":
         cost_fn = spikes_cost
     batches, spec = scoring_batches(cfg)
-    cells = sample_candidates(cfg.candidates, cfg.cell, cfg.seed)
+    cells = sample_candidates(cfg.candidates, cfg.cell, cfg.seed, cfg.deployable_only)
     scorer = _CandidateScorer(cfg, cells, batches, spec, device, cost_fn)
     header = {**_header(cfg, spec), "cost_fn": getattr(cost_fn, "__name__", None) if cost_fn else None}
     journal = JournaledEvaluator(scorer, out_dir / "journal.jsonl", header=header)

@@ -120,3 +120,14 @@ def test_cli_handler_writes_search_json(tmp_path: Path, capsys) -> None:
     data = json.loads((tmp_path / "cli" / "search.json").read_text())
     assert data["space"] == "snasnet-forward" and len(data["candidates"]) == 3 and data["retrain"] is None
     assert data["best"]["cell"] in capsys.readouterr().out
+
+
+def test_deployable_only_samples_cells_that_export_and_run_on_lava():
+    from nasflow.snasnet_search import deployment_problem, sample_candidates
+
+    cells = sample_candidates(6, "backward", 0, deployable_only=True)
+    assert len(cells) == 6 and all(deployment_problem(c) is None for c in cells)
+    everything = sample_candidates(20, "backward", 0)
+    problems = [deployment_problem(c) for c in everything]
+    assert any(problems), "the filter should matter: some random backward cells have no NIR form"
+    assert all(isinstance(p, str) and p for p in problems if p is not None)  # a reason, naming the node
