@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/example-main")
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--supernet-epochs", type=int, default=12)
+    parser.add_argument("--supernet-epochs", type=int, default=40)
     parser.add_argument("--evaluations", type=int, default=60)
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--lava-samples", type=int, default=100)

@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--lam", type=float, default=-0.08)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--supernet-epochs", type=int, default=12)
+    parser.add_argument("--supernet-epochs", type=int, default=40)
     parser.add_argument("--evaluations", type=int, default=60)
     args = parser.parse_args()
 

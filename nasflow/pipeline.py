@@ -31,7 +31,7 @@ PIPELINE_STEPS = ("search", "train_winner", "train_baseline", "export", "simulat
 
 def _default_search() -> AutoSNNSearchConfig:
     # Sized for the 10-minute main job on 2 cores; the paper-scale settings are in examples/configs.
-    return AutoSNNSearchConfig(supernet_epochs=12, evaluations=60, rounds=6, cost="energy:loihi", lam=-0.08)
+    return AutoSNNSearchConfig(supernet_epochs=40, evaluations=60, rounds=6, cost="energy:loihi", lam=-0.08)
 
 
 @dataclass
