@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--supernet-epochs", type=int, default=40)
     parser.add_argument("--evaluations", type=int, default=60)
-    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--lava-samples", type=int, default=100)
     parser.add_argument("--chip", default="loihi")
     args = parser.parse_args()

@@ -31,7 +31,7 @@ PIPELINE_STEPS = ("search", "train_winner", "train_baseline", "export", "simulat
 
 def _default_search() -> AutoSNNSearchConfig:
     # Sized for the 10-minute main job on 2 cores; the paper-scale settings are in examples/configs.
-    return AutoSNNSearchConfig(supernet_epochs=40, evaluations=60, rounds=6, cost="energy:loihi", lam=-0.08)
+    return AutoSNNSearchConfig(supernet_epochs=40, evaluations=60, rounds=6, cost="energy:loihi", lam=-0.24)
 
 
 @dataclass
@@ -48,7 +48,7 @@ class PipelineConfig:
     """Everything ``nasflow run`` needs; saved resolved as ``config.yaml`` in the run directory."""
 
     search: AutoSNNSearchConfig = field(default_factory=_default_search)
-    retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=25, batch_size=32, lr=5e-3))
+    retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=32, lr=5e-3))
     baseline: str = "all-SCB_k3"
     chip: str = "loihi"
     dt: float = 1e-3

@@ -196,6 +196,10 @@ _ROWS = [
 ]
 
 
+def _cost_text(cost: float, key: str) -> str:
+    return f"{cost * 1e9:,.1f} nJ" if key.startswith("energy:") else f"{cost:,.0f} {key}"
+
+
 def _markdown(report: dict[str, Any], images: dict[str, str]) -> str:
     w, b = report["winner"], report["baseline"]
     lines = ["# nasflow run report", "", f"Chip profile: `{report['chip']}`; search cost "
@@ -203,8 +207,8 @@ def _markdown(report: dict[str, Any], images: dict[str, str]) -> str:
              "| | searched winner | baseline |", "|---|---|---|"]
     lines += [f"| {label} | {_fmt(w[key], kind)} | {_fmt(b[key], kind)} |" for label, key, kind in _ROWS]
     lines += ["", f"netx: winner {report['netx']['winner']}; baseline {report['netx']['baseline']}", "",
-              f"Pareto set ({report['pareto_cost']}):", ""]
-    lines += [f"- {p['arch']}: accuracy {100 * p['accuracy']:.1f}%, {report['pareto_cost']} {p['cost']:.4g}"
+              f"Pareto set (D_val accuracy with supernet weights, {report['pareto_cost']}):", ""]
+    lines += [f"- {p['arch']}: accuracy {100 * p['accuracy']:.1f}%, {_cost_text(p['cost'], report['pareto_cost'])}"
               for p in report["pareto"]]
     lines += [""] + [f"![{t}]({p})" for t, p in images.items()] + [""]
     return "\n".join(lines)
@@ -218,7 +222,7 @@ def _html(report: dict[str, Any], images: dict[str, str]) -> str:
                       "</figcaption></figure>" for t, p in images.items())
     netx = "; ".join(f"{role}: {html.escape(str(v))}" for role, v in report["netx"].items())
     pareto = "".join(f"<li><code>{html.escape(p['arch'])}</code>: {100 * p['accuracy']:.1f}%, "
-                     f"{p['cost']:.4g}</li>" for p in report["pareto"])
+                     f"{_cost_text(p['cost'], report['pareto_cost'])}</li>" for p in report["pareto"])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nasflow run report</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
@@ -229,7 +233,7 @@ figure{{display:inline-block;margin:1em}}img{{max-width:100%}}</style></head>
 search took {_fmt(report['search']['search_cost_seconds'])} s.</p>
 <table><tr><th></th><th>searched winner</th><th>baseline</th></tr>{rows}</table>
 <p>netx (Loihi 2 deployment file): {netx}</p>
-<h2>Pareto set ({html.escape(report['pareto_cost'])})</h2><ul>{pareto}</ul>
+<h2>Pareto set (D_val accuracy with supernet weights, {html.escape(report['pareto_cost'])})</h2><ul>{pareto}</ul>
 <h2>Plots</h2>{figures}
 </body></html>
 """
