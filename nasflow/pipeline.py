@@ -21,6 +21,7 @@ import yaml
 
 from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, to_dict
 from nasflow.search import AutoSNNSearchConfig, run_autosnn_search
+from nasflow.snasnet_search import SNASNetSearchConfig
 from nasflow.train.trainer import TrainConfig
 
 __all__ = ["PIPELINE_STEPS", "REPORT_SCHEMA_VERSION", "LavaConfig", "PipelineConfig", "run_pipeline"]
@@ -43,11 +44,22 @@ class LavaConfig:
     timeout_s: float = 600.0
 
 
+def _default_snasnet() -> SNASNetSearchConfig:
+    # Training-free scoring is cheap; the winner is retrained with SNASNet's own recipe (SGD, cosine, CE).
+    return SNASNetSearchConfig(candidates=100, epochs=40)
+
+
 @dataclass
 class PipelineConfig:
-    """Everything ``nasflow run`` needs; saved resolved as ``config.yaml`` in the run directory."""
+    """Everything ``nasflow run`` needs; saved resolved as ``config.yaml`` in the run directory.
 
+    ``space`` picks the search: ``autosnn`` (the ``search`` section: supernet + evolution, hardware-aware
+    fitness) or ``snasnet`` (the ``snasnet`` section: training-free SAHD scoring of random cells).
+    """
+
+    space: str = "autosnn"
     search: AutoSNNSearchConfig = field(default_factory=_default_search)
+    snasnet: SNASNetSearchConfig = field(default_factory=_default_snasnet)
     retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=32, lr=5e-3))
     baseline: str = "all-SCB_k3"
     chip: str = "loihi"
@@ -55,6 +67,8 @@ class PipelineConfig:
     lava: LavaConfig = field(default_factory=LavaConfig)
 
     def __post_init__(self) -> None:
+        if self.space not in ("autosnn", "snasnet"):
+            raise ConfigError(f"space must be 'autosnn' or 'snasnet', got {self.space!r}")
         if self.retrain.epochs < 1:
             raise ConfigError(f"retrain.epochs must be >= 1, got {self.retrain.epochs}")
         if self.lava.samples < 1:
@@ -297,6 +311,12 @@ def _hardware(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path) -> d
         graph = read_nir(entry["nir"])
         with np.load(out_dir / f"{role}_activity.npz") as data:
             activity = {k: data[k] for k in data.files}
+        if any(type(n).__name__ == "Scale" and k.rsplit(".", 1)[-1].startswith("node") for k, n in graph.nodes.items()):
+            # SNASNet cells sum their inputs in identity nodes; hwmodels wants the sums at the neurons.
+            from exporters.cells_export import collapse_sums
+
+            graph = collapse_sums(graph)
+            activity = {k: v for k, v in activity.items() if k in graph.nodes}
         report = hw_report(graph, cfg.chip, activity=activity)
         write_report(report, out_dir / f"{role}_hw")
         out[role] = report
@@ -315,7 +335,10 @@ def run_pipeline(
     t_start = time.perf_counter()
 
     search = steps.run("search", lambda: _search_step(cfg, out_dir / "search"))
-    winner = steps.run("train_winner", lambda: _train(cfg, search["best"]["arch"], out_dir / "winner"))
+    if cfg.space == "snasnet":
+        winner = steps.run("train_winner", lambda: _train_snasnet(cfg, search["best"]["arch"], out_dir / "winner"))
+    else:
+        winner = steps.run("train_winner", lambda: _train(cfg, search["best"]["arch"], out_dir / "winner"))
     baseline = steps.run("train_baseline", lambda: _train(cfg, cfg.baseline, out_dir / "baseline"))
     models = {"winner": winner, "baseline": baseline}
     exported = steps.run("export", lambda: _export(cfg, models, out_dir))
@@ -332,6 +355,38 @@ def run_pipeline(
 
 
 def _search_step(cfg: PipelineConfig, out_dir: Path) -> dict[str, Any]:
+    if cfg.space == "snasnet":
+        return _snasnet_search_step(cfg, out_dir)
     full = run_autosnn_search(cfg.search, out_dir)
     keep = ("best", "cost", "cost_avg", "lambda", "budgets", "supernet_seconds", "search_seconds")
     return {k: full.get(k) for k in keep} | {"dir": str(out_dir), "evaluated": full["evaluated"]}
+
+
+def _snasnet_search_step(cfg: PipelineConfig, out_dir: Path) -> dict[str, Any]:
+    """SNASNet scoring (no retraining inside: the next step retrains), in the pipeline's search format."""
+    from dataclasses import replace
+
+    from nasflow.snasnet_search import run_snasnet_search
+
+    full = run_snasnet_search(replace(cfg.snasnet, epochs=0), out_dir)
+    rows = [{"arch": r["cell"], "accuracy": r["score"] if r["score"] is not None else float("nan"),
+             "fitness": r["score"], "costs": {"spikes": r.get("spikes_per_sample", 0.0)}}
+            for r in full["candidates"]]
+    best = next(r for r in rows if r["arch"] == full["best"]["cell"])
+    return {"best": best, "cost": "spikes", "lambda": cfg.snasnet.lam, "value_label": f"{full['score']} score",
+            "search_seconds": full["search_seconds"], "dir": str(out_dir), "evaluated": rows}
+
+
+def _train_snasnet(cfg: PipelineConfig, cell: str, out_dir: Path) -> dict[str, Any]:
+    """Retrain the SNASNet winner with its recipe; returns the same fields as ``_train``."""
+    from nasflow.models import load_model
+    from nasflow.snasnet_search import _retrain
+    from nasflow.train.trainer import resolve_device
+
+    res = _retrain(cfg.snasnet, cell, out_dir, resolve_device(cfg.snasnet.device))
+    model, _ = load_model(res["model"])
+    keys = ("spikes_per_sample", "synops_per_sample", "macs_per_sample", "neuron_updates_per_sample",
+            "firing_rates")
+    return {"arch": cell, "test_accuracy": res["test_accuracy"], "test_samples": res.get("test_samples"),
+            "parameters": sum(p.numel() for p in model.parameters()), **{k: res[k] for k in keys},
+            "dir": str(Path(res["model"]).parent)}

@@ -106,7 +106,9 @@ def write_reports(out_dir: str | Path, *, cfg: dict[str, Any], search: dict[str,
         "files": {"nir": "model.nir", "html": "report.html", "markdown": "report.md", "search": "search/search.json",
                   "journal": "search/journal.jsonl"},
     }
-    images = _plots(plots, candidates, front, cost_key, search["best"]["arch"], models, hardware)
+    value_label = search.get("value_label")  # SNASNet ranks by a training-free score, not accuracy
+    report["search"]["value"] = value_label or "accuracy"
+    images = _plots(plots, candidates, front, cost_key, search["best"]["arch"], models, hardware, value_label)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_plain))
     (out_dir / "report.md").write_text(_markdown(report, images))
     (out_dir / "report.html").write_text(_html(report, images))
@@ -119,7 +121,7 @@ def _plain(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware) -> dict[str, str]:
+def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware, value_label=None) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,7 +129,7 @@ def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware
 
     images: dict[str, str] = {}
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    acc = np.array([c["accuracy"] for c in candidates]) * 100
+    acc = np.array([c["accuracy"] for c in candidates], dtype=float) * (1 if value_label else 100)
     cost = np.array([c["cost"] for c in candidates], dtype=float)
     energy = cost_key.startswith("energy:")
     scale, unit = (1e9, "nJ") if energy else (1.0, "spikes")
@@ -138,13 +140,14 @@ def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware
         ax.scatter(cost[best] * scale, acc[best], marker="*", s=220, color="gold", edgecolor="k", zorder=5,
                    label=f"winner {best_arch}")
     ax.set_xlabel(f"{cost_key} per sample ({unit}, supernet weights, D_val)")
-    ax.set_ylabel("accuracy on D_val (%)")
+    ax.set_ylabel(value_label or "accuracy on D_val (%)")
     ax.set_title("Search: accuracy versus cost")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(plots / "pareto.png", dpi=110)
     plt.close(fig)
-    images[f"Accuracy versus {'energy' if energy else 'spikes'} of every evaluated candidate"] = "plots/pareto.png"
+    what = "Score" if value_label else "Accuracy"
+    images[f"{what} versus {'energy' if energy else 'spikes'} of every evaluated candidate"] = "plots/pareto.png"
 
     fig, ax = plt.subplots(figsize=(7.2, 4.2))
     for k, role in enumerate(("winner", "baseline")):
@@ -196,6 +199,12 @@ _ROWS = [
 ]
 
 
+def _value_text(value: float, report: dict[str, Any]) -> str:
+    if report["search"].get("value", "accuracy") == "accuracy":
+        return f"accuracy {100 * value:.1f}%"
+    return f"{report['search']['value']} {value:.4g}"
+
+
 def _cost_text(cost: float, key: str) -> str:
     return f"{cost * 1e9:,.1f} nJ" if key.startswith("energy:") else f"{cost:,.0f} {key}"
 
@@ -208,7 +217,7 @@ def _markdown(report: dict[str, Any], images: dict[str, str]) -> str:
     lines += [f"| {label} | {_fmt(w[key], kind)} | {_fmt(b[key], kind)} |" for label, key, kind in _ROWS]
     lines += ["", f"netx: winner {report['netx']['winner']}; baseline {report['netx']['baseline']}", "",
               f"Pareto set (D_val accuracy with supernet weights, {report['pareto_cost']}):", ""]
-    lines += [f"- {p['arch']}: accuracy {100 * p['accuracy']:.1f}%, {_cost_text(p['cost'], report['pareto_cost'])}"
+    lines += [f"- {p['arch']}: {_value_text(p['accuracy'], report)}, {_cost_text(p['cost'], report['pareto_cost'])}"
               for p in report["pareto"]]
     lines += [""] + [f"![{t}]({p})" for t, p in images.items()] + [""]
     return "\n".join(lines)
@@ -221,7 +230,7 @@ def _html(report: dict[str, Any], images: dict[str, str]) -> str:
     figures = "".join(f'<figure><img src="{html.escape(p)}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}'
                       "</figcaption></figure>" for t, p in images.items())
     netx = "; ".join(f"{role}: {html.escape(str(v))}" for role, v in report["netx"].items())
-    pareto = "".join(f"<li><code>{html.escape(p['arch'])}</code>: {100 * p['accuracy']:.1f}%, "
+    pareto = "".join(f"<li><code>{html.escape(p['arch'])}</code>: {_value_text(p['accuracy'], report)}, "
                      f"{_cost_text(p['cost'], report['pareto_cost'])}</li>" for p in report["pareto"])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nasflow run report</title>

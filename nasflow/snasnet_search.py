@@ -282,7 +282,8 @@ def _retrain(cfg: SNASNetSearchConfig, cell: str, out_dir: Path, device) -> dict
     save_model(run_dir / "model.pt", model.cpu(), "snasnet", meta={"cell": cell, "test_accuracy": ev["accuracy"]})
     keys = ("spikes_per_sample", "synops_per_sample", "macs_per_sample", "neuron_updates_per_sample")
     return {
-        "cell": cell, "epochs": cfg.epochs, "test_accuracy": ev["accuracy"], **{k: ev[k] for k in keys},
+        "cell": cell, "epochs": cfg.epochs, "test_accuracy": ev["accuracy"], "test_samples": ev["samples"],
+        **{k: ev[k] for k in keys},
         "firing_rates": {n: r["firing_rate"] for n, r in ev["layers"].items() if r["kind"] == "neuron"},
         "train_seconds": time.perf_counter() - t0, "model": str(run_dir / "model.pt"),
     }

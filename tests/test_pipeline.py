@@ -148,3 +148,19 @@ def _lines(path: Path) -> int:
         return sum(1 for line in path.read_text().splitlines() if '"type": "candidate"' in line)
     except FileNotFoundError:
         return 0
+
+
+@pytest.mark.slow
+def test_snasnet_space_runs_the_same_steps(tmp_path):
+    sets = {"space": "snasnet", "snasnet.candidates": 3, "snasnet.channels": 4, "snasnet.steps": 4,
+            "snasnet.epochs": 1, "snasnet.score_batch": 32, "snasnet.progress": False, "search.channels": 4,
+            "search.steps": 4, "retrain.epochs": 1, "retrain.progress": False, "lava.samples": 4}
+    report = run_pipeline(load_pipeline_config(None, sets), tmp_path / "sn", log=lambda _m: None)
+    from nasflow.spaces.snasnet import parse_cell
+
+    parse_cell(report["winner"]["arch"])  # the winner is a cell in matrix notation
+    assert report["winner"]["lava_min_precision"] >= 0.999 and report["winner"]["lava_min_recall"] >= 0.999
+    assert report["winner"]["energy_per_sample_j"] > 0 and report["search"]["value"].endswith("score")
+    assert "residual" in report["netx"]["winner"] or "recurrent" in report["netx"]["winner"]
+    with pytest.raises(ConfigError, match="space"):
+        load_pipeline_config(None, {"space": "darts"})
