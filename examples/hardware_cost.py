@@ -20,7 +20,7 @@ from exporters.nir_io import read_nir
 from exporters.nir_torch import simulate
 from hwmodels import hw_report
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "interop" / "cnn_sinabs.nir"
+FIXTURE = Path(__file__).resolve().parent / "interop" / "cnn_sinabs.nir"
 
 
 def main() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import nir
 import numpy as np
 import pytest
+from _paths import INTEROP
 
 from hwmodels import (
     ActivityError,
@@ -22,8 +22,6 @@ from hwmodels import (
     rate_energy_model,
 )
 from hwmodels.numerics import group_words
-
-INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop"
 
 
 def _lif(n: int) -> nir.LIF:
@@ -135,8 +133,6 @@ def test_chips_needed_and_hops():
 
 @pytest.fixture(scope="module")
 def sinabs():
-    if not INTEROP.is_dir():
-        pytest.skip(f"interop fixtures not found at {INTEROP}")
     return nir.read(str(INTEROP / "cnn_sinabs.nir"))
 
 

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _paths import INTEROP
 
 from exporters import lava_backend as lb
 from exporters import nir_torch
 from exporters.equivalence import compare_activity
 from exporters.quantize import quantize_plan
 
-INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop"
-needs_interop = pytest.mark.skipif(not INTEROP.is_dir(), reason=f"interop fixtures not found at {INTEROP}")
 DT = 1e-4
 
 
@@ -150,7 +149,6 @@ def test_pool_then_conv_composes_into_one_conv() -> None:
     np.testing.assert_allclose(one.numpy(), seq, atol=1e-10)
 
 
-@needs_interop
 def test_cnn_plan_uses_few_processes() -> None:
     plan = lb.build_plan(nir.read(INTEROP / "cnn_sinabs.nir"), DT)
     kinds = ["conv" if c.conv is not None else "dense" for c in plan.conns]
@@ -190,7 +188,6 @@ def test_wrong_input_shape_is_refused_before_starting_lava() -> None:
 # ------------------------------------------------------------------------------------------ LIF fixture
 
 
-@needs_interop
 def test_lif_fixture_aligned_spikes_and_voltage_bound() -> None:
     x = lif_input_train().reshape(1000, 1, 1)
     volts: dict[str, np.ndarray] = {}
@@ -206,7 +203,6 @@ def test_lif_fixture_aligned_spikes_and_voltage_bound() -> None:
     assert err[:460].max() < 2e-3
 
 
-@needs_interop
 def test_lif_fixture_unaligned_reproduces_lava_csv() -> None:
     x = lif_input_train().reshape(1000, 1, 1)
     volts: dict[str, np.ndarray] = {}
@@ -227,7 +223,6 @@ def assert_equivalent(graph: nir.NIRGraph, ref: dict, act: dict, min_pr: float =
     return rep
 
 
-@needs_interop
 def test_cnn_sinabs_matches_torch_reference() -> None:
     g = nir.read(INTEROP / "cnn_sinabs.nir")
     x = spikes(np.random.default_rng(0), (12, 2, 2, 34, 34), 0.15)
@@ -239,7 +234,6 @@ def test_cnn_sinabs_matches_torch_reference() -> None:
         np.testing.assert_allclose(act[nid], ref[nid], atol=1e-4)
 
 
-@needs_interop
 def test_braille_recurrent_cycle_matches_torch_and_samples_are_independent() -> None:
     g = nir.read(INTEROP / "braille_noDelay_bias_zero.nir")
     x = spikes(np.random.default_rng(1), (40, 3, 12), 0.3)
@@ -319,7 +313,6 @@ def test_fixed_point_is_exact_when_weights_are_representable() -> None:
         np.testing.assert_array_equal(fix[k], flt[k])
 
 
-@needs_interop
 def test_fixed_point_lif_fixture_close_to_float() -> None:
     x = lif_input_train().reshape(1000, 1, 1)
     act = lb.simulate(nir.read(INTEROP / "lif_norse.nir"), x, dt=DT, fixed_point=True)
@@ -327,7 +320,6 @@ def test_fixed_point_lif_fixture_close_to_float() -> None:
     assert np.flatnonzero(act["1"][:, 0, 0]).tolist() == [460, 510, 710, 760]
 
 
-@needs_interop
 def test_fixed_point_cnn_agreement_with_float() -> None:
     g = nir.read(INTEROP / "cnn_sinabs.nir")
     x = spikes(np.random.default_rng(0), (12, 2, 2, 34, 34), 0.15)

@@ -8,14 +8,13 @@ import h5py
 import nir
 import numpy as np
 import pytest
+from _paths import INTEROP
 
 from exporters import lava_backend as lb
 from exporters import nir_torch
 from exporters.equivalence import compare_activity
 from exporters.netx import NetxFormatError, export_netx, simulate_netx
 
-INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop"
-needs_interop = pytest.mark.skipif(not INTEROP.is_dir(), reason=f"interop fixtures not found at {INTEROP}")
 DT = 1e-4
 
 
@@ -93,7 +92,6 @@ def test_residual_graph_is_refused_by_name(tmp_path: Path) -> None:
     assert not (tmp_path / "r.net").exists()
 
 
-@needs_interop
 def test_recurrent_graph_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'lif1.lif'"):
         export_netx(nir.read(INTEROP / "braille_noDelay_bias_zero.nir"), tmp_path / "b.net", dt=DT)

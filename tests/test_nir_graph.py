@@ -11,6 +11,7 @@ import h5py
 import nir
 import numpy as np
 import pytest
+from _paths import INTEROP
 
 from exporters.graph import (
     NIRFormatError,
@@ -22,9 +23,6 @@ from exporters.graph import (
     topological_order,
 )
 from exporters.nir_io import LegacyResetWarning, read_nir, write_nir
-
-INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop"
-needs_fixtures = pytest.mark.skipif(not INTEROP.is_dir(), reason=f"NIR interop fixtures not found at {INTEROP}")
 
 
 def _scale(n: int = 1) -> nir.Scale:
@@ -198,7 +196,6 @@ def test_write_refuses_inconsistent_graph(tmp_path):
     assert not (tmp_path / "bad.nir").exists()
 
 
-@needs_fixtures
 def test_legacy_files_read_with_reset_to_zero(tmp_path):
     shutil.copy(INTEROP / "cnn_sinabs.nir", tmp_path / "c.nir")
     with pytest.warns(LegacyResetWarning, match=r"nir 0\.2\.0 .*reset by subtraction"):

@@ -4,18 +4,15 @@ back edges one step late, conventions, dt handling."""
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import nir
 import numpy as np
 import pytest
 import torch
+from _paths import INTEROP
 
 from exporters.nir_io import LegacyResetWarning, read_nir
 from exporters.nir_torch import GraphModule, flatten_graph, simulate
-
-INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop"
-needs_fixtures = pytest.mark.skipif(not INTEROP.is_dir(), reason=f"NIR interop fixtures not found at {INTEROP}")
 
 # The LIF experiment's input (interop/README.md): ISIs build a 100-entry train, each entry followed by 9 zeros.
 ISI = [6, 15, 4, 3, 0, 2, 1, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 14]
@@ -55,7 +52,6 @@ def _chain(node: nir.NIRNode, in_shape: tuple[int, ...], **meta) -> nir.NIRGraph
 # --------------------------------------------------------------------------------------------- fixtures
 
 
-@needs_fixtures
 def test_lif_fixture_spikes_and_voltage_bound():
     x = lif_input()
     lava = np.loadtxt(INTEROP / "lif_lava_cpu_float.csv", delimiter=",")
@@ -78,7 +74,6 @@ def test_lif_fixture_spikes_and_voltage_bound():
     assert np.nonzero(simulate(graph, x, dt=1e-4)["1"][:, 0, 0])[0].tolist() == [460, 510, 710, 760]
 
 
-@needs_fixtures
 def test_cnn_sinabs_runs_with_non_leaky_if():
     graph = _load("cnn_sinabs.nir")
     rng = np.random.default_rng(0)
@@ -116,7 +111,6 @@ def _braille_loop(act: dict, graph: nir.NIRGraph, rec_scale: float) -> np.ndarra
     return np.array(out, dtype=np.float64)
 
 
-@needs_fixtures
 def test_braille_cycle_is_one_step_late():
     graph = _load("braille_noDelay_bias_zero.nir")
     rng = np.random.default_rng(1)
@@ -127,7 +121,6 @@ def test_braille_cycle_is_one_step_late():
     assert not np.array_equal(act["lif1.lif"], _braille_loop(act, graph, 0.0))  # the recurrence matters
 
 
-@needs_fixtures
 def test_fixture_dt_required():
     with pytest.raises(ValueError, match="--dt"):
         GraphModule(_load("lif_norse.nir"))
