@@ -263,7 +263,8 @@ def test_nmnist_and_dvs_gesture_frames(tmp_path: Path) -> None:
 
 
 @pytest.mark.allow_skip
-@pytest.mark.skipif(importlib.util.find_spec("aedat") is not None, reason="aedat is installed: the missing-aedat message cannot show")
+@pytest.mark.skipif(importlib.util.find_spec("aedat") is not None,
+                    reason="aedat is installed: the missing-aedat message cannot show")
 def test_cifar10_dvs_without_aedat_says_what_to_install(tmp_path: Path) -> None:
     for name in ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]:
         (tmp_path / "CIFAR10DVS" / name).mkdir(parents=True)
