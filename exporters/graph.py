@@ -10,6 +10,7 @@ t-1; all other edges deliver within the same step, in the topological order of t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import nir
 import numpy as np
@@ -26,6 +27,8 @@ __all__ = [
     "infer_shapes",
     "node_type",
     "NEURON_TYPES",
+    "check_finite_parameters",
+    "require_input",
 ]
 
 #: NIR node types whose output is a spike train (counted as spikes, REFERENCE.md §8).
@@ -52,6 +55,61 @@ def input_ids(graph: nir.NIRGraph) -> list[str]:
 def output_ids(graph: nir.NIRGraph) -> list[str]:
     """Ids of the graph's ``nir.Output`` nodes, in the order of ``graph.nodes``."""
     return [k for k, n in graph.nodes.items() if isinstance(n, nir.Output)]
+
+
+def _prefix(where: str | Path | None) -> str:
+    return f"{where}: " if where is not None else ""
+
+
+def require_input(graph: nir.NIRGraph, where: str | Path | None = None) -> None:
+    """Refuse a graph without an ``Input`` node: nothing says where events enter, so no backend can feed it and no
+    hardware model can route its first layer's traffic. ``where`` (a file name) prefixes the message."""
+    if not input_ids(graph):
+        raise NIRFormatError(f"{_prefix(where)}graph has no Input node; add nir.Input feeding the first layer")
+
+
+_NOT_PARAMETERS = ("input_type", "output_type", "metadata", "nodes", "edges")
+
+
+def _non_finite(value: object) -> tuple[int, int]:
+    """(NaN count, infinite count) of a numeric parameter value; (0, 0) for anything that is not a float array."""
+    if not isinstance(value, (np.ndarray, np.generic, float, list, tuple)):
+        return 0, 0
+    try:
+        a = np.asarray(value)
+    except ValueError:  # ragged sequences are not parameters
+        return 0, 0
+    if a.dtype.kind not in "fc" or np.isfinite(a).all():
+        return 0, 0
+    nan = int(np.isnan(a).sum())
+    return nan, int(a.size - np.isfinite(a).sum()) - nan
+
+
+def check_finite_parameters(graph: nir.NIRGraph, where: str | Path | None = None) -> None:
+    """Refuse NaN or infinite values in any float parameter of any node (weights, biases, thresholds, time
+    constants, r, v_leak, v_reset, ...; nested graphs included), naming the node and the parameter.
+
+    Backends would otherwise run silently: a NaN weight never crosses a threshold, so a simulation writes
+    plausible-looking results. ``where`` (a file name) prefixes the message.
+    """
+    for nid, name, nan, inf in _non_finite_parameters(graph, ""):
+        counts = [f"{n} {label}" for n, label in ((nan, "NaN"), (inf, "infinite")) if n]
+        raise NIRFormatError(
+            f"{_prefix(where)}node {nid!r} parameter {name!r} has {' and '.join(counts)} value(s); "
+            "fix or re-export the graph"
+        )
+
+
+def _non_finite_parameters(graph: nir.NIRGraph, prefix: str) -> Iterable[tuple[str, str, int, int]]:
+    for nid, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            yield from _non_finite_parameters(node, f"{prefix}{nid}.")
+            continue
+        for name, value in vars(node).items():
+            if name not in _NOT_PARAMETERS:
+                nan, inf = _non_finite(value)
+                if nan or inf:
+                    yield f"{prefix}{nid}", name, nan, inf
 
 
 def _check_edges(graph: nir.NIRGraph) -> None:
@@ -288,11 +346,7 @@ def infer_shapes(
     Raises ``NIRFormatError`` naming the node on a mismatch (declared vs computed, fan-in of different
     shapes, weights that do not fit their input), on an unknown node type, or when the graph has no Input.
     """
-    inputs = input_ids(graph)
-    if not inputs:
-        raise NIRFormatError(
-            "graph has no Input node; add nir.Input(input_type={'input': shape}) feeding the first layer"
-        )
+    require_input(graph)
     order, back = _dfs(graph)
     preds: dict[str, list[str]] = {k: [] for k in graph.nodes}
     for s, d in graph.edges:

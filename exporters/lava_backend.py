@@ -42,7 +42,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from exporters.graph import NIRFormatError, back_edges, infer_shapes, input_ids, topological_order
+from exporters.graph import (
+    NIRFormatError,
+    back_edges,
+    check_finite_parameters,
+    infer_shapes,
+    input_ids,
+    topological_order,
+)
 from exporters.nir_torch import flatten_graph
 
 __all__ = [
@@ -794,6 +801,7 @@ def simulate(graph: nir.NIRGraph, x: np.ndarray, dt: float | None = None, fixed_
     back in one runtime. Raises ``LavaBackendError`` naming the node Lava cannot represent,
     ``TimeoutError`` after ``timeout_s``; the runtime is always stopped.
     """
+    check_finite_parameters(graph)
     graph = flatten_graph(graph)
     plan = build_plan(graph, dt)
     x = np.asarray(x, dtype=np.float32)

@@ -24,6 +24,7 @@ import h5py
 import nir
 import numpy as np
 
+from exporters.graph import check_finite_parameters
 from exporters.lava_backend import CONST, LavaPlan, _lava_perm, build_plan, lava_shape, run_network
 from exporters.nir_torch import flatten_graph
 from exporters.quantize import QuantPlan, quantize_plan
@@ -85,6 +86,7 @@ def export_netx(graph: nir.NIRGraph, path: str | Path, dt: float | None = None,
     largest 8-bit graded message, since treating its pixels as binary spikes changes the network's drive.
     Raises ``ValueError`` naming the node for graphs netx cannot express.
     """
+    check_finite_parameters(graph)
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     if input_scale is None and str(meta.get("input_encoding", "")) == "direct":
         input_scale = 255.0

@@ -2,7 +2,8 @@
 
 ``read_nir`` checks, before handing the file to ``nir.read``: that it exists and is HDF5, that it holds a
 NIR graph, that every node has a known type (naming the node otherwise); after reading: that the graph
-has an Input node and that its shapes agree (``exporters.graph.infer_shapes``, naming the node).
+has an Input node, that no parameter holds NaN or infinite values (``exporters.graph.check_finite_parameters``)
+and that its shapes agree (``exporters.graph.infer_shapes``, naming the node).
 
 Files written by nir < 1.0.6 have no ``v_reset`` on their neurons and meant reset by subtraction;
 following REFERENCE.md §6 they are read back as reset to ``v_reset = 0`` (what ``nir.read`` does), with a
@@ -17,7 +18,7 @@ from pathlib import Path
 import h5py
 import nir
 
-from exporters.graph import NIRFormatError, infer_shapes, input_ids
+from exporters.graph import NIRFormatError, check_finite_parameters, infer_shapes, require_input
 
 __all__ = ["KNOWN_TYPES", "LegacyResetWarning", "NIRFormatError", "read_nir", "write_nir"]
 
@@ -86,8 +87,8 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
         raise NIRFormatError(f"{path}: cannot build the NIR graph: {type(err).__name__}: {err}") from None
     if not isinstance(graph, nir.NIRGraph):
         raise NIRFormatError(f"{path}: the top-level node is a {type(graph).__name__}, not a NIRGraph")
-    if not input_ids(graph):
-        raise NIRFormatError(f"{path}: graph has no Input node; add nir.Input feeding the first layer")
+    require_input(graph, path)
+    check_finite_parameters(graph, path)
     try:
         infer_shapes(graph)
     except NIRFormatError as err:

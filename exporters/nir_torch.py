@@ -28,7 +28,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from exporters.graph import NIRFormatError, back_edges, infer_shapes, input_ids, node_type, topological_order
+from exporters.graph import (
+    NIRFormatError,
+    back_edges,
+    check_finite_parameters,
+    infer_shapes,
+    input_ids,
+    node_type,
+    topological_order,
+)
 
 __all__ = ["GraphModule", "flatten_graph", "simulate"]
 
@@ -216,6 +224,7 @@ class GraphModule(nn.Module):
     def __init__(self, graph: nir.NIRGraph, dt: float | None = None, dtype: torch.dtype = torch.float32,
                  record_voltage: bool = False) -> None:
         super().__init__()
+        check_finite_parameters(graph)
         self.record_voltage = record_voltage
         #: after a forward with ``record_voltage=True``: membrane (after reset) ``[T, B, *shape]`` per neuron node
         self.voltages: dict[str, torch.Tensor] = {}

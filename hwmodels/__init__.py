@@ -1,4 +1,5 @@
-"""Hardware models: map a NIR graph onto a chip and cost it (depends on numpy and nir only)."""
+"""Hardware models: map a NIR graph onto a chip and cost it (depends on numpy and nir only; the graph checks
+come from ``exporters.graph`` / ``exporters.nir_io``, which import neither torch nor Lava)."""
 
 from hwmodels.cost import CostSpec, HardwareCost, parse_cost_spec, rate_energy_model
 from hwmodels.energy import RateEnergyModel, energy_and_latency, link_loads

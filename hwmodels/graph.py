@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import nir
 import numpy as np
 
+from exporters.graph import check_finite_parameters, require_input
+
 __all__ = [
     "rows_to_units",
     "units_to_rows",
@@ -344,7 +346,13 @@ def _pool_connections(graph, order, layers, preds, succs, raw) -> list[Connectio
 
 
 def build_layer_table(graph: nir.NIRGraph) -> LayerTable:
-    """Parse a NIR graph into layers and connections (errors name the offending node)."""
+    """Parse a NIR graph into layers and connections (errors name the offending node).
+
+    Graphs without an Input node or with NaN/inf parameters are refused with the same checks ``read_nir`` and
+    the simulators use: their costs would be meaningless numbers rather than an error.
+    """
+    require_input(graph)
+    check_finite_parameters(graph)
     nodes = graph.nodes
     for nid, node in nodes.items():
         if isinstance(node, nir.NIRGraph):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,14 @@ SCHEMA_VERSION = 1
 
 
 def read_graph(path: str | Path) -> nir.NIRGraph:
-    """``nir.read`` with one clear error for a missing, truncated or non-HDF5 file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"{p}: no such NIR file")
-    try:
-        return nir.read(str(p))
-    except Exception as err:  # h5py raises OSError/KeyError/ValueError variants for broken files
-        raise ValueError(f"{p}: not a readable NIR (HDF5) file ({type(err).__name__}: {err})") from None
+    """``exporters.nir_io.read_nir``: the same refusals as ``nasflow simulate`` (missing or broken file, unknown
+    node type, no Input node, NaN/inf parameters, inconsistent shapes), each one error naming the file. The
+    legacy reset warning is dropped: costs do not depend on how a neuron resets."""
+    from exporters.nir_io import LegacyResetWarning, read_nir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LegacyResetWarning)
+        return read_nir(path)
 
 
 def load_activity(path: str | Path) -> tuple[dict[str, Any], int | None]:

@@ -3,7 +3,9 @@
 Two inputs (REFERENCE.md §8): per-neuron activity ``{node_id: [T, B, *shape]}`` gives exact per-core counts;
 per-node totals ``{node_id: {"spikes_per_sample": x}}`` give layer-level estimates (uniform rates over neurons and
 steps), and the result says so (``level``). Synaptic ops: (non-zero input, non-zero weight) pairs per weight node,
-ACs when its input is binary, MACs otherwise (NeuroBench's effective ops). Messages: one per (event,
+ACs when its input is binary, MACs otherwise (NeuroBench's effective ops), counted by ``connection_synops`` and
+nowhere else. Per-node totals may carry those counts as measured (``measured_synops``, what ``nasflow simulate``
+writes into simulate.json); without them ops are estimated as events × mean fan-out. Messages: one per (event,
 destination core); events of the Input node come from the host at tile (0, 0); output spikes to the host are free.
 """
 
@@ -13,11 +15,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwmodels.graph import rows_to_units
+from hwmodels.graph import Connection, LayerTable, rows_to_units
 from hwmodels.mapping import Mapping
 from hwmodels.numerics import apply_path, conn_signature, count_map, fanout_map, shared_get, shared_put
 
-__all__ = ["Counts", "ActivityError", "counts_from_activity", "counts_from_totals", "NodeStats"]
+__all__ = [
+    "Counts",
+    "ActivityError",
+    "connection_synops",
+    "counts_from_activity",
+    "counts_from_totals",
+    "measured_synops",
+    "NodeStats",
+]
 
 
 class ActivityError(ValueError):
@@ -44,8 +54,8 @@ class Counts:
     notes: list[str] = field(default_factory=list)
 
 
-def _check(activity: dict, m: Mapping) -> tuple[int, int]:
-    shapes = m.table.shapes
+def _check(activity: dict, table: LayerTable) -> tuple[int, int]:
+    shapes = table.shapes
     tb = None
     for nid, arr in activity.items():
         if nid not in shapes:
@@ -63,9 +73,9 @@ def _check(activity: dict, m: Mapping) -> tuple[int, int]:
             raise ActivityError(f"activity[{nid!r}] contains NaN or infinite values")
     if tb is None:
         raise ActivityError("activity is empty")
-    for src in m.table.sources():
+    for src in table.sources():
         if src not in activity:
-            users = ", ".join(c.node_id for c in m.table.outgoing(src))
+            users = ", ".join(c.node_id for c in table.outgoing(src))
             raise ActivityError(f"activity lacks node {src!r} (the source of events for {users})")
     return int(tb[0]), int(tb[1])
 
@@ -129,21 +139,55 @@ def _messages(m: Mapping, c: Counts, source: str, units_step: np.ndarray, scale:
         np.add.at(c.msgs_out_step.T, bsrc, out_units.T)
 
 
+def connection_synops(
+    table: LayerTable, conn: Connection, activity: dict[str, np.ndarray], steps: int, batch: int
+) -> tuple[np.ndarray, bool]:
+    """The one count of synaptic ops (REFERENCE.md §8): for every non-zero value at the weight node's input, its
+    fan-out into the connection (non-zero weights only; conv borders, stride and padding included), per sample.
+
+    Returns ``[T, n_out]`` ops landing on each target neuron per step and whether the input was binary ({0, ±1}:
+    ACs) or not (MACs). The input is the recorded activity of the node in front of the weight node, or the
+    source's activity carried through the connection's Flatten/pool/Scale path when that node is not recorded.
+    """
+    x_id = conn.path[-1] if conn.path else conn.source
+    if x_id in activity:
+        x = np.asarray(activity[x_id], dtype=np.float64)
+    else:
+        src = np.asarray(activity[conn.source], dtype=np.float64)
+        x = apply_path(table, conn, src.reshape(steps * batch, *table.shapes[conn.source]))
+    x = x.reshape(steps, batch, *conn.in_shape)
+    binary = bool(np.isin(x, (0.0, 1.0, -1.0)).all())
+    nzc = (x != 0).sum(axis=1)
+    return count_map(conn, nzc).reshape(steps, -1) / batch, binary
+
+
+def measured_synops(table: LayerTable, activity: dict[str, np.ndarray]) -> dict[str, dict[str, dict]]:
+    """Synaptic ops per sample of every connection, from per-neuron activity ``{node_id: [T, B, *shape]}``:
+    ``{weight node: {target layer: {"source", "acs_per_sample", "macs_per_sample"}}}``.
+
+    What ``nasflow simulate`` records in simulate.json so that costing its per-node totals gives the same ops as
+    costing activity.npz (``counts_from_totals`` uses them instead of the events × mean fan-out estimate).
+    """
+    steps, batch = _check(activity, table)
+    out: dict[str, dict[str, dict]] = {}
+    for conn in table.connections:
+        per_out, binary = connection_synops(table, conn, activity, steps, batch)
+        total = float(per_out.sum())
+        out.setdefault(conn.node_id, {})[conn.target] = {
+            "source": conn.source,
+            "acs_per_sample": total if binary else 0.0,
+            "macs_per_sample": 0.0 if binary else total,
+        }
+    return out
+
+
 def counts_from_activity(m: Mapping, activity: dict[str, np.ndarray], input_spiking: bool | None = None) -> Counts:
     """Exact per-block counts from per-neuron activity ``{node_id: [T, B, *shape]}``."""
-    steps, batch = _check(activity, m)
-    c = _empty(m, steps, "neuron")
     table = m.table
+    steps, batch = _check(activity, table)
+    c = _empty(m, steps, "neuron")
     for conn in table.connections:
-        src = np.asarray(activity[conn.source], dtype=np.float64)
-        x_id = conn.path[-1] if conn.path else conn.source
-        x = np.asarray(activity[x_id], dtype=np.float64) if x_id in activity else None
-        if x is None:
-            x = apply_path(table, conn, src.reshape(steps * batch, *table.shapes[conn.source]))
-        x = x.reshape(steps, batch, *conn.in_shape)
-        binary = bool(np.isin(x, (0.0, 1.0, -1.0)).all())
-        nzc = (x != 0).sum(axis=1)
-        per_out = count_map(conn, nzc).reshape(steps, -1) / batch
+        per_out, binary = connection_synops(table, conn, activity, steps, batch)
         total = float(per_out.sum())
         (c.acs if binary else c.macs)[conn.node_id] = (c.acs if binary else c.macs).get(conn.node_id, 0.0) + total
         c.synops_step[:, m.blocks_of(conn.target)] += _block_sum(m, conn.target, per_out)
@@ -199,21 +243,49 @@ def node_stats(m: Mapping) -> NodeStats:
     return NodeStats(mf, share, units)
 
 
+def _number(entry: dict | None, node: str, key: str) -> float | None:
+    """``entry[key]`` as a finite float >= 0; None when absent or null (simulate.json writes null for counts that
+    do not apply, e.g. spikes of a non-neuron node)."""
+    val = entry.get(key) if isinstance(entry, dict) else None
+    if val is None:
+        return None
+    try:
+        num = float(val)
+    except (TypeError, ValueError):
+        raise ActivityError(f"node {node!r}: {key} must be a finite number >= 0, got {val!r}") from None
+    if not np.isfinite(num) or num < 0:
+        raise ActivityError(f"node {node!r}: {key} must be a finite number >= 0, got {val!r}")
+    return num
+
+
 def _events(totals: dict, node: str, m: Mapping, steps: int, input_spiking: bool | None) -> tuple[float, bool]:
     """Events per sample of a source node and whether they are spikes (binary)."""
     entry = totals.get(node)
+    spikes = _number(entry, node, "spikes_per_sample")
+    nonzero = _number(entry, node, "nonzero_per_sample")
     if node in m.table.input_ids:
-        if entry is None:  # dense analog input presented at every step
-            return float(np.prod(m.table.shapes[node]) * steps), bool(input_spiking)
-        if "spikes_per_sample" in entry:
-            return float(entry["spikes_per_sample"]), True if input_spiking is None else input_spiking
-        return float(entry.get("nonzero_per_sample", np.prod(m.table.shapes[node]) * steps)), bool(input_spiking)
-    if entry is None or "spikes_per_sample" not in entry and "nonzero_per_sample" not in entry:
+        if spikes is not None:
+            return spikes, True if input_spiking is None else input_spiking
+        if nonzero is not None:
+            return nonzero, bool(input_spiking)
+        return float(np.prod(m.table.shapes[node]) * steps), bool(input_spiking)  # dense analog input every step
+    if spikes is None and nonzero is None:
         raise ActivityError(f"node totals lack node {node!r} (give its spikes_per_sample)")
-    val = entry.get("spikes_per_sample", entry.get("nonzero_per_sample"))
-    if not np.isfinite(val) or val < 0:
-        raise ActivityError(f"node {node!r}: spikes_per_sample must be a finite number >= 0, got {val!r}")
-    return float(val), True
+    return (spikes if spikes is not None else nonzero), True
+
+
+def _measured(totals: dict, conn: Connection) -> tuple[float, float]:
+    """(ACs, MACs) per sample of ``conn`` as recorded by ``measured_synops``."""
+    by_target = (totals.get(conn.node_id) or {}).get("synops")
+    rec = by_target.get(conn.target) if isinstance(by_target, dict) else None
+    if not isinstance(rec, dict):
+        raise ActivityError(
+            f"node totals carry measured synops but none for node {conn.node_id!r} (into {conn.target!r}); "
+            "re-run nasflow simulate on this graph"
+        )
+    acs = _number(rec, conn.node_id, "acs_per_sample")
+    macs = _number(rec, conn.node_id, "macs_per_sample")
+    return acs or 0.0, macs or 0.0
 
 
 def counts_from_totals(
@@ -228,22 +300,36 @@ def counts_from_totals(
     stats = stats or node_stats(m)
     c = _empty(m, steps, "node")
     c.notes.append("layer-level estimate from per-node totals: uniform rates over neurons and steps")
+    measured = any(isinstance(v, dict) and isinstance(v.get("synops"), dict) for v in totals.values())
+    if measured:
+        c.notes.append("synaptic ops as measured per connection by nasflow simulate")
     table = m.table
     for conn in table.connections:
-        ev, spikes = _events(totals, conn.source, m, steps, input_spiking)
-        binary = spikes and conn.static_binary if conn.source not in table.input_ids else spikes and not conn.path
-        if "synops_per_sample" in totals.get(conn.node_id, {}):
-            total = float(totals[conn.node_id]["synops_per_sample"])
+        if measured:
+            acs, macs = _measured(totals, conn)
+            total = acs + macs
+            if acs or not macs:
+                c.acs[conn.node_id] = c.acs.get(conn.node_id, 0.0) + acs
+            if macs:
+                c.macs[conn.node_id] = c.macs.get(conn.node_id, 0.0) + macs
         else:
-            total = ev * stats.mean_fanout[conn.node_id]
-        (c.acs if binary else c.macs)[conn.node_id] = total
+            ev, spikes = _events(totals, conn.source, m, steps, input_spiking)
+            binary = spikes and conn.static_binary if conn.source not in table.input_ids else spikes and not conn.path
+            given = _number(totals.get(conn.node_id), conn.node_id, "synops_per_sample")
+            total = given if given is not None else ev * stats.mean_fanout[conn.node_id]
+            ops = c.acs if binary else c.macs
+            ops[conn.node_id] = ops.get(conn.node_id, 0.0) + total
         per_out = (stats.out_share[conn.node_id] * total / steps)[None, :].repeat(steps, 0)
         c.synops_step[:, m.blocks_of(conn.target)] += _block_sum(m, conn.target, per_out)
         c.layer_synops[conn.target] = c.layer_synops.get(conn.target, 0.0) + total
         if conn.kind == "conv":
             c.layer_synops_conv[conn.target] = c.layer_synops_conv.get(conn.target, 0.0) + total
     for name, lay in table.layers.items():
-        fired = totals.get(name, {}).get("spikes_per_sample", 0.0) if lay.spiking else 0.0
+        fired = 0.0
+        if lay.spiking:
+            entry = totals.get(name)
+            got = _number(entry, name, "spikes_per_sample")
+            fired = got if got is not None else (_number(entry, name, "nonzero_per_sample") or 0.0)
         frac = np.full((1, lay.n_neurons), fired / max(lay.n_neurons * steps, 1))
         _updates(m, c, name, frac.repeat(steps, 0))
         if lay.spiking and name in totals:

@@ -5,9 +5,11 @@
 and returns an exit status). Backends other than torch are imported only when asked for.
 
 ``simulate`` writes ``DIR/simulate.json`` (``schema_version`` 1: backend, dt, steps, samples, accuracy,
-spikes_per_sample, per node type/shape/spikes_per_sample, ``compare`` with per-node precision/recall
-against the torch reference when ``--compare torch``) and ``DIR/activity.npz`` (every node's output
-``[T, B, *shape]`` on the reference time axis).
+spikes_per_sample, synops_per_sample and macs_per_sample; per node type, shape, spikes_per_sample (also for an
+Input fed with spikes) and nonzero_per_sample, and for weight nodes ``synops`` (per target layer: source,
+acs_per_sample, macs_per_sample, counted by ``hwmodels.traffic.measured_synops`` from the simulated activity);
+``compare`` with per-node precision/recall against the torch reference when ``--compare torch``) and
+``DIR/activity.npz`` (every node's output ``[T, B, *shape]`` on the reference time axis).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ BACKENDS = ("torch", "lava", "lava-fixed", "netx")
 
 def add_export_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export`` and ``simulate`` subcommands to a ``nasflow`` subparsers object."""
-    p = subparsers.add_parser("export", help="export a trained model (model.pt) to NIR (.nir) or lava-dl netx (.net)")
+    p = subparsers.add_parser("export", help="export a trained model (model.pt) to NIR (.nir) or lava-dl netx (.net)",
+                              description="Export a model trained by nasflow to a NIR graph, which other SNN "
+                              "frameworks and the Lava backends read, or to a lava-dl netx network file.")
     p.add_argument("model", help="model.pt written by nasflow train (nasflow.models.save_model)")
     p.add_argument("--to", choices=["nir", "netx"], default="nir", help="target format (default nir)")
     p.add_argument("--output", required=True, help="file to write (.nir or .net)")
@@ -37,9 +41,14 @@ def add_export_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-lossy", action="store_true", help="export ALIF as LIF instead of failing")
     p.set_defaults(handler=cmd_export)
 
-    s = subparsers.add_parser("simulate", help="simulate a NIR graph (or netx .net) on torch, Lava or netx")
+    s = subparsers.add_parser("simulate", help="simulate a NIR graph (or netx .net) on torch, Lava or netx",
+                              description="Run a NIR graph, a netx network or a trained model on test samples or "
+                              "on a given input, with the torch reference, Lava (floating or fixed point) or "
+                              "lava-dl netx. The output folder receives simulate.json (accuracy, spikes per node, "
+                              "optionally a comparison with torch) and activity.npz (every node's output).")
     s.add_argument("model", help="a .nir graph, a .net (netx backend) or a model.pt (exported on the fly)")
-    s.add_argument("--backend", choices=BACKENDS, default="torch")
+    s.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="torch (the reference), lava, lava-fixed (fixed point) or netx (default torch)")
     s.add_argument("--dataset", help="dataset whose test split feeds the model (e.g. digits)")
     s.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
     s.add_argument("--samples", type=int, default=16, help="number of test samples (default 16)")
@@ -93,11 +102,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def load_graph(path: str | Path, dt: float = 1e-3):
     """A NIR graph from a ``.nir`` file, or exported from a nasflow ``model.pt``."""
+    from exporters.graph import check_finite_parameters
     from exporters.nir_io import read_nir
 
     path = Path(path)
     if path.suffix == ".pt":
-        return _export_graph(path, dt)
+        graph = _export_graph(path, dt)
+        check_finite_parameters(graph, path)
+        return graph
     return read_nir(path)
 
 
@@ -147,10 +159,26 @@ def _run_backend(backend: str, graph, model_path: Path, x: np.ndarray, dt: float
     return netx.simulate_netx(net_path, x, timeout_s=timeout)
 
 
+def _measured_synops(graph, activity: dict[str, np.ndarray]) -> tuple[dict[str, dict] | None, str | None]:
+    """Per-connection synaptic ops of the simulated activity, counted by hwmodels (the one definition), so that
+    ``nasflow hw`` gives the same ops from simulate.json as from activity.npz. (None, why) for graphs hwmodels
+    does not map: the simulation itself stays valid, only its hardware accounting is missing."""
+    from hwmodels.graph import build_layer_table
+    from hwmodels.traffic import measured_synops
+
+    if graph is None:
+        return None, "synaptic ops not measured: no NIR graph (a bare .net file)"
+    try:
+        table = build_layer_table(graph)
+        return measured_synops(table, {k: v for k, v in activity.items() if k in table.shapes}), None
+    except ValueError as err:  # GraphError, ActivityError, NIRFormatError: the graph or activity hw cannot count
+        return None, f"synaptic ops not measured: {err}"
+
+
 def write_simulation(out_dir: str | Path, backend: str, graph, activity: dict[str, np.ndarray], dt: float | None,
                      accuracy: float | None, compare: dict[str, Any] | None) -> dict[str, Any]:
     """Write ``simulate.json`` and ``activity.npz`` into ``out_dir``; returns the JSON dict."""
-    from exporters.graph import NEURON_TYPES, infer_shapes, node_type
+    from exporters.graph import NEURON_TYPES, infer_shapes, input_ids, node_type
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -158,19 +186,34 @@ def write_simulation(out_dir: str | Path, backend: str, graph, activity: dict[st
     steps, batch = int(first.shape[0]), int(first.shape[1])
     nodes: dict[str, Any] = {}
     shapes = infer_shapes(graph) if graph is not None else {}
+    inputs = input_ids(graph) if graph is not None else []
     total = 0.0
     for nid, arr in activity.items():
+        a = np.asarray(arr)
         kind = node_type(graph.nodes[nid]) if graph is not None and nid in graph.nodes else None
         if graph is None and backend == "netx":
             kind = "netx"  # a bare .net file: every layer netx reports is a spiking (CUBA) layer
-        spikes = float(np.asarray(arr).sum()) / batch if kind in (*NEURON_TYPES, "netx") else None
+        spikes = float(a.sum()) / batch if kind in (*NEURON_TYPES, "netx") else None
         if spikes is not None:
             total += spikes
-        nodes[nid] = {"type": kind, "shape": list(shapes.get(nid, arr.shape[2:])), "spikes_per_sample": spikes}
+        nonzero = float(np.count_nonzero(a)) / batch
+        if nid in inputs and np.isin(a, (0.0, 1.0, -1.0)).all():
+            spikes = nonzero  # input spikes: not a neuron's output, so not in the total
+        nodes[nid] = {"type": kind, "shape": list(shapes.get(nid, a.shape[2:])), "spikes_per_sample": spikes,
+                      "nonzero_per_sample": nonzero}
+    synops, why = _measured_synops(graph, activity)
+    for nid, by_target in (synops or {}).items():
+        nodes[nid]["synops"] = by_target
+    conns = [rec for by_target in (synops or {}).values() for rec in by_target.values()]
     result = {
         "schema_version": SCHEMA_VERSION, "backend": backend, "dt": dt, "steps": steps, "samples": batch,
-        "accuracy": accuracy, "spikes_per_sample": total, "nodes": nodes, "compare": compare,
+        "accuracy": accuracy, "spikes_per_sample": total,
+        "synops_per_sample": sum(r["acs_per_sample"] for r in conns) if synops is not None else None,
+        "macs_per_sample": sum(r["macs_per_sample"] for r in conns) if synops is not None else None,
+        "nodes": nodes, "compare": compare,
     }
+    if why is not None:
+        result["synops_note"] = why
     (out_dir / "simulate.json").write_text(json.dumps(result, indent=2) + "\n")
     np.savez_compressed(out_dir / "activity.npz", **{k: np.asarray(v) for k, v in activity.items()})
     return result

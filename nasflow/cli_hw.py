@@ -11,18 +11,28 @@ __all__ = ["add_hw_parser", "cmd_hw"]
 
 def add_hw_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``hw`` subcommand (handler in ``func``)."""
-    p = subparsers.add_parser("hw", help="map a NIR graph on a neuromorphic chip and estimate traffic and energy")
+    p = subparsers.add_parser("hw", help="map a NIR graph on a neuromorphic chip and estimate traffic and energy",
+                              description="Place a NIR graph's neurons and synapses on the cores of a neuromorphic "
+                              "chip model and estimate cores used, spike traffic, latency and energy per sample. "
+                              "Activity from nasflow simulate makes the estimates count real spikes. The output "
+                              "folder receives hw.json, hw.md and plots.")
     p.add_argument("model", nargs="?", help="MODEL.nir")
     p.add_argument("--chip", default="loihi", help="chip name (see --list-chips) or a profile .json file")
-    p.add_argument("--activity", help="DIR/activity.npz (per-neuron) or DIR/simulate.json (per-node totals)")
+    p.add_argument(
+        "--activity",
+        help="DIR/activity.npz (per-neuron) or DIR/simulate.json (per-node totals; synaptic ops as measured by "
+        "nasflow simulate when the file records them)",
+    )
     p.add_argument("--steps", type=int, help="time steps (only needed for per-node totals without 'steps')")
-    p.add_argument("--placement", choices=["greedy", "traffic"], default="greedy")
+    p.add_argument("--placement", choices=["greedy", "traffic"], default="greedy",
+                   help="core placement: greedy (layers in order) or traffic (swaps cores to shorten busy routes)")
     p.add_argument(
         "--input",
         choices=["auto", "spikes", "analog"],
         default="auto",
         help="input events for per-node totals: spikes (ACs), analog (MACs) or auto (spikes when "
-        "simulate.json counts input spikes, else dense analog input every step)",
+        "simulate.json counts input spikes, else dense analog input every step); synaptic ops that "
+        "simulate.json measured keep their measured ACs/MACs",
     )
     p.add_argument("--include-static", action="store_true", help="add static power × time to the energy")
     p.add_argument("--out", help="output directory for hw.json, hw.md and plots")
@@ -33,7 +43,16 @@ def add_hw_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
 
 def cmd_hw(args: argparse.Namespace) -> int:
     """Handler of ``nasflow hw``; errors a user can fix raise ValueError with one clear message."""
-    from hwmodels import hw_report, list_profiles, load_activity, load_profile, read_graph, write_report
+    from hwmodels import (
+        ActivityError,
+        GraphError,
+        hw_report,
+        list_profiles,
+        load_activity,
+        load_profile,
+        read_graph,
+        write_report,
+    )
     from hwmodels.energy import DEFAULT_TERMS
 
     if args.list_chips:
@@ -47,7 +66,12 @@ def cmd_hw(args: argparse.Namespace) -> int:
     activity, steps = load_activity(args.activity) if args.activity else (None, None)
     terms = DEFAULT_TERMS + (("static",) if args.include_static else ())
     spiking = {"auto": None, "spikes": True, "analog": False}[args.input]
-    report = hw_report(graph, args.chip, activity, args.steps or steps, args.placement, terms, spiking)
+    try:
+        report = hw_report(graph, args.chip, activity, args.steps or steps, args.placement, terms, spiking)
+    except GraphError as err:
+        raise GraphError(f"{args.model}: {err}") from None
+    except ActivityError as err:
+        raise ActivityError(f"{args.activity}: {err}") from None
     path = write_report(report, args.out)
     if activity is not None:
         from nasflow.hw_plots import plot_layer_energy, plot_traffic_heatmap

@@ -79,6 +79,10 @@ def test_export_then_simulate_digits_with_compare(trained, tmp_path, capsys):
     assert "features.0.sn2" in neurons and res["nodes"]["stem"]["type"] == "Conv2d"
     assert res["spikes_per_sample"] == pytest.approx(sum(v["spikes_per_sample"] for v in neurons.values()))
     assert res["spikes_per_sample"] > 0 and res["nodes"]["stem"]["spikes_per_sample"] is None
+    # measured synaptic ops: the stem sees the analog image (MACs), later layers see spikes (ACs)
+    assert "synops_note" not in res and res["macs_per_sample"] > 0 and res["synops_per_sample"] > 0
+    stem_ops = res["nodes"]["stem"]["synops"]
+    assert [r["source"] for r in stem_ops.values()] == ["input"] and res["nodes"]["input"]["spikes_per_sample"] is None
     assert res["compare"]["min_precision"] == res["compare"]["min_recall"] == 1.0
     act = np.load(out / "activity.npz")
     assert set(act.files) == set(graph.nodes)
