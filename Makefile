@@ -1,12 +1,14 @@
 # The two commands a newcomer runs: `make run` (main job) and `make test` (test suite).
 # Both create .venv on first use (about 3 minutes and 6 GB: torch, Lava, lava-dl and the peers).
+# `make test` also needs a headless Chromium for the report's browser test: `make browser` installs Debian's
+# chromium package when it is missing (as root or with passwordless sudo), else stops with the command to run.
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/main
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint bench lock clean
+.PHONY: venv browser run test lint bench lock clean
 
 venv: $(STAMP)
 
@@ -17,10 +19,38 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
 	@touch $(STAMP)
 
+# A Chromium is found as $CHROMIUM (a path), `chromium` or `chromium-browser` on PATH; tests/test_pipeline.py looks
+# in the same places and fails (never skips) without one.
+browser:
+	@if [ -n "$$CHROMIUM" ]; then \
+	  if [ -f "$$CHROMIUM" ] && [ -x "$$CHROMIUM" ]; then exit 0; fi; \
+	  echo "make browser: CHROMIUM=$$CHROMIUM is not an executable file; unset CHROMIUM or point it at Chromium" >&2; \
+	  exit 1; \
+	fi; \
+	if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else SUDO=none; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make browser: no Chromium found and no apt-get to install it; install Chromium, then run:" >&2; \
+	  echo "    make test CHROMIUM=/path/to/chromium" >&2; \
+	  exit 1; \
+	fi; \
+	if [ "$$SUDO" = none ]; then \
+	  echo "make browser: no Chromium found, and installing it needs root; run:" >&2; \
+	  echo "    sudo apt-get update && sudo apt-get install -y chromium" >&2; \
+	  exit 1; \
+	fi; \
+	echo "make browser: installing Debian's chromium package (apt-get, about 2 minutes)"; \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || exit 1; \
+	command -v chromium >/dev/null 2>&1 || { echo "make browser: apt-get installed chromium but no chromium is on PATH" >&2; exit 1; }; \
+	chromium --version
+
 run: venv
 	$(VENV)/bin/nasflow run --out $(RUN_DIR) --resume
 
-test: venv
+test: venv browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from nasflow.hw_plots import ENERGY_UNIT, TRAFFIC_UNIT
+
 __all__ = ["pareto_front", "write_reports"]
 
 
@@ -110,9 +112,10 @@ def write_reports(out_dir: str | Path, *, cfg: dict[str, Any], search: dict[str,
     value_label = search.get("value_label")  # SNASNet ranks by a training-free score, not accuracy
     report["search"]["value"] = value_label or "accuracy"
     images = _plots(plots, candidates, front, cost_key, search["best"]["arch"], models, hardware, value_label)
+    traffic = _traffic_tables(hardware)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_plain))
-    (out_dir / "report.md").write_text(_markdown(report, images))
-    (out_dir / "report.html").write_text(_html(report, images))
+    (out_dir / "report.md").write_text(_markdown(report, images, traffic))
+    (out_dir / "report.html").write_text(_html(report, images, traffic))
     return report
 
 
@@ -168,12 +171,52 @@ def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware
     from nasflow.hw_plots import plot_layer_energy, plot_traffic_heatmap
 
     for role in ("winner", "baseline"):
-        plot_traffic_heatmap(hardware[role], plots / f"{role}_traffic.png")
-        images[f"{role}: per-core traffic on the {hardware[role]['chip']} mesh"] = f"plots/{role}_traffic.png"
-        if hardware[role].get("activity"):
-            plot_layer_energy(hardware[role], plots / f"{role}_energy.png")
-            images[f"{role}: energy per layer and term"] = f"plots/{role}_energy.png"
+        hw = hardware[role]
+        plot_traffic_heatmap(hw, plots / f"{role}_traffic.png")
+        images[_traffic_caption(role, hw)] = f"plots/{role}_traffic.png"
+        if hw.get("activity"):
+            plot_layer_energy(hw, plots / f"{role}_energy.png")
+            images[f"{role}: energy per layer and term on {hw['chip']} ({ENERGY_UNIT})"] = f"plots/{role}_energy.png"
     return images
+
+
+def _traffic_caption(role: str, hw: dict[str, Any]) -> str:
+    return (f"{role}: traffic into each of the {hw.get('cores_used')} {hw['chip']} cores (received {TRAFFIC_UNIT}), "
+            "each labelled with the layer it holds")
+
+
+def _core_ranges(cores: list[int]) -> str:
+    """[0, 1, 2, 5] → '0–2, 5'."""
+    spans: list[list[int]] = []
+    for c in cores:
+        if spans and c == spans[-1][1] + 1:
+            spans[-1][1] = c
+        else:
+            spans.append([c, c])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in spans)
+
+
+def _traffic_tables(hardware: dict[str, Any]) -> dict[str, list[tuple[str, str, str, str]]]:
+    """For each heatmap (by its plot path): one row per layer with its cores, tiles and the messages each core
+    receives, so the page states in text what the picture's tiles show (and a reader can search for a layer)."""
+    from nasflow.hw_plots import format_count, traffic_rows
+
+    tables = {}
+    for role, hw in hardware.items():
+        by_layer: dict[str, list[dict[str, Any]]] = {}
+        for r in traffic_rows(hw):
+            by_layer.setdefault(r["layer"], []).append(r)
+        rows = []
+        for layer, cores in by_layer.items():
+            tiles = ", ".join(dict.fromkeys(f"({r['x']}, {r['y']})" for r in cores))
+            msgs = [r["messages_in_per_sample"] for r in cores]
+            rows.append((layer, _core_ranges([r["core"] for r in cores]), tiles,
+                         "n/a" if None in msgs else ", ".join(format_count(m) for m in msgs)))
+        tables[f"plots/{role}_traffic.png"] = rows
+    return tables
+
+
+_TRAFFIC_HEADER = ("layer", "cores", "tiles (x, y)", f"received {TRAFFIC_UNIT}, per core")
 
 
 def _fmt(value: Any, kind: str = "") -> str:
@@ -210,7 +253,8 @@ def _cost_text(cost: float, key: str) -> str:
     return f"{cost * 1e9:,.1f} nJ" if key.startswith("energy:") else f"{cost:,.0f} {key}"
 
 
-def _markdown(report: dict[str, Any], images: dict[str, str]) -> str:
+def _markdown(report: dict[str, Any], images: dict[str, str],
+              traffic: dict[str, list[tuple[str, str, str, str]]] | None = None) -> str:
     w, b = report["winner"], report["baseline"]
     lines = ["# nasflow run report", "", f"Chip profile: `{report['chip']}`; search cost "
              f"{_fmt(report['search']['search_cost_seconds'])} s; {report['search']['evaluated']} candidates.", "",
@@ -220,16 +264,34 @@ def _markdown(report: dict[str, Any], images: dict[str, str]) -> str:
               f"Pareto set (D_val accuracy with supernet weights, {report['pareto_cost']}):", ""]
     lines += [f"- {p['arch']}: {_value_text(p['accuracy'], report)}, {_cost_text(p['cost'], report['pareto_cost'])}"
               for p in report["pareto"]]
-    lines += [""] + [f"![{t}]({p})" for t, p in images.items()] + [""]
+    lines.append("")
+    for t, p in images.items():
+        lines += [f"![{t}]({p})", ""]
+        if traffic and p in traffic:
+            lines += ["| " + " | ".join(_TRAFFIC_HEADER) + " |", "|---|---|---|---|"]
+            lines += ["| " + " | ".join(row) + " |" for row in traffic[p]] + [""]
     return "\n".join(lines)
 
 
-def _html(report: dict[str, Any], images: dict[str, str]) -> str:
+def _html_figure(caption: str, path: str, table: list[tuple[str, str, str, str]] | None) -> str:
+    """One plot; a heatmap links to its full-size PNG and carries its core → layer → messages table."""
+    src, text = html.escape(path), html.escape(caption)
+    if table is None:
+        return f'<figure><img src="{src}" alt="{text}"><figcaption>{text}</figcaption></figure>'
+    layers = ", ".join(row[0] for row in table)
+    alt = html.escape(f"{caption}; layers: {layers}")
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in _TRAFFIC_HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table)
+    return (f'<figure class="traffic"><a href="{src}"><img src="{src}" alt="{alt}"></a><figcaption>{text}'
+            f'<table class="traffic"><tr>{head}</tr>{body}</table></figcaption></figure>')
+
+
+def _html(report: dict[str, Any], images: dict[str, str],
+          traffic: dict[str, list[tuple[str, str, str, str]]] | None = None) -> str:
     w, b = report["winner"], report["baseline"]
     rows = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(w[key], kind))}</td>"
                    f"<td>{html.escape(_fmt(b[key], kind))}</td></tr>" for label, key, kind in _ROWS)
-    figures = "".join(f'<figure><img src="{html.escape(p)}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}'
-                      "</figcaption></figure>" for t, p in images.items())
+    figures = "".join(_html_figure(t, p, (traffic or {}).get(p)) for t, p in images.items())
     netx = "; ".join(f"{role}: {html.escape(str(v))}" for role, v in report["netx"].items())
     pareto = "".join(f"<li><code>{html.escape(p['arch'])}</code>: {_value_text(p['accuracy'], report)}, "
                      f"{_cost_text(p['cost'], report['pareto_cost'])}</li>" for p in report["pareto"])
@@ -237,7 +299,8 @@ def _html(report: dict[str, Any], images: dict[str, str]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>nasflow run report</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
-figure{{display:inline-block;margin:1em}}img{{max-width:100%}}</style></head>
+figure{{display:inline-block;margin:1em}}img{{max-width:100%}}figure.traffic{{display:block}}
+table.traffic{{margin-top:.5em;font-size:90%}}</style></head>
 <body><h1>nasflow run report</h1>
 <p>Chip profile <code>{html.escape(str(report['chip']))}</code>; {report['search']['evaluated']} candidates evaluated;
 search took {_fmt(report['search']['search_cost_seconds'])} s.</p>
