@@ -124,6 +124,7 @@ def _journal_header(cfg: AutoSNNSearchConfig, spec) -> dict[str, Any]:
 
 def _supernet(cfg, spec, loaders, out_dir: Path, supernet_dir: Path | None, device) -> tuple[AutoSNNSupernet, dict]:
     fingerprint = _space_fingerprint(cfg, spec.image_shape, spec.num_classes)
+    seed_everything(cfg.seed)  # before the supernet's weights are drawn; a resumed run restores its own RNG states
     net = AutoSNNSupernet(
         macro=cfg.macro, in_shape=spec.image_shape, num_classes=spec.num_classes, channels=cfg.channels,
         steps=cfg.steps, neuron=cfg.neuron,
@@ -144,8 +145,6 @@ def _supernet(cfg, spec, loaders, out_dir: Path, supernet_dir: Path | None, devi
             return net, state["cost_avg"]
     if supernet_dir is not None:
         raise CheckpointError(f"{path} is an unfinished supernet; finish it with a search in {supernet_dir}")
-    if state is None:
-        seed_everything(cfg.seed)
     cost_avg = train_supernet(
         net, loaders.train, cfg.supernet_epochs, lr=cfg.supernet_lr, seed=cfg.seed, device=device,
         num_classes=spec.num_classes, progress=cfg.progress, schedule=cfg.supernet_schedule,

@@ -38,7 +38,7 @@ from nasflow.evaluators.sahd import SAHDConfig, SAHDScorer, finite_or_none
 from nasflow.models import save_model
 from nasflow.spaces.snasnet import CELL_KINDS, REDUCTIONS, SNASNet, format_cell, sample_cell, search_space_size
 from nasflow.strategies.journal import JournaledEvaluator
-from nasflow.train.trainer import TrainConfig, Trainer, evaluate, resolve_device
+from nasflow.train.trainer import TrainConfig, Trainer, evaluate, resolve_device, seed_everything
 
 __all__ = [
     "SNASNET_SCHEMA_VERSION",
@@ -268,7 +268,7 @@ def _retrain(cfg: SNASNetSearchConfig, cell: str, out_dir: Path, device) -> dict
     loaders = make_loaders(cfg.dataset, cfg.batch_size, data_dir=cfg.data_dir, seed=cfg.seed,
                            augment=False if cfg.augment == "none" else cfg.augment, eval_batch_size=512)
     spec = loaders.spec
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     model = build_candidate(cfg, cell, spec.image_shape, spec.num_classes)
     train_cfg = TrainConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer="sgd", lr=cfg.lr, momentum=0.9,
