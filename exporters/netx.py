@@ -183,8 +183,10 @@ def simulate_netx(path: str | Path, x: np.ndarray, timeout_s: float = 120.0) -> 
     netx's own staggered resets. Raises ``NetxFormatError`` for a missing, truncated or foreign file.
     """
     from exporters.lava_backend import ensure_lava_importable
+    from exporters.quiet import preload_lava_dl
 
     ensure_lava_importable()
+    preload_lava_dl()  # lava-dl prints an unrelated dataset notice to stdout on import
     from lava.lib.dl.netx import hdf5
     from lava.proc.io.source import RingBuffer
 

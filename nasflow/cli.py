@@ -1,7 +1,8 @@
 """``nasflow`` command line: one entry point with subcommands.
 
 Errors a user can fix (bad config, missing data, unknown names, bad checkpoints) print one
-clear line and exit with status 2 instead of a traceback.
+clear line and exit with status 2 instead of a traceback. Help texts are plain prose: argparse
+prints them as they are, so they carry no reStructuredText markup.
 """
 
 from __future__ import annotations
@@ -10,11 +11,25 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["main"]
+from nasflow import __version__
+
+__all__ = ["build_parser", "main", "summary_screen"]
+
+DESCRIPTION = (
+    "Search, train, export and cost spiking neural networks: architecture search (AutoSNN, SNASNet), "
+    "BPTT training, export to NIR and lava-dl netx, simulation on torch and Lava, and neuromorphic chip "
+    "cost models."
+)
+EPILOG = (
+    "Run 'nasflow COMMAND --help' for the options of a command. Errors you can fix (a bad config, missing "
+    "data, an unknown name) print one line and exit with status 2. A killed train or search continues when "
+    "the same command is run again, a killed run with 'nasflow run --resume'."
+)
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -28,21 +43,24 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train an SNN with BPTT and write config, metrics, model and result")
+    p = sub.add_parser("train", help="train an SNN with BPTT and write config, metrics, model and result",
+                       description="Train a spiking network with backpropagation through time. The run directory "
+                       "receives the resolved config, per-epoch metrics, a checkpoint for resuming, the model "
+                       "and a result with test accuracy and activity counts.")
     p.add_argument("--config", help="YAML file with data/model/train sections (defaults fill the rest)")
     p.add_argument("--dataset", help="dataset name (digits, digits-events, cifar10, ...)")
     p.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
     p.add_argument("--arch", help="architecture: all-SCB_k3, all-SRB_k3 or five comma-separated AutoSNN blocks")
     p.add_argument("--out", required=True, help="run directory (resumes a killed run found there)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="training epochs")
     p.add_argument("--steps", type=int, help="time steps T for static (direct-coded) data")
     p.add_argument("--channels", type=int, help="initial channel count C")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=["adam", "sgd"])
-    p.add_argument("--loss", choices=["mse", "ce"])
-    p.add_argument("--augment", choices=["none", "standard", "cutout"])
-    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int, help="samples per training batch")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser")
+    p.add_argument("--loss", choices=["mse", "ce"], help="loss on the spike counts: squared error or cross-entropy")
+    p.add_argument("--augment", choices=["none", "standard", "cutout"], help="training-set augmentation")
+    p.add_argument("--seed", type=int, help="random seed; the same seed, machine and thread count give the same run")
     p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. train.lr=0.01")
@@ -81,12 +99,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="architecture search")
+    p = sub.add_parser("search", help="architecture search",
+                       description="Search for a spiking architecture with AutoSNN (a trained supernet and an "
+                       "evolutionary search) or SNASNet (training-free scoring of random cells).")
     space = p.add_subparsers(dest="space", required=True)
-    a = space.add_parser("autosnn", help="AutoSNN: supernet + spike-aware evolutionary search")
+    a = space.add_parser("autosnn", help="AutoSNN: supernet + spike-aware evolutionary search",
+                         description="AutoSNN search: train a weight-sharing supernet, then search its paths "
+                         "with an evolutionary (or random) strategy under a fitness that discounts accuracy by "
+                         "spikes or a hardware cost. The run directory receives search.json and a journal that "
+                         "lets a killed search resume.")
     a.add_argument("--config", help="YAML with AutoSNNSearchConfig keys; flags given here override it")
-    a.add_argument("--dataset")
-    a.add_argument("--data-dir")
+    a.add_argument("--dataset", help="dataset name (digits, cifar10, ...)")
+    a.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
     a.add_argument("--macro", help="macro backbone: snn1 (default), snn2, snn3, snn4, snn1-8tbd")
     a.add_argument("--lambda", dest="lam", type=float, help="fitness exponent λ <= 0 (default -0.08)")
     a.add_argument("--cost", help="cost in the fitness: spikes (default), synops, macs, neuron_updates, or a "
@@ -94,18 +118,18 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--budget", action="append", metavar="NAME=N",
                    help="hard budget, e.g. spikes=50000, energy=2e-6 (J per sample), cores=128")
     a.add_argument("--chip", help="chip of hardware budgets when --cost names none (default loihi)")
-    a.add_argument("--strategy", choices=["evolution", "random"])
+    a.add_argument("--strategy", choices=["evolution", "random"], help="search strategy (default evolution)")
     a.add_argument("--evaluations", type=int, help="search budget: evaluated architectures (default 200)")
     a.add_argument("--supernet-epochs", type=int, help="default 80 (digits)")
     a.add_argument("--supernet-lr", type=float, help="Adam learning rate of the supernet (default 5e-3)")
-    a.add_argument("--channels", type=int)
-    a.add_argument("--steps", type=int)
-    a.add_argument("--seed", type=int)
-    a.add_argument("--device")
-    a.add_argument("--threads", type=int)
+    a.add_argument("--channels", type=int, help="initial channel count C (default 16)")
+    a.add_argument("--steps", type=int, help="time steps T (default 8)")
+    a.add_argument("--seed", type=int, help="random seed; the same seed, machine and thread count give the same search")
+    a.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1, ...")
+    a.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     a.add_argument("--supernet", metavar="DIR", help="reuse the trained supernet of an earlier search in DIR")
-    a.add_argument("--out", required=True)
-    a.add_argument("--no-progress", action="store_true")
+    a.add_argument("--out", required=True, help="run directory (resumes a killed search found there)")
+    a.add_argument("--no-progress", action="store_true", help="no progress bars")
     from nasflow.cli_snasnet import add_snasnet_parser
 
     add_snasnet_parser(space)
@@ -150,7 +174,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="the main job: search, retrain, export to NIR, simulate on Lava, cost, report")
+    p = sub.add_parser("run", help="the main job: search, retrain, export to NIR, simulate on Lava, cost, report",
+                       description="The main job: search an architecture, retrain the winner and a baseline, "
+                       "export both to NIR, simulate them on Lava, cost them on a chip model and write a report. "
+                       "Each finished step is saved, so a killed run continues with --resume.")
     p.add_argument("--out", required=True, help="run directory (report.json, report.md, report.html, model.nir)")
     p.add_argument("--config", help="run.yaml with PipelineConfig sections (search, retrain, chip, lava, ...)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -191,13 +218,32 @@ def summary_screen(report: dict[str, Any], out: str) -> str:
     lines = ["  ".join(str(c).ljust(width[i]) for i, c in enumerate(r)) for r in rows]
     same = [_fmt(r["torch_accuracy_on_lava_samples"], "pct") for r in (w, b)]
     lines.append(f"* on the first {w['lava_samples']} test samples (torch on the same: {same[0]} / {same[1]})")
+    lines.append(_time_line(report, out))
     lines.append(f"report: {out}/report.html, {out}/report.md, {out}/report.json; NIR: {out}/model.nir")
     return "\n".join(lines)
 
 
+def _time_line(report: dict[str, Any], out: str) -> str:
+    """Seconds of every pipeline step and their total (steps of a resumed run count with their first time)."""
+    seconds = dict(report.get("step_seconds") or {})
+    done = Path(out) / "steps" / "report.json"
+    if "report" not in seconds and done.exists():  # the report step finishes after report.json is written
+        try:
+            seconds["report"] = float(json.loads(done.read_text())["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    parts = [f"{name} {value:.1f}" for name, value in seconds.items()]
+    text = f"seconds: {', '.join(parts)}; total {sum(seconds.values()):.1f}"
+    session = report.get("total_seconds_this_session")
+    if session is not None:
+        text += f" (this session {session:.1f})"
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``nasflow`` argument parser (subcommands)."""
-    parser = argparse.ArgumentParser(prog="nasflow", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="nasflow", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"nasflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_search(sub)

@@ -154,7 +154,7 @@ def _run_backend(backend: str, graph, model_path: Path, x: np.ndarray, dt: float
     if model_path.suffix != ".net":
         net_path = out_dir / "model.net"
         out_dir.mkdir(parents=True, exist_ok=True)
-        netx.export_netx(graph, net_path)
+        netx.export_netx(graph, net_path, dt=dt)
         return netx.complete_activity(graph, netx.simulate_netx(net_path, x, timeout_s=timeout))
     return netx.simulate_netx(net_path, x, timeout_s=timeout)
 

@@ -1,4 +1,4 @@
-"""``nasflow search snasnet``: training-free SNASNet search (wired into ``nasflow.cli`` by the lead).
+"""``nasflow search snasnet``: training-free SNASNet search, a subcommand of ``nasflow.cli``.
 
     nasflow search snasnet --dataset digits --cell backward|forward --candidates N [--seed S] --out DIR
 
@@ -26,10 +26,14 @@ _FLAGS = {
 
 def add_snasnet_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``snasnet`` to the ``search`` command's sub-parsers; returns the new parser."""
-    p = subparsers.add_parser("snasnet", help="SNASNet: training-free search (SAHD) of spiking cells")
+    p = subparsers.add_parser("snasnet", help="SNASNet: training-free search (SAHD) of spiking cells",
+                              description="SNASNet search: score random spiking cells at initialisation (no "
+                              "training) by how differently they respond to different inputs, keep the best and "
+                              "retrain it. The run directory receives search.json and a journal that lets a killed "
+                              "search resume.")
     p.add_argument("--config", help="YAML with SNASNetSearchConfig keys; flags given here override it")
-    p.add_argument("--dataset")
-    p.add_argument("--data-dir")
+    p.add_argument("--dataset", help="dataset name (digits, cifar10, ...)")
+    p.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
     p.add_argument("--cell", choices=["backward", "forward"], help="cell space (default backward)")
     p.add_argument("--candidates", type=int, help="random cells to score (default 5000)")
     p.add_argument("--channels", type=int, help="C (default 16; the paper: 256 CIFAR-10, 128 CIFAR-100)")
@@ -37,18 +41,18 @@ def add_snasnet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--reduction", choices=["code", "paper"], help="reduction block variant (default code)")
     p.add_argument("--second-pool", type=int, help="second AvgPool2d size (default: 4 for 32x32 input, else 2)")
     p.add_argument("--score-batch", type=int, help="samples per scoring batch (default 256)")
-    p.add_argument("--kernel", choices=["sahd", "hamming"])
-    p.add_argument("--normalisation", choices=["paper", "code"])
-    p.add_argument("--combine", choices=["sum", "mean"])
+    p.add_argument("--kernel", choices=["sahd", "hamming"], help="score kernel (default sahd)")
+    p.add_argument("--normalisation", choices=["paper", "code"], help="kernel normalisation (default paper)")
+    p.add_argument("--combine", choices=["sum", "mean"], help="how per-layer kernels combine (default sum)")
     p.add_argument("--cost", choices=["none", "spikes"], help="cost-aware ranking (default none)")
     p.add_argument("--lambda", dest="lam", type=float, help="cost exponent λ <= 0 (with --cost)")
     p.add_argument("--epochs", type=int, help="retraining epochs of the winner (0 skips; default 40)")
     p.add_argument("--lr", type=float, help="SGD learning rate of the retraining")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--out", required=True)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seed", type=int, help="random seed; the same seed, machine and thread count give the same search")
+    p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--out", required=True, help="run directory (resumes a killed search found there)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_snasnet)
     return p
 
