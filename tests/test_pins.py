@@ -10,9 +10,12 @@ the `all-SCB_k3` baseline of `nasflow run`) and for the interop fixtures:
 * the whole `hw_report` on Loihi (and Speck for the Sinabs CNN) from the reference activity.
 
 Spike trains are pinned as bits (`tests/golden/pins.npz`), so a failure says which node and how many spikes moved;
-real-valued arrays (parameters, currents, voltages) as SHA-256 digests of their bytes with dtype and shape
-(`tests/golden/pins.json`). Both are written only by ``python tests/test_pins.py --write``, and only when a change
-of behaviour is intended and explained in the commit. The torch reference runs in float32 with torch's default
+exported parameters as SHA-256 digests of their bytes with dtype and shape; real-valued node outputs (currents,
+read-out voltages) by their shape and moments (`tests/golden/pins.json`), compared to 1e-6 relative: torch's
+float32 convolutions may pick other kernels for other memory alignments, so two runs of the same code can
+differ in the last bit of a current (seen on one conv of a fresh clone; no spike moved). All of it is written
+only by ``python tests/test_pins.py --write``, and only when a change of behaviour is intended and explained
+in the commit. The torch reference runs in float32 with torch's default
 threads, like the main job, so the pins hold for one machine type: on a CPU with other vector kernels a conv
 may round differently, and the pins are re-written there once, after checking the old code gives the new values.
 """
@@ -86,6 +89,13 @@ def _bits(a: np.ndarray) -> np.ndarray:
     return np.concatenate([np.array(a.shape, dtype=np.int64).view(np.uint8), np.packbits(a.astype(bool))])
 
 
+def _moments(a: np.ndarray) -> list[float]:
+    """Shape-independent fingerprint of a real-valued array: size, Σx, Σ|x|, Σx², max|x| and non-zeros."""
+    a = np.asarray(a, dtype=np.float64)
+    return [float(a.size), float(a.sum()), float(np.abs(a).sum()), float((a * a).sum()),
+            float(np.abs(a).max(initial=0.0)), float(np.count_nonzero(a))]
+
+
 def _digest(a: np.ndarray) -> str:
     a = np.ascontiguousarray(a)
     return f"{a.dtype.str}{list(a.shape)}:" + hashlib.sha256(a.tobytes()).hexdigest()
@@ -142,7 +152,7 @@ def _export_case(role: str) -> nir.NIRGraph:
 def compute() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Everything pinned, computed by the code as it is now."""
     arrays: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {"export": {}, "hw": {}, "refused": {}, "digests": {}}
+    meta: dict[str, Any] = {"export": {}, "hw": {}, "refused": {}, "real": {}}
     for role in MODELS:
         graph = _export_case(role)
         meta["export"][role] = {"types": {k: type(n).__name__ for k, n in sorted(graph.nodes.items())},
@@ -158,7 +168,7 @@ def compute() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
                 if _is_binary(a):
                     arrays[f"sim/{name}/{backend}/{node}"] = _bits(a)
                 else:
-                    meta["digests"][f"sim/{name}/{backend}/{node}"] = _digest(a)
+                    meta["real"][f"sim/{name}/{backend}/{node}"] = [list(a.shape), _moments(a)]
         for chip in chips:
             meta["hw"][f"{name}@{chip}"] = _hw(graph, acts["torch"], chip)
     return arrays, meta
@@ -202,10 +212,12 @@ def test_simulations_are_pinned(computed, pinned, backend: str) -> None:
     changed = {k: _moved(computed[0][k], pinned[0][k]) for k in keys
                if not np.array_equal(computed[0][k], pinned[0][k])}
     assert not changed, f"{len(changed)} spike trains changed on {backend} (spikes moved): {list(changed.items())[:5]}"
-    digests = {k: v for k, v in pinned[1]["digests"].items() if k.split("/")[2] == backend}
-    now = {k: v for k, v in computed[1]["digests"].items() if k.split("/")[2] == backend}
-    assert now.keys() == digests.keys()
-    assert [k for k in digests if now[k] != digests[k]] == [], "real-valued node outputs changed"
+    then = {k: v for k, v in pinned[1]["real"].items() if k.split("/")[2] == backend}
+    now = {k: v for k, v in computed[1]["real"].items() if k.split("/")[2] == backend}
+    assert now.keys() == then.keys()
+    moved = [k for k in then if now[k][0] != then[k][0]
+             or not np.allclose(now[k][1], then[k][1], rtol=1e-6, atol=1e-9)]
+    assert moved == [], f"real-valued node outputs changed: {moved[:5]}"
 
 
 def _moved(a: np.ndarray, b: np.ndarray) -> int:
