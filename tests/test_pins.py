@@ -116,17 +116,14 @@ def _activities(graph: nir.NIRGraph, x: np.ndarray, dt: float | None) -> tuple[d
 
 
 def _hw(graph: nir.NIRGraph, activity: dict[str, np.ndarray], chip: str) -> dict[str, Any]:
-    from hwmodels import hw_report
+    """The report as users get it: hw.json and hw.md written by ``write_report``."""
+    import tempfile
 
-    return json.loads(json.dumps(hw_report(graph, chip, activity=activity), default=_plain))
+    from hwmodels import hw_report, write_report
 
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(type(obj).__name__)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_report(hw_report(graph, chip, activity=activity), tmp)
+        return {"json": json.loads(path.read_text()), "md": (path.parent / "hw.md").read_text()}
 
 
 def _graph_arrays(graph: nir.NIRGraph) -> dict[str, np.ndarray]:
