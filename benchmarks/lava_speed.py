@@ -4,7 +4,7 @@ and a hand-built Lava chain of the same depth.
     .venv/bin/python benchmarks/lava_speed.py [--model runs/.../model.pt] [--samples 20] [--arch all-SRB_k3]
 
 Without ``--model`` it builds an untrained AutoSNN (digits shape 1x8x8, C = 16, T = 8). The digits test
-images run through ``exporters.nir_export.to_nir`` → ``exporters.lava_backend.simulate`` (floating point,
+images run through ``exporters.nir_export.to_nir`` → ``exporters.lava.simulate`` (floating point,
 aligned; also fixed point with ``--fixed``), compared per layer with the torch reference
 (``exporters.nir_torch``). Rates are marginal: (steps of the long run − steps of a 1-sample run) /
 (time difference), so the 0.2-0.4 s runtime start-up and the compile are not counted as steps; the
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from exporters import lava_backend as lb
+from exporters import lava as lb
 from exporters import nir_torch
 from exporters.equivalence import compare_activity
 from exporters.nir_export import to_nir

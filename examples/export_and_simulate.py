@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters import lava_backend
+from exporters import lava
+from exporters.core.jsonio import SCHEMA_VERSION
+from exporters.core.traversal import output_ids, predecessors
 from exporters.equivalence import accuracy_from_output, compare_activity
-from exporters.graph import output_ids, predecessors
 from exporters.nir_export import to_nir
 from exporters.nir_io import read_nir, write_nir
 from exporters.nir_torch import simulate as torch_simulate
@@ -54,10 +55,10 @@ def main() -> None:
     head = predecessors(graph, output_ids(graph)[0])[0]
     x, labels = _digits_test(args.samples, model.steps)
     reference = torch_simulate(graph, x)
-    report = {"schema_version": 1, "samples": len(labels),
+    report = {"schema_version": SCHEMA_VERSION, "samples": len(labels),
               "torch_accuracy": accuracy_from_output(reference, labels, head)}
     for name, fixed in [("lava", False)] + ([("lava_fixed", True)] if args.fixed_point else []):
-        activity = lava_backend.simulate(graph, x, fixed_point=fixed, timeout_s=600)
+        activity = lava.simulate(graph, x, fixed_point=fixed, timeout_s=600)
         report[f"{name}_accuracy"] = accuracy_from_output(activity, labels, head)
         report[f"{name}_compare"] = compare_activity(reference, activity, nodes=graph)
     (out / "equivalence.json").write_text(json.dumps(report, indent=2))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.graph import infer_shapes, input_ids
+from exporters.core.shapes import infer_shapes
+from exporters.core.traversal import input_ids
 from exporters.nir_io import read_nir
 from exporters.nir_torch import simulate
 from hwmodels import hw_report
@@ -40,9 +41,9 @@ def main() -> None:
     rows = {}
     for chip in args.chips:
         r = hw_report(graph, chip, activity=activity)
-        rows[chip] = {k: r.get(k) for k in ("fits", "cores_used", "chips_needed", "energy_per_sample_j",
+        rows[chip] = {k: getattr(r, k) for k in ("fits", "cores_used", "chips_needed", "energy_per_sample_j",
                                             "max_core_messages_per_step", "latency_per_step_s")}
-        rows[chip]["violations"] = [v["message"] for v in r["violations"]]
+        rows[chip]["violations"] = [v["message"] for v in r.violations]
     print(json.dumps(rows, indent=2))
 
 

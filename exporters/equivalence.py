@@ -14,14 +14,14 @@ from typing import Any
 import nir
 import numpy as np
 
-from exporters.graph import NEURON_TYPES, node_type
+from exporters.core.kinds import FIRING_TYPES, node_type
 
 __all__ = ["accuracy_from_output", "compare_activity", "neuron_nodes"]
 
 
 def neuron_nodes(graph: nir.NIRGraph) -> list[str]:
     """Ids of the graph's spiking neuron nodes (IF, LIF, CubaLIF), in ``graph.nodes`` order."""
-    return [k for k, n in graph.nodes.items() if node_type(n) in NEURON_TYPES]
+    return [k for k, n in graph.nodes.items() if node_type(n) in FIRING_TYPES]
 
 
 def _is_binary(a: np.ndarray) -> bool:

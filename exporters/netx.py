@@ -5,9 +5,9 @@ The file follows what ``lava.lib.dl.netx.hdf5.Network`` reads (REFERENCE.md §7)
 neuron node (``flatten`` in between where a conv layer feeds a dense one), each with ``shape``,
 ``weight`` (integers; conv in torch layout ``(Cout, Cin, kh, kw)``, dense ``(out, in)`` in CHW-flat
 order), optional ``bias`` and ``neuron`` {``type`` CUBA, ``iDecay``, ``vDecay``, ``vThMant``,
-``refDelay``, ``gradedSpike``}. Parameters are Loihi fixed point from ``exporters.quantize`` with no
+``refDelay``, ``gradedSpike``}. Parameters are Loihi fixed point from ``exporters.lava.quantize`` with no
 weight exponent (netx's conv synapse has none). Linear paths between neurons are collapsed as in
-``exporters.lava_backend`` (pool → conv becomes one conv; pool → flatten → affine one dense), because
+``exporters.lava`` (pool → conv becomes one conv; pool → flatten → affine one dense), because
 netx implements no pooling layer.
 
 netx expresses a chain only: residual fan-in, recurrence, skip connections, current biases on CUBA
@@ -24,14 +24,15 @@ import h5py
 import nir
 import numpy as np
 
-from exporters.graph import check_finite_parameters
-from exporters.lava_backend import CONST, LavaPlan, _lava_perm, build_plan, lava_shape, run_network
-from exporters.nir_torch import flatten_graph
-from exporters.quantize import QuantPlan, quantize_plan
+from exporters.core.jsonio import SCHEMA_VERSION
+from exporters.core.traversal import topology
+from exporters.lava.layout import lava_perm, lava_shape
+from exporters.lava.plan import CONST, LavaPlan, build_plan
+from exporters.lava.quantize import QuantPlan, quantize_plan
+from exporters.lava.runtime import run_network
 
 __all__ = ["export_netx", "simulate_netx", "NetxFormatError"]
 
-SCHEMA_VERSION = 1
 
 
 class NetxFormatError(ValueError):
@@ -86,12 +87,11 @@ def export_netx(graph: nir.NIRGraph, path: str | Path, dt: float | None = None,
     largest 8-bit graded message, since treating its pixels as binary spikes changes the network's drive.
     Raises ``ValueError`` naming the node for graphs netx cannot express.
     """
-    check_finite_parameters(graph)
+    plan = build_plan(graph, dt)
+    graph = plan.compiled.graph
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     if input_scale is None and str(meta.get("input_encoding", "")) == "direct":
         input_scale = 255.0
-    graph = flatten_graph(graph)
-    plan = build_plan(graph, dt)
     chain = _check_chain(plan)
     quant = quantize_plan(plan, input_scale=1.0 if input_scale is None else input_scale, max_weight_exp=0)
     conn_of = {c.dst: (i, c) for i, c in enumerate(plan.conns)}
@@ -129,7 +129,7 @@ def export_netx(graph: nir.NIRGraph, path: str | Path, dt: float | None = None,
                 grp.create_dataset("groups", data=int(cv["groups"]))
                 bias = np.rint((q.bias_mant.astype(np.int64) << q.bias_exp) / 64.0).astype(np.int32)
                 # neuron-wise bias in Lava's (W, H, C) layout
-                grp.create_dataset("bias", data=bias[_lava_perm(shape)].reshape(lava_shape(shape)))
+                grp.create_dataset("bias", data=bias[lava_perm(shape)].reshape(lava_shape(shape)))
             _write_neuron(grp, q)
             k += 1
             prev_ndim = len(shape)
@@ -182,7 +182,7 @@ def simulate_netx(path: str | Path, x: np.ndarray, timeout_s: float = 120.0) -> 
     reference time axis (netx layer k, counted from 1, lags k steps). Samples run back to back with
     netx's own staggered resets. Raises ``NetxFormatError`` for a missing, truncated or foreign file.
     """
-    from exporters.lava_backend import ensure_lava_importable
+    from exporters.lava.runtime import ensure_lava_importable
     from exporters.quiet import preload_lava_dl
 
     ensure_lava_importable()
@@ -236,14 +236,14 @@ def complete_activity(graph: nir.NIRGraph, activity: dict[str, np.ndarray]) -> d
     netx holds spiking layers only, so a graph's non-spiking voting layer (an Affine) and ``output`` are
     computed here from the last layer's spikes, in the reference semantics (feed-forward within the step).
     """
-    from exporters.graph import predecessors, topological_order
-    from exporters.lava_backend import apply_linear
+    from exporters.lava.linalg import apply_linear
 
     out = dict(activity)
-    for node_id in topological_order(graph):
+    topo = topology(graph)
+    for node_id in topo.order:
         if node_id in out:
             continue
-        preds = predecessors(graph, node_id)
+        preds = [s for s, _ in topo.sources[node_id]]
         kind = type(graph.nodes[node_id]).__name__
         if len(preds) != 1 or preds[0] not in out:
             continue

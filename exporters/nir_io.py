@@ -2,8 +2,8 @@
 
 ``read_nir`` checks, before handing the file to ``nir.read``: that it exists and is HDF5, that it holds a
 NIR graph, that every node has a known type (naming the node otherwise); after reading: that the graph
-has an Input node, that no parameter holds NaN or infinite values (``exporters.graph.check_finite_parameters``)
-and that its shapes agree (``exporters.graph.infer_shapes``, naming the node).
+has an Input node, that no parameter holds NaN or infinite values (``exporters.core.traversal``)
+and that its shapes agree (``exporters.core.shapes.infer_shapes``, naming the node).
 
 Files written by nir < 1.0.6 have no ``v_reset`` on their neurons and meant reset by subtraction;
 following REFERENCE.md §6 they are read back as reset to ``v_reset = 0`` (what ``nir.read`` does), with a
@@ -18,15 +18,12 @@ from pathlib import Path
 import h5py
 import nir
 
-from exporters.graph import NIRFormatError, check_finite_parameters, infer_shapes, require_input
+from exporters.core.errors import NIRFormatError
+from exporters.core.kinds import FIRING_TYPES, KINDS, KNOWN_TYPES
+from exporters.core.shapes import infer_shapes
+from exporters.core.traversal import check_finite_parameters, require_input
 
-__all__ = ["KNOWN_TYPES", "LegacyResetWarning", "NIRFormatError", "read_nir", "write_nir"]
-
-KNOWN_TYPES = (
-    "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten",
-    "Delay", "Threshold", "I", "IF", "LI", "LIF", "CubaLI", "CubaLIF", "NIRGraph",
-)
-_RESETTING = ("IF", "LIF", "CubaLIF")
+__all__ = ["LegacyResetWarning", "NIRFormatError", "read_nir", "write_nir"]
 
 
 class LegacyResetWarning(UserWarning):
@@ -50,11 +47,11 @@ def _scan(group: h5py.Group, path: Path, prefix: str, legacy: list[str]) -> None
     if "type" not in group:
         raise NIRFormatError(f"{path}: node {prefix or '<root>'!r} has no 'type' entry; not a NIR graph")
     kind = _as_str(group["type"][()])
-    if kind not in KNOWN_TYPES:
+    if kind not in KINDS:
         raise NIRFormatError(
             f"{path}: node {prefix or '<root>'!r} has unknown NIR type {kind!r}; supported: {', '.join(KNOWN_TYPES)}"
         )
-    if kind in _RESETTING and "v_reset" not in group:
+    if kind in FIRING_TYPES and "v_reset" not in group:
         legacy.append(prefix)
     if kind == "NIRGraph":
         if "nodes" not in group or "edges" not in group:

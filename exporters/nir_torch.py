@@ -5,14 +5,14 @@ Discrete semantics with step ``dt`` (Euler; input arrives within the same step),
 * LIF ``v ← v + dt/τ·(v_leak − v + r·I)``; IF ``v ← v + r·I``; LI like LIF without firing; I ``v ← v + r·I``;
   CubaLIF/CubaLI ``i ← i + dt/τ_syn·(−i + w_in·I)`` then ``v ← v + dt/τ_mem·(v_leak − v + r·i)``;
   a neuron spikes where ``v > v_threshold`` and then ``v ← v_reset``. IF is never treated as leaky.
-* Affine ``W x + b`` (the bias is kept, unlike nirtorch 2.6's ``nir_to_torch``), Linear, Scale, Conv1d/2d,
+* Affine ``W x + b`` (the bias is kept), Linear, Scale, Conv1d/2d,
   SumPool2d, AvgPool2d, Flatten (indices exclude the batch dim), Threshold ``x > θ``, Delay
   (``round(delay/dt)`` steps), nested NIRGraph (flattened: its nodes become ``outer.inner`` and its output
   keeps the nested node's id).
-* Each step evaluates nodes in ``exporters.graph.topological_order``; a node's input is the sum of its
+* Each step evaluates nodes in the order of ``exporters.core.compile.compile_graph``; a node's input is the sum of its
   predecessors' outputs of this step, and of back-edge sources' outputs of the previous step (0 at t=0).
-* ``metadata["conventions"]`` written by ``exporters.nir_export`` is honoured: ``threshold`` ``">="``
-  (nasflow) or ``">"`` (+ ``threshold_overrides``), ``reset`` ``"to_v_reset"`` or ``"subtract"``
+* ``metadata["conventions"]`` (``exporters.core.conventions.Conventions``) is honoured: ``threshold``
+  ``">="`` (nasflow) or ``">"`` (+ ``threshold_overrides``), ``reset`` ``"to_v_reset"`` or ``"subtract"``
   (+ ``reset_overrides``), ``v_init`` ``"v_reset"`` with ``v_init_nodes``. Without them: NIR's own
   ``>``, reset to ``v_reset``, state starting at 0.
 """
@@ -28,47 +28,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from exporters.graph import (
-    NIRFormatError,
-    back_edges,
-    check_finite_parameters,
-    infer_shapes,
-    input_ids,
-    node_type,
-    topological_order,
-)
+from exporters.core.compile import compile_graph
+from exporters.core.conventions import NodeConventions
+from exporters.core.errors import NIRFormatError
+from exporters.core.kinds import KINDS, TIMED_TYPES, node_type
+from exporters.core.shapes import conv_pads, ints
 
-__all__ = ["GraphModule", "flatten_graph", "simulate"]
-
-_TIMED = ("LI", "LIF", "CubaLI", "CubaLIF", "Delay")
-
-
-# ------------------------------------------------------------------------------------------ flattening
-
-
-def flatten_graph(graph: nir.NIRGraph, prefix: str = "") -> nir.NIRGraph:
-    """Inline nested ``NIRGraph`` nodes: node ``g``'s inner nodes become ``g.<id>``; its Input becomes an
-    identity node ``g.<input id>`` and its Output the identity node ``g`` (so ``g`` keeps meaning its output)."""
-    nodes: dict[str, nir.NIRNode] = {}
-    edges: list[tuple[str, str]] = []
-    entry: dict[str, str] = {}  # nested id -> id receiving its input
-    for nid, node in graph.nodes.items():
-        if not isinstance(node, nir.NIRGraph):
-            nodes[nid] = node
-            continue
-        inner = flatten_graph(node)
-        ins = input_ids(inner)
-        outs = [k for k, n in inner.nodes.items() if isinstance(n, nir.Output)]
-        if len(ins) != 1 or len(outs) != 1:
-            raise NIRFormatError(f"nested graph {nid!r}: needs exactly one Input and one Output, has {ins} / {outs}")
-        rename = {k: f"{nid}.{k}" for k in inner.nodes}
-        rename[outs[0]] = nid
-        for k, n in inner.nodes.items():
-            nodes[rename[k]] = nir.Scale(scale=np.array(1.0)) if isinstance(n, (nir.Input, nir.Output)) else n
-        edges.extend((rename[a], rename[b]) for a, b in inner.edges)
-        entry[nid] = rename[ins[0]]
-    edges = [(a, entry.get(b, b)) for a, b in graph.edges] + edges
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(graph.metadata or {}), type_check=False)
+__all__ = ["GraphModule", "simulate"]
 
 
 # ------------------------------------------------------------------------------------------------- ops
@@ -96,32 +62,24 @@ class _Fn(_Op):
         return self.fn(x)
 
 
-def _padding(p: Any) -> Any:
-    if isinstance(p, (str, bytes)):
-        return p.decode() if isinstance(p, bytes) else p
-    a = np.atleast_1d(np.asarray(p)).astype(int).ravel()
-    return tuple(int(v) for v in a)
-
-
-def _ints(v: Any, n: int) -> tuple[int, ...]:
-    a = np.atleast_1d(np.asarray(v)).astype(int).ravel()
-    return tuple(int(a[0]) for _ in range(n)) if a.size == 1 else tuple(int(x) for x in a)
-
-
 def _conv(node: nir.NIRNode, dtype: torch.dtype, dims: int) -> _Op:
     w = _t(node.weight, dtype)
     b = _t(node.bias, dtype).reshape(-1) if node.bias is not None else None
     if b is not None and b.numel() == 1 and w.shape[0] != 1:
         b = b.expand(w.shape[0]).clone()
     conv = F.conv2d if dims == 2 else F.conv1d
-    pad = _padding(node.padding)
-    pad = pad if isinstance(pad, str) else (pad * dims if len(pad) == 1 else pad)
-    stride, dil = _ints(node.stride, dims), _ints(node.dilation, dims)
-    return _Fn(lambda x: conv(x, w, b, stride, pad, dil, int(node.groups)))
+    stride, dil = ints(node.stride, dims), ints(node.dilation, dims)
+    pads = conv_pads(node.padding, w.shape[2:], dil)
+    if all(before == after for before, after in pads):
+        sym = tuple(before for before, _ in pads)
+        return _Fn(lambda x: conv(x, w, b, stride, sym, dil, int(node.groups)))
+    # F.pad takes (before, after) pairs from the last dim backwards.
+    flat = tuple(v for pair in reversed(pads) for v in pair)
+    return _Fn(lambda x: conv(F.pad(x, flat), w, b, stride, 0, dil, int(node.groups)))
 
 
 def _pool(node: nir.NIRNode, summed: bool) -> _Op:
-    k, s, p = _ints(node.kernel_size, 2), _ints(node.stride, 2), _ints(node.padding, 2)
+    k, s, p = ints(node.kernel_size, 2), ints(node.stride, 2), ints(node.padding, 2)
     div = 1 if summed else None
     return _Fn(lambda x: F.avg_pool2d(x, k, s, p, count_include_pad=True, divisor_override=div))
 
@@ -146,13 +104,14 @@ class _Neuron(_Op):
     """IF, I, LI, LIF, CubaLI, CubaLIF with the conventions resolved for this node."""
 
     def __init__(self, node: nir.NIRNode, kind: str, dt: float | None, shape: tuple[int, ...], dtype: torch.dtype,
-                 cmp: str, reset: str, v0: float) -> None:
+                 conv: NodeConventions) -> None:
+        cmp, reset, v0 = conv.threshold, conv.reset, conv.v0
         p = lambda name, default=None: _t(np.broadcast_to(  # noqa: E731
             np.asarray(getattr(node, name, default) if getattr(node, name, None) is not None else default,
                        dtype=np.float64), shape), dtype)
         self.kind, self.cmp, self.reset_mode, self.v0, self.shape, self.dtype = kind, cmp, reset, v0, shape, dtype
         self.r = p("r", 1.0)
-        self.fires = kind in ("IF", "LIF", "CubaLIF")
+        self.fires = KINDS[kind].fires
         if self.fires:
             self.v_th, self.v_reset = p("v_threshold"), p("v_reset", 0.0)
         if kind in ("LI", "LIF"):
@@ -185,33 +144,7 @@ class _Neuron(_Op):
         return s.to(self.dtype)
 
 
-# ------------------------------------------------------------------------------------------ conventions
-
-
-def _as_str(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _node_conventions(conv: Mapping[str, Any], nid: str) -> tuple[str, str, float]:
-    """(threshold comparison, reset mode, initial v) of neuron ``nid`` under the graph's conventions."""
-    cmp = _as_str(conv.get("threshold", ">"))
-    cmp = _as_str(dict(conv.get("threshold_overrides", {}) or {}).get(nid, cmp))
-    reset = _as_str(conv.get("reset", "to_v_reset"))
-    reset = _as_str(dict(conv.get("reset_overrides", {}) or {}).get(nid, reset))
-    if cmp not in (">", ">=") or reset not in ("to_v_reset", "subtract"):
-        raise NIRFormatError(f"node {nid!r}: unknown conventions threshold={cmp!r} reset={reset!r}")
-    v0 = 0.0
-    if _as_str(conv.get("v_init", "zero")) == "v_reset":
-        v0 = float(dict(conv.get("v_init_nodes", {}) or {}).get(nid, 0.0))
-    return cmp, reset, v0
-
-
 # --------------------------------------------------------------------------------------------- module
-
-
-def _metadata_dt(graph: nir.NIRGraph) -> float | None:
-    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
-    return float(meta["dt"]) if "dt" in meta else None
 
 
 class GraphModule(nn.Module):
@@ -224,36 +157,33 @@ class GraphModule(nn.Module):
     def __init__(self, graph: nir.NIRGraph, dt: float | None = None, dtype: torch.dtype = torch.float32,
                  record_voltage: bool = False) -> None:
         super().__init__()
-        check_finite_parameters(graph)
         self.record_voltage = record_voltage
         #: after a forward with ``record_voltage=True``: membrane (after reset) ``[T, B, *shape]`` per neuron node
         self.voltages: dict[str, torch.Tensor] = {}
-        self.graph = flatten_graph(graph)
-        self.shapes = infer_shapes(self.graph)
-        self.dt = float(dt) if dt is not None else _metadata_dt(graph)
-        timed = [k for k, n in self.graph.nodes.items() if node_type(n) in _TIMED]
+        if dt is not None and not float(dt) > 0:
+            raise ValueError(f"dt must be positive, got {dt}")
+        compiled = compile_graph(graph, dt)
+        self.graph, self.shapes, self.conventions = compiled.graph, compiled.shapes, compiled.conventions
+        self.dt = self.conventions.dt
+        timed = [k for k, n in self.graph.nodes.items() if node_type(n) in TIMED_TYPES]
         if self.dt is None and timed:
             raise ValueError(
                 f"the graph has time constants (node {timed[0]!r}, {node_type(self.graph.nodes[timed[0]])}) but no "
                 "metadata['dt']: pass the step in seconds (--dt on the command line, dt= in Python)"
             )
-        if self.dt is not None and not self.dt > 0:
-            raise ValueError(f"dt must be positive, got {self.dt}")
         self.dtype = dtype
-        self.order = topological_order(self.graph)
-        back = back_edges(self.graph)
-        self.fwd_preds = {k: [a for a, b in self.graph.edges if b == k and (a, b) not in back] for k in self.order}
-        self.back_preds = {k: [a for a, b in self.graph.edges if b == k and (a, b) in back] for k in self.order}
-        self.inputs = input_ids(self.graph)
-        meta = self.graph.metadata if isinstance(self.graph.metadata, dict) else {}
-        conv = meta.get("conventions", {}) or {}
-        self.ops = {k: self._make_op(k, self.graph.nodes[k], conv) for k in self.order}
+        topo = compiled.topology
+        self.order = list(topo.order)
+        self.fwd_preds = {k: list(topo.preds[k]) for k in self.order}
+        self.back_preds = {k: list(topo.back_preds[k]) for k in self.order}
+        self.inputs = list(compiled.inputs)
+        self.ops = {k: self._make_op(k, self.graph.nodes[k]) for k in self.order}
 
     def _in_shape(self, nid: str) -> tuple[int, ...]:
         preds = self.fwd_preds[nid] + self.back_preds[nid]
         return self.shapes[preds[0]] if preds else self.shapes[nid]
 
-    def _make_op(self, nid: str, node: nir.NIRNode, conv: Mapping[str, Any]) -> _Op | None:
+    def _make_op(self, nid: str, node: nir.NIRNode) -> _Op | None:
         t, d = node_type(node), self.dtype
         if t == "Input":
             return None
@@ -282,9 +212,8 @@ class GraphModule(nn.Module):
         if t == "Delay":
             steps = np.rint(np.asarray(node.delay, np.float64) / self.dt).astype(int)
             return _Delay(steps, self.shapes[nid])
-        if t in ("I", "IF", "LI", "LIF", "CubaLI", "CubaLIF"):
-            cmp, reset, v0 = _node_conventions(conv, nid)
-            return _Neuron(node, t, self.dt, self.shapes[nid], d, cmp, reset, v0)
+        if KINDS[t].category == "neuron":  # Threshold, the stateless one, is handled above
+            return _Neuron(node, t, self.dt, self.shapes[nid], d, self.conventions.for_node(nid))
         raise NIRFormatError(f"node {nid!r}: unsupported NIR node type {t!r}")
 
     def _inputs(self, x: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

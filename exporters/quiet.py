@@ -90,7 +90,7 @@ def preload_lava_dl() -> bool:
     Lava fixes the multiprocessing start method when it is imported, so the exporters' guard for that runs
     first; when it refuses, nothing is imported and the exporters report the problem themselves.
     """
-    from exporters.lava_backend import ensure_lava_importable
+    from exporters.lava.runtime import ensure_lava_importable
 
     try:
         ensure_lava_importable()

@@ -19,27 +19,24 @@ from dataclasses import dataclass, field
 import nir
 import numpy as np
 
-from exporters.graph import check_finite_parameters, require_input
+from exporters.core.compile import CompiledGraph, compile_graph
+from exporters.core.errors import NIRFormatError
+from exporters.core.kinds import NEURON_TYPES, SPIKING_TYPES, STATELESS_TYPES, WEIGHT_TYPES, node_type
+from exporters.core.shapes import conv_pads, ints
 
 __all__ = [
     "rows_to_units",
     "units_to_rows",
     "Connection",
+    "ConvGeom",
     "GraphError",
     "Layer",
     "LayerTable",
     "build_layer_table",
-    "SPIKING",
-    "NON_SPIKING",
+    "geometry",
 ]
 
-SPIKING = ("LIF", "IF", "CubaLIF", "Threshold")
-NON_SPIKING = ("LI", "I", "CubaLI")
-WEIGHTS = ("Affine", "Linear", "Conv1d", "Conv2d")
-STATELESS = ("Flatten", "SumPool2d", "AvgPool2d", "Scale")
-
-
-class GraphError(ValueError):
+class GraphError(NIRFormatError):
     """A NIR graph hwmodels cannot map; the message names the node and what would make it work."""
 
 
@@ -61,11 +58,6 @@ def rows_to_units(a: np.ndarray) -> np.ndarray:
 def units_to_rows(a: np.ndarray, c: int, h: int) -> np.ndarray:
     """``[..., H·C]`` in unit order → ``[..., C, H]``."""
     return np.swapaxes(a.reshape(*a.shape[:-1], h, c), -1, -2)
-
-
-def _pair(v, n: int = 2) -> tuple[int, ...]:
-    a = np.atleast_1d(np.asarray(v)).astype(int).ravel()
-    return tuple(int(a[0]) for _ in range(n)) if a.size == 1 else tuple(int(x) for x in a[:n])
 
 
 @dataclass
@@ -139,7 +131,7 @@ class Layer:
 class LayerTable:
     """Layers in topological order, connections, node shapes and the graph's stateless nodes."""
 
-    graph: nir.NIRGraph
+    graph: nir.NIRGraph  # flattened
     layers: dict[str, Layer]
     connections: list[Connection]
     shapes: dict[str, tuple[int, ...]]  # normalised output shape of every node
@@ -156,153 +148,68 @@ class LayerTable:
         return [n for n in self.order if n in seen]
 
 
-def _node_type(node: nir.NIRNode) -> str:
-    return type(node).__name__
-
-
-def _topo_order(nodes: dict, edges: list[tuple[str, str]]) -> list[str]:
-    """Topological order ignoring back edges (DFS from inputs, then everything else)."""
-    succ: dict[str, list[str]] = {n: [] for n in nodes}
-    for a, b in edges:
-        succ[a].append(b)
-    order, state = [], {}
-    starts = [n for n in nodes if _node_type(nodes[n]) == "Input"] + sorted(nodes)
-    for s in starts:
-        if s in state:
-            continue
-        stack = [(s, iter(succ[s]))]
-        state[s] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                stack.pop()
-                state[node] = 2
-                order.append(node)
-            elif nxt not in state:
-                state[nxt] = 1
-                stack.append((nxt, iter(succ[nxt])))
-    return order[::-1]
-
-
-def _declared(types: dict, key: str) -> tuple[int, ...] | None:
-    v = (types or {}).get(key)
-    if v is None:
-        return None
-    a = np.atleast_1d(np.asarray(v)).astype(int)
-    return tuple(int(x) for x in a) if a.size and (a > 0).all() else None
-
-
-def _infer_shape(nid: str, node: nir.NIRNode, in_shape: tuple[int, ...] | None) -> tuple[int, ...]:
-    """Output shape (raw, not normalised) from the node's parameters and its input shape."""
-    t = _node_type(node)
-    declared = _declared(getattr(node, "output_type", None), "output")
-    if t == "Input":
-        shape = _declared(node.input_type, "input")
-    elif t in ("Affine", "Linear"):
-        shape = (int(node.weight.shape[0]),)
-    elif t in ("Conv2d", "Conv1d", "SumPool2d", "AvgPool2d") and declared is not None:
-        shape = declared
-    elif t in ("Conv2d", "Conv1d"):
-        if in_shape is None:
-            raise GraphError(f"node {nid!r} ({t}): input shape unknown; set input_shape or connect it to a shaped node")
-        g = _geom(nid, node, in_shape)
-        s3 = norm_shape(in_shape)
-        ho, wo = g.out_hw(s3[1], s3[2])
-        shape = (int(node.weight.shape[0]), ho, wo) if t == "Conv2d" else (int(node.weight.shape[0]), wo)
-    elif t in ("SumPool2d", "AvgPool2d"):
-        g = _geom(nid, node, in_shape)
-        ho, wo = g.out_hw(in_shape[1], in_shape[2])
-        shape = (in_shape[0], ho, wo)
-    elif t == "Flatten":
-        shape = declared or (int(np.prod(in_shape)),) if in_shape else declared
-    elif t in SPIKING + NON_SPIKING + ("Scale",):
-        params = [
-            getattr(node, a) for a in ("tau", "tau_mem", "r", "v_threshold", "threshold", "scale") if hasattr(node, a)
-        ]
-        sizes = [np.shape(p) for p in params if np.ndim(p) > 0]
-        shape = declared or (sizes[0] if sizes else in_shape)
-    elif t == "Output":
-        shape = in_shape or declared
-    else:
-        raise GraphError(
-            f"node {nid!r} is a {t}; hwmodels maps {', '.join(WEIGHTS + SPIKING + NON_SPIKING + STATELESS)}"
-            " plus Input/Output (fold other nodes into these before mapping)"
-        )
-    if shape is None:
-        raise GraphError(f"node {nid!r} ({t}): cannot infer its shape; give it per-neuron parameters or an output_type")
-    return tuple(int(s) for s in shape)
-
-
-def _geom(nid: str, node: nir.NIRNode, in_shape: tuple[int, ...] | None) -> ConvGeom:
-    t = _node_type(node)
+def geometry(nid: str, node: nir.NIRNode, in_shape: tuple[int, ...]) -> ConvGeom:
+    """Convolution or pooling geometry of ``node`` on normalised 3-D shapes (padding by the core's one rule;
+    ``ConvGeom`` keeps the leading pad, which equals the trailing one except for even ``"same"`` kernels)."""
+    t = node_type(node)
     if t in ("SumPool2d", "AvgPool2d"):
-        return ConvGeom(_pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
-    one_d = t == "Conv1d"
-    kernel = tuple(node.weight.shape[2:])
-    kernel = (1, kernel[0]) if one_d else kernel
-    pad = node.padding
-    if isinstance(pad, str):
-        if pad == "valid":
-            pad = 0
-        elif pad == "same":
-            pad = tuple((k - 1) // 2 for k in (kernel if not one_d else kernel[1:]))
-        else:
-            raise GraphError(f"node {nid!r} ({t}): padding {pad!r} is not 'valid', 'same' or integers")
-    if one_d:
-        return ConvGeom(
-            kernel,
-            (1, _pair(node.stride, 1)[0]),
-            (0, _pair(pad, 1)[0]),
-            (1, _pair(node.dilation, 1)[0]),
-            int(node.groups),
-        )
-    return ConvGeom(kernel, _pair(node.stride), _pair(pad), _pair(node.dilation), int(node.groups))
+        kernel = ints(node.kernel_size, 2, "kernel_size", nid)
+        pads = conv_pads(node.padding, kernel, (1, 1), nid)
+        return ConvGeom(kernel, ints(node.stride, 2, "stride", nid), (pads[0][0], pads[1][0]))
+    kernel = tuple(int(k) for k in np.shape(node.weight)[2:])
+    if t == "Conv1d":
+        dil = ints(node.dilation, 1, "dilation", nid)
+        pads = conv_pads(node.padding, kernel, dil, nid)
+        return ConvGeom((1, kernel[0]), (1, ints(node.stride, 1, "stride", nid)[0]), (0, pads[0][0]), (1, dil[0]),
+                        int(node.groups))
+    dil = ints(node.dilation, 2, "dilation", nid)
+    pads = conv_pads(node.padding, kernel, dil, nid)
+    return ConvGeom(kernel, ints(node.stride, 2, "stride", nid), (pads[0][0], pads[1][0]), dil, int(node.groups))
 
 
-def _node_shapes(graph: nir.NIRGraph, order: list[str], preds: dict[str, list[str]]) -> dict[str, tuple[int, ...]]:
-    raw: dict[str, tuple[int, ...]] = {}
-    for nid in order:
-        node = graph.nodes[nid]
-        known = [raw[p] for p in preds[nid] if p in raw]
-        raw[nid] = _infer_shape(nid, node, known[0] if known else None)
-        if _node_type(node) in SPIKING + NON_SPIKING and known and int(np.prod(known[0])) != int(np.prod(raw[nid])):
-            raise GraphError(
-                f"node {nid!r}: {int(np.prod(raw[nid]))} neurons but its input has "
-                f"{int(np.prod(known[0]))} values ({known[0]})"
-            )
-    return raw
+def _feeds(compiled: CompiledGraph, preds: dict[str, list[str]]) -> dict[str, tuple[str, list[str]]]:
+    """Spike source and stateless nodes in front of every linear node, read off the compiled linear paths.
+
+    The source of a node is the start of its path, or the last weight node before it (whose outputs
+    accumulate). A chip synapse has one source: a node reached by several different (source, prefix) pairs
+    has a fan-in in front of it and is left out here; ``_feed`` names the node with several inputs.
+    """
+    found: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
+    for p in compiled.paths:
+        seq = p.nodes + ((p.target,) if compiled.kind(p.target).category == "linear" else ())
+        for i, nid in enumerate(seq):
+            before = seq[:i]
+            cut = max((j for j, n in enumerate(before) if compiled.kind(n).weighted), default=-1)
+            src = before[cut] if cut >= 0 else p.source
+            found.setdefault(nid, set()).add((src, before[cut + 1:]))
+    return {k: (next(iter(v))[0], list(next(iter(v))[1])) for k, v in found.items() if len(v) == 1
+            and all(len(preds[n]) == 1 for n in (k, *next(iter(v))[1]))}
 
 
-def _walk_back(nid: str, graph: nir.NIRGraph, preds: dict[str, list[str]]) -> tuple[str, list[str]]:
-    """From a weight node, walk back through stateless nodes to the spike source; returns (source, path)."""
-    path: list[str] = []
+def _feed(nid: str, table: tuple[CompiledGraph, dict[str, tuple[str, list[str]]], dict[str, list[str]]]
+          ) -> tuple[str, list[str]]:
+    """(source, stateless path) of synapse node ``nid``; a fan-in in front of it is refused by node name."""
+    compiled, feeds, preds = table
+    if nid in feeds:
+        return feeds[nid]
     cur = nid
-    while True:
-        ps = preds[cur]
-        if len(ps) != 1:
-            raise GraphError(
-                f"node {cur!r} has {len(ps)} inputs; hwmodels needs exactly one input in front of a "
-                f"weight node (sum several sources into a neuron instead)"
-            )
-        p = ps[0]
-        t = _node_type(graph.nodes[p])
-        if t in STATELESS:
-            path.append(p)
-            cur = p
-            continue
-        return p, path[::-1]
+    while len(preds[cur]) == 1 and compiled.kind(preds[cur][0]).name in STATELESS_TYPES:
+        cur = preds[cur][0]
+    raise GraphError(
+        f"node {cur!r} has {len(preds[cur])} inputs; hwmodels needs exactly one input in front of a "
+        f"weight node (sum several sources into a neuron instead)"
+    )
 
 
 def _make_connection(
     wid: str, node: nir.NIRNode, source: str, path: list[str], target: str, raw: dict, graph: nir.NIRGraph
 ) -> Connection:
-    t = _node_type(node)
+    t = node_type(node)
     in_raw = raw[path[-1]] if path else raw[source]
     in_shape, out_shape = norm_shape(in_raw), norm_shape(raw[wid])
     w = np.asarray(node.weight)
-    src_t = _node_type(graph.nodes[source])
-    binary = src_t in SPIKING and all(_node_type(graph.nodes[p]) == "Flatten" for p in path)
+    src_t = node_type(graph.nodes[source])
+    binary = src_t in SPIKING_TYPES and all(node_type(graph.nodes[p]) == "Flatten" for p in path)
     if t in ("Affine", "Linear"):
         if w.ndim != 2 or w.shape[1] != int(np.prod(in_shape)):
             raise GraphError(
@@ -312,7 +219,7 @@ def _make_connection(
         return Connection(
             wid, "affine", source, path, target, (int(np.prod(in_shape)),), (w.shape[0],), w != 0, static_binary=binary
         )
-    geom = _geom(wid, node, in_raw)
+    geom = geometry(wid, node, in_raw)
     nz = (w != 0) if t == "Conv2d" else (w != 0)[:, :, None, :]
     if len(in_shape) != 3 or nz.shape[1] * geom.groups != in_shape[0]:
         raise GraphError(
@@ -321,80 +228,91 @@ def _make_connection(
     return Connection(wid, "conv", source, path, target, in_shape, out_shape, nz, geom, binary)
 
 
-def _pool_connections(graph, order, layers, preds, succs, raw) -> list[Connection]:
+def _pool_connections(graph, order, layers, fed, succs, raw) -> list[Connection]:
     """Pooling nodes that feed a neuron directly (a spiking max-pool is ``Threshold(SumPool2d)``) are
     connections with fixed depthwise all-ones kernels: each pooled cell is a synapse of the target layer."""
     out = []
     for nid in order:
         node = graph.nodes[nid]
-        if _node_type(node) not in ("SumPool2d", "AvgPool2d"):
+        if node_type(node) not in ("SumPool2d", "AvgPool2d"):
             continue
         for tgt in (s for s in succs[nid] if s in layers):
-            source, path = _walk_back(nid, graph, preds)
+            source, path = _feed(nid, fed)
             in_raw = raw[path[-1]] if path else raw[source]
             in_shape, out_shape = norm_shape(in_raw), norm_shape(raw[nid])
-            geom = _geom(nid, node, in_raw)
+            geom = geometry(nid, node, in_raw)
             channels = in_shape[0]
             geom.groups = channels
             nz = np.ones((channels, 1, *geom.kernel), dtype=bool)
-            binary = _node_type(graph.nodes[source]) in SPIKING and all(
-                _node_type(graph.nodes[p]) == "Flatten" for p in path)
+            binary = node_type(graph.nodes[source]) in SPIKING_TYPES and all(
+                node_type(graph.nodes[p]) == "Flatten" for p in path)
             c = Connection(nid, "conv", source, path, tgt, in_shape, out_shape, nz, geom, binary)
             out.append(c)
             layers[tgt].incoming.append(c)
     return out
 
 
-def build_layer_table(graph: nir.NIRGraph) -> LayerTable:
-    """Parse a NIR graph into layers and connections (errors name the offending node).
+def build_layer_table(graph: nir.NIRGraph | CompiledGraph) -> LayerTable:
+    """Layers and connections of a NIR graph (or of one already compiled); errors name the offending node.
 
-    Graphs without an Input node or with NaN/inf parameters are refused with the same checks ``read_nir`` and
-    the simulators use: their costs would be meaningless numbers rather than an error.
+    The graph goes through ``exporters.core.compile.compile_graph``, like every simulator's: graphs without an
+    Input node, with NaN/inf parameters or inconsistent shapes are refused with the same messages, nested
+    graphs are flattened, and the populations are the compiler's. On top, hwmodels needs every weight node to
+    have one input (a fan-in sums at a neuron) and every neuron to be fed through weight nodes.
     """
-    require_input(graph)
-    check_finite_parameters(graph)
+    try:
+        compiled = graph if isinstance(graph, CompiledGraph) else compile_graph(graph)
+    except GraphError:
+        raise
+    except NIRFormatError as err:
+        raise GraphError(str(err)) from None
+    graph = compiled.graph
     nodes = graph.nodes
     for nid, node in nodes.items():
-        if isinstance(node, nir.NIRGraph):
-            raise GraphError(f"node {nid!r} is a nested NIRGraph; flatten it into the parent graph before mapping")
-    preds: dict[str, list[str]] = {n: [] for n in nodes}
-    succs: dict[str, list[str]] = {n: [] for n in nodes}
-    for a, b in graph.edges:
-        if a not in nodes or b not in nodes:
-            raise GraphError(f"edge ({a!r}, {b!r}) names a node that is not in the graph")
-        preds[b].append(a)
-        succs[a].append(b)
-    order = _topo_order(nodes, graph.edges)
-    raw = _node_shapes(graph, order, preds)
-    layers: dict[str, Layer] = {}
-    for nid in order:
-        t = _node_type(nodes[nid])
-        if t in SPIKING + NON_SPIKING:
-            layers[nid] = Layer(nid, t, norm_shape(raw[nid]), t in SPIKING)
+        if compiled.kind(nid).name in ("Delay",):
+            raise GraphError(
+                f"node {nid!r} is a {node_type(node)}; hwmodels maps "
+                f"{', '.join(WEIGHT_TYPES + NEURON_TYPES + STATELESS_TYPES)} plus Input/Output "
+                "(fold other nodes into these before mapping)"
+            )
+    topo = compiled.topology
+    preds = {k: [s for s, _ in topo.sources[k]] for k in nodes}
+    succs = {k: list(v) for k, v in topo.succs.items()}
+    order = list(topo.order)
+    raw = compiled.shapes
+    layers: dict[str, Layer] = {
+        nid: Layer(nid, pop.kind.name, norm_shape(pop.shape), pop.kind.spiking)
+        for nid, pop in compiled.populations.items()
+    }
+    try:
+        feeds = _feeds(compiled, preds)
+    except NIRFormatError as err:
+        raise GraphError(str(err)) from None
+    fed = (compiled, feeds, preds)
     connections: list[Connection] = []
     for nid in order:
         node = nodes[nid]
-        if _node_type(node) not in WEIGHTS:
+        if node_type(node) not in WEIGHT_TYPES:
             continue
         targets = [s for s in succs[nid] if s in layers]
         if not targets:  # a read-out weight node: its outputs accumulate on chip
             layers[nid] = Layer(nid, "Accumulator", norm_shape(raw[nid]), False)
             targets = [nid]
-        source, path = _walk_back(nid, graph, preds)
+        source, path = _feed(nid, fed)
         for tgt in targets:
             c = _make_connection(nid, node, source, path, tgt, raw, graph)
             connections.append(c)
             layers[tgt].incoming.append(c)
-    connections += _pool_connections(graph, order, layers, preds, succs, raw)
+    connections += _pool_connections(graph, order, layers, fed, succs, raw)
     for nid, layer in layers.items():
         if not layer.incoming and layer.type != "Accumulator":
-            bad = [p for p in preds[nid] if _node_type(nodes[p]) not in WEIGHTS]
+            bad = [p for p in preds[nid] if node_type(nodes[p]) not in WEIGHT_TYPES]
             if bad:
                 raise GraphError(
                     f"neuron node {nid!r} is fed by {bad} without a weight node; hwmodels maps "
                     "connections through Affine/Linear/Conv nodes (insert an identity Affine)"
                 )
-    inputs = [n for n in order if _node_type(nodes[n]) == "Input"]
     shapes = {k: norm_shape(v) for k, v in raw.items()}
     ordered = {k: layers[k] for k in order if k in layers}
+    inputs = [n for n in order if compiled.kind(n).name == "Input"]
     return LayerTable(graph, ordered, connections, shapes, inputs, order)

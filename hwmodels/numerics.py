@@ -7,7 +7,8 @@ import hashlib
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hwmodels.graph import Connection, ConvGeom, LayerTable, rows_to_units, units_to_rows
+from exporters.core.fanout import affine_fanout, conv_fanout
+from hwmodels.graph import Connection, ConvGeom, LayerTable, geometry, rows_to_units, units_to_rows
 
 __all__ = ["count_map", "fanout_map", "block_counts", "reach_to_source", "apply_path", "group_words"]
 
@@ -90,23 +91,11 @@ def fanout_map(conn: Connection) -> np.ndarray:
         conn._cache["fanout"] = shared
         return shared
     if conn.kind == "affine":
-        f = conn.nz.sum(axis=0).astype(np.float64)
+        f = affine_fanout(conn.nz)
     else:
         g = conn.geom
-        cin, hin, win_ = conn.in_shape
-        full = _group_rows(conn.nz, g.groups, cin).astype(np.float64)
-        ho, wo = conn.out_shape[1], conn.out_shape[2]
-        ph, pw = g.padding
-        pad = np.zeros((cin, hin + 2 * ph + g.kernel[0] * g.dilation[0], win_ + 2 * pw + g.kernel[1] * g.dilation[1]))
-        rows0, cols0 = g.stride[0] * np.arange(ho), g.stride[1] * np.arange(wo)
-        for ky in range(g.kernel[0]):
-            for kx in range(g.kernel[1]):
-                kc = full[:, :, ky, kx].sum(axis=0)
-                if not kc.any():
-                    continue
-                rows, cols = rows0 + ky * g.dilation[0], cols0 + kx * g.dilation[1]
-                pad[:, rows[:, None], cols[None, :]] += kc[:, None, None]
-        f = pad[:, ph : ph + hin, pw : pw + win_]
+        pads = ((g.padding[0], g.padding[0]), (g.padding[1], g.padding[1]))
+        f = conv_fanout(conn.nz, conn.in_shape, g.stride, pads, g.dilation, g.groups)
     conn._cache["fanout"] = f
     return shared_put(("fanout", conn_signature(conn)), f)
 
@@ -188,9 +177,7 @@ def reach_to_source(table: LayerTable, conn: Connection, reach_in: np.ndarray) -
             r = r.reshape(nb, *in_shape) if len(in_shape) == 3 else r.reshape(nb, -1)
             mode = "neurons3d" if len(in_shape) == 3 else "flat"
         elif t in ("SumPool2d", "AvgPool2d"):
-            from hwmodels.graph import _geom
-
-            g = _geom(pid, node, in_shape)
+            g = geometry(pid, node, in_shape)
             r = _pool_back(r, in_shape[1:], g, rows_only=(mode == "rows"))
     if mode == "neurons3d":
         r = r.any(axis=3)
@@ -213,11 +200,9 @@ def apply_path(table: LayerTable, conn: Connection, x: np.ndarray) -> np.ndarray
         elif t == "Scale":
             x = x * np.asarray(node.scale).reshape(1, *np.shape(node.scale))
         else:
-            from hwmodels.graph import _geom
-
             s = table.shapes[pid]
             xin = x.reshape(n, *table.shapes[table_pred(table, pid)])
-            g = _geom(pid, node, xin.shape[1:])
+            g = geometry(pid, node, xin.shape[1:])
             ones = np.ones((1, 1, *g.kernel)) / (np.prod(g.kernel) if t == "AvgPool2d" else 1)
             c = xin.shape[1]
             x = conv_apply(xin.reshape(n * c, 1, *xin.shape[2:]), ones, g).reshape(n, *s)

@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 from _paths import INTEROP
 
-from exporters import lava_backend as lb
+from exporters import lava as lb
 from exporters import nir_torch
 from exporters.equivalence import compare_activity
-from exporters.quantize import quantize_plan
+from exporters.lava import linalg
+from exporters.lava import plan as lava_plan
+from exporters.lava.quantize import quantize_plan
 
 DT = 1e-4
 
@@ -85,7 +87,7 @@ def spikes(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> np.nda
 def test_lif_parameters_map_to_euler_du_dv_bias() -> None:
     # LIF τ = 2 ms, dt = 0.1 ms, r = 3, v_leak = 0.5: v ← v + 0.05(0.5 − v + 3 I)
     node = lif(2, tau=2e-3, r=3.0, v_leak=np.full(2, 0.5))
-    spec = lb._neuron_spec("n", node, (2,), DT, threshold_ge=False)
+    spec = lava_plan._lava_neuron("n", node, (2,), DT, threshold_ge=False)
     assert (spec.du, spec.dv, spec.vth) == (1.0, pytest.approx(0.05), 1.0)
     np.testing.assert_allclose(spec.gain, 0.15)
     np.testing.assert_allclose(spec.bias_v, 0.025)
@@ -95,7 +97,7 @@ def test_cuba_parameters_fold_w_in_and_r_into_the_input_gain() -> None:
     n = 3
     node = nir.CubaLIF(tau_syn=np.full(n, 5e-4), tau_mem=np.full(n, 1e-3), r=np.full(n, 2.0), v_leak=np.zeros(n),
                        v_threshold=np.ones(n), v_reset=np.zeros(n), w_in=np.full(n, 4.0))
-    spec = lb._neuron_spec("c", node, (n,), DT, threshold_ge=False)
+    spec = lava_plan._lava_neuron("c", node, (n,), DT, threshold_ge=False)
     assert spec.du == pytest.approx(0.2) and spec.dv == pytest.approx(0.1)
     # u_lava = (dt/τ_mem)·r·i, input into i scaled by (dt/τ_syn)·w_in: gain = 0.2·4·0.1·2
     np.testing.assert_allclose(spec.gain, 0.16)
@@ -104,10 +106,10 @@ def test_cuba_parameters_fold_w_in_and_r_into_the_input_gain() -> None:
 def test_per_neuron_thresholds_are_normalised_and_ge_uses_the_float_below() -> None:
     node = if_(2)
     node.v_threshold = np.array([1.0, 2.0])
-    spec = lb._neuron_spec("n", node, (2,), None, threshold_ge=False)
+    spec = lava_plan._lava_neuron("n", node, (2,), None, threshold_ge=False)
     assert spec.vth == 1.0
     np.testing.assert_allclose(spec.gain, [1.0, 0.5])
-    spec = lb._neuron_spec("n", if_(2, v_th=0.5), (2,), None, threshold_ge=True)
+    spec = lava_plan._lava_neuron("n", if_(2, v_th=0.5), (2,), None, threshold_ge=True)
     assert spec.vth < 0.5 and np.nextafter(spec.vth, 1.0) == 0.5
 
 
@@ -127,7 +129,7 @@ def test_lava_conv_with_transposed_weights_equals_nir_conv() -> None:
 @pytest.mark.parametrize("groups,stride,padding,dilation", [(1, (2, 1), (1, 0), (1, 1)), (2, (1, 1), (2, 1), (2, 1))])
 def test_numpy_conv_of_the_lava_models_equals_torch(groups: int, stride: tuple, padding: tuple,
                                                     dilation: tuple) -> None:
-    from exporters.lava_models import conv2d_chw
+    from exporters.lava.models import conv2d_chw
 
     rng = np.random.default_rng(7)
     x, k = rng.normal(size=(4, 9, 8)), rng.normal(size=(6, 4 // groups, 3, 2))
@@ -142,7 +144,7 @@ def test_pool_then_conv_composes_into_one_conv() -> None:
     conv = nir.Conv2d(input_shape=np.array([4, 4]), weight=rng.normal(size=(3, 2, 3, 3)), stride=1, padding=1,
                       dilation=1, groups=1, bias=np.zeros(3))
     g = SimpleNamespace(nodes={"p": pool, "c": conv})  # only the two path nodes are looked up
-    comp = lb._conv_like(g, ["p", "c"], {"s": (2, 8, 8)}, "s")
+    comp = linalg.conv_like(g, ["p", "c"], {"s": (2, 8, 8)}, "s")
     x = rng.normal(size=(5, 2, 8, 8))
     seq = lb.apply_linear(conv, "c", lb.apply_linear(pool, "p", x), bias=False)
     one = F.conv2d(torch.tensor(x), torch.tensor(comp["weight"]), stride=comp["stride"], padding=comp["padding"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from _paths import INTEROP
 
-from exporters import lava_backend as lb
+from exporters import lava as lb
 from exporters import nir_torch
 from exporters.equivalence import compare_activity
 from exporters.netx import NetxFormatError, export_netx, simulate_netx

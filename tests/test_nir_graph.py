@@ -13,15 +13,9 @@ import numpy as np
 import pytest
 from _paths import INTEROP
 
-from exporters.graph import (
-    NIRFormatError,
-    back_edges,
-    infer_shapes,
-    input_ids,
-    output_ids,
-    predecessors,
-    topological_order,
-)
+from exporters.core.errors import NIRFormatError
+from exporters.core.shapes import infer_shapes
+from exporters.core.traversal import back_edges, input_ids, output_ids, predecessors, topological_order
 from exporters.nir_io import LegacyResetWarning, read_nir, write_nir
 
 

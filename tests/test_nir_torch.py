@@ -11,8 +11,9 @@ import pytest
 import torch
 from _paths import INTEROP
 
+from exporters.core.traversal import flatten_graph
 from exporters.nir_io import LegacyResetWarning, read_nir
-from exporters.nir_torch import GraphModule, flatten_graph, simulate
+from exporters.nir_torch import GraphModule, simulate
 
 # The LIF experiment's input (interop/README.md): ISIs build a 100-entry train, each entry followed by 9 zeros.
 ISI = [6, 15, 4, 3, 0, 2, 1, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 14]

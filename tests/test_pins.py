@@ -11,9 +11,10 @@ the `all-SCB_k3` baseline of `nasflow run`) and for the interop fixtures:
 
 Spike trains are pinned as bits (`tests/golden/pins.npz`), so a failure says which node and how many spikes moved;
 exported parameters as SHA-256 digests of their bytes with dtype and shape; real-valued node outputs (currents,
-read-out voltages) by their shape and moments (`tests/golden/pins.json`), compared to 1e-6 relative: torch's
-float32 convolutions may pick other kernels for other memory alignments, so two runs of the same code can
-differ in the last bit of a current (seen on one conv of a fresh clone; no spike moved). All of it is written
+read-out voltages) by their shape and moments (`tests/golden/pins.json`), compared to 1e-6 of the array's
+magnitude Σ|x|: torch's float32 convolutions may pick other kernels for other memory alignments or loads, so
+two runs of the same code can differ in the last bit of a current (seen on the stem conv of a fresh clone and
+of a loaded machine: Σx of 65,536 currents moved by 2e-4 out of Σ|x| = 56,218; no spike moved). All of it is written
 only by ``python tests/test_pins.py --write``, and only when a change of behaviour is intended and explained
 in the commit. The torch reference runs in float32 with torch's default
 threads, like the main job, so the pins hold for one machine type: on a CPU with other vector kernels a conv
@@ -65,7 +66,8 @@ def _fixture_input(name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 def _cases() -> dict[str, tuple[nir.NIRGraph, np.ndarray, float | None, tuple[str, ...]]]:
     """name → (graph, input [T, B, ...], dt, chips)."""
-    from exporters.graph import infer_shapes, input_ids
+    from exporters.core.shapes import infer_shapes
+    from exporters.core.traversal import input_ids
 
     cases = {}
     x = _digits_input()
@@ -103,14 +105,14 @@ def _digest(a: np.ndarray) -> str:
 
 def _activities(graph: nir.NIRGraph, x: np.ndarray, dt: float | None) -> tuple[dict[str, dict], dict[str, str]]:
     """Every node's output per backend, and the refusal message of a backend that cannot run the graph."""
-    from exporters import lava_backend
+    from exporters import lava
     from exporters.nir_torch import simulate
 
     out, refused = {"torch": simulate(graph, x, dt=dt)}, {}
     for backend, fixed in (("lava", False), ("lava_fixed", True)):
         try:
-            out[backend] = lava_backend.simulate(graph, x, dt=dt, fixed_point=fixed, timeout_s=300)
-        except lava_backend.LavaBackendError as err:
+            out[backend] = lava.simulate(graph, x, dt=dt, fixed_point=fixed, timeout_s=300)
+        except lava.LavaBackendError as err:
             refused[backend] = str(err)
     return out, refused
 
@@ -213,7 +215,7 @@ def test_simulations_are_pinned(computed, pinned, backend: str) -> None:
     now = {k: v for k, v in computed[1]["real"].items() if k.split("/")[2] == backend}
     assert now.keys() == then.keys()
     moved = [k for k in then if now[k][0] != then[k][0]
-             or not np.allclose(now[k][1], then[k][1], rtol=1e-6, atol=1e-9)]
+             or not np.allclose(now[k][1], then[k][1], rtol=1e-6, atol=1e-6 * then[k][1][2] + 1e-9)]
     assert moved == [], f"real-valued node outputs changed: {moved[:5]}"
 
 

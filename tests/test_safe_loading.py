@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from _paths import INTEROP, ROOT
 
-from exporters.graph import NIRFormatError
+from exporters.core.errors import NIRFormatError
 from nasflow.cli import main
 
 RNG = np.random.default_rng(0)
@@ -57,7 +57,7 @@ def _graph(kind: str) -> nir.NIRGraph:
                  "self": nir.Linear(_w(4, 4)), "output": nir.Output(output_type={"output": np.array([4])})}
         edges = [("input", "a1"), ("a1", "l1"), ("l1", "a2"), ("a2", "l2"), ("l2", "rec"), ("rec", "l1"),
                  ("l2", "self"), ("self", "l2"), ("l2", "output")]
-    elif kind == "residual-from-input":  # the issue's graph: input fan-out, fan-in at l2, and a cycle
+    elif kind == "residual-from-input":  # input fan-out, fan-in at l2, and a cycle
         nodes = {"input": nir.Input(input_type={"input": np.array([6])}), "a1": nir.Affine(_w(5, 6), np.zeros(5)),
                  "l1": _lif(5), "a2": nir.Affine(_w(4, 5), np.zeros(4)), "skip": nir.Linear(_w(4, 6)),
                  "l2": _lif(4), "rec": nir.Linear(_w(5, 4)),
@@ -229,7 +229,7 @@ def test_non_finite_parameters_are_named_when_read(node, param, value, says, tmp
 
 
 def test_cuba_time_constants_and_mixed_counts():
-    from exporters.graph import check_finite_parameters
+    from exporters.core.traversal import check_finite_parameters
 
     g = nir.NIRGraph.from_list(
         nir.Input(input_type={"input": np.array([3])}),
@@ -255,7 +255,7 @@ def test_cuba_time_constants_and_mixed_counts():
 
 def test_in_memory_entry_points_refuse_nan(tmp_path):
     """Graphs built in Python skip read_nir: each backend checks at its entry."""
-    from exporters import lava_backend, netx
+    from exporters import lava, netx
     from exporters.nir_torch import simulate
     from hwmodels import build_layer_table, hw_report
 
@@ -263,7 +263,7 @@ def test_in_memory_entry_points_refuse_nan(tmp_path):
     x = np.zeros((2, 1, 6), np.float32)
     calls = {
         "torch": lambda: simulate(graph, x),
-        "lava": lambda: lava_backend.simulate(graph, x, timeout_s=10),
+        "lava": lambda: lava.simulate(graph, x, timeout_s=10),
         "netx": lambda: netx.export_netx(graph, tmp_path / "m.net"),
         "hw_report": lambda: hw_report(graph, "loihi"),
         "build_layer_table": lambda: build_layer_table(graph),

@@ -22,8 +22,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from exporters.core.errors import NIRFormatError
+from exporters.core.fanout import affine_fanout, conv_fanout
+from exporters.core.shapes import conv_pads
 from nasflow.snn.layers import DirectEncoder, Flatten, SpikingMaxPool2d, TimeDistributed, synaptic_layer
 from nasflow.snn.neurons import Neuron
 
@@ -33,45 +35,24 @@ __all__ = ["ActivityMonitor", "LayerActivity", "effective_ops", "fanout_map"]
 def fanout_map(layer: nn.Conv2d | nn.Linear, in_shape: tuple[int, ...]) -> torch.Tensor:
     """For each input element of one sample, how many (output, non-zero weight) pairs it feeds.
 
-    Float32 with exact integer values (a fan-out is at most the layer's weight count per input).
-    Conv padding may be numeric or ``'valid'``/``'same'`` (PyTorch puts the odd pixel of ``'same'``
-    on the bottom/right); only zero padding is supported.
+    Float32 with exact integer values, from the one definition the hardware models also use
+    (``exporters.core.fanout``). Conv padding may be numeric or ``'valid'``/``'same'`` (PyTorch puts the
+    odd pixel of ``'same'`` on the bottom/right); only zero padding is supported.
     """
-    # float32, not the weight dtype: a bf16/fp16 mask would round fan-outs above 256 / 2048.
-    mask = (layer.weight.detach() != 0).to(torch.float32)
+    mask = (layer.weight.detach() != 0).cpu().numpy()
     if isinstance(layer, nn.Linear):
-        return mask.sum(0)
-    if layer.padding_mode != "zeros":
-        raise ValueError(f"activity accounting supports zero padding only, got padding_mode={layer.padding_mode!r}")
-    h, w = in_shape[-2:]
-    pads = _conv_pads(layer)
-    padded = [size + lo + hi for size, (lo, hi) in zip((h, w), pads)]
-    out = [
-        (p - d * (k - 1) - 1) // s + 1
-        for p, s, d, k in zip(padded, layer.stride, layer.dilation, layer.kernel_size)
-    ]
-    if min(out) < 1:
-        return mask.new_zeros(layer.in_channels, h, w)
-    ones = mask.new_ones(1, layer.out_channels, *out)
-    fan = F.conv_transpose2d(ones, mask, stride=layer.stride, groups=layer.groups, dilation=layer.dilation)
-    # The transposed conv covers the padded input up to the last position a window reaches; the
-    # remainder (rows/cols no window reaches when the stride does not divide) feeds nothing.
-    fan = F.pad(fan, (0, padded[1] - fan.shape[-1], 0, padded[0] - fan.shape[-2]))
-    (top, _), (left, _) = pads
-    return fan[0, :, top : top + h, left : left + w]
-
-
-def _conv_pads(layer: nn.Conv2d) -> list[tuple[int, int]]:
-    """(before, after) zero padding per spatial dim, as ``F.conv2d`` applies it."""
-    padding = layer.padding
-    if padding == "valid":
-        return [(0, 0), (0, 0)]
-    if padding == "same":
-        totals = [d * (k - 1) for d, k in zip(layer.dilation, layer.kernel_size)]
-        return [(t // 2, t - t // 2) for t in totals]
-    if isinstance(padding, str):
-        raise ValueError(f"activity accounting: unknown conv padding {padding!r}")
-    return [(p, p) for p in padding]
+        fan = affine_fanout(mask)
+    else:
+        if layer.padding_mode != "zeros":
+            raise ValueError(
+                f"activity accounting supports zero padding only, got padding_mode={layer.padding_mode!r}")
+        try:
+            pads = conv_pads(layer.padding, layer.kernel_size, layer.dilation)
+        except NIRFormatError:
+            raise ValueError(f"activity accounting: unknown conv padding {layer.padding!r}") from None
+        fan = conv_fanout(mask, (layer.in_channels, *in_shape[-2:]), layer.stride, pads, layer.dilation,
+                          layer.groups)
+    return torch.from_numpy(fan).to(device=layer.weight.device, dtype=torch.float32)
 
 
 def effective_ops(layer: nn.Conv2d | nn.Linear, x: torch.Tensor, lead_dims: int) -> torch.Tensor:

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from exporters.lava_backend import LavaPlan
+from exporters.core.jsonio import SCHEMA_VERSION
+from exporters.lava.plan import LavaPlan
 
 __all__ = ["QuantNeuron", "QuantConn", "QuantPlan", "quantize_plan", "quantize_weights"]
 
@@ -60,7 +59,7 @@ class QuantConn:
 
 @dataclass
 class QuantPlan:
-    """Fixed-point version of a :class:`exporters.lava_backend.LavaPlan`."""
+    """Fixed-point version of a :class:`exporters.lava.plan.LavaPlan`."""
 
     neurons: dict[str, QuantNeuron]
     conns: list[QuantConn]
@@ -80,7 +79,7 @@ class QuantPlan:
     def to_dict(self) -> dict:
         """Per-layer scales as plain data (for JSON reports)."""
         return {
-            "schema_version": 1,
+            "schema_version": SCHEMA_VERSION,
             "input_scale": self.input_scale,
             "layers": {
                 q.node_id: {"alpha": q.alpha, "vth": q.vth, "bias_exp": q.bias_exp, "du": q.du, "dv": q.dv,

@@ -1,4 +1,4 @@
-"""Lava ProcessModels used by the NIR → Lava backend (``exporters.lava_backend``).
+"""Lava ProcessModels used by the NIR → Lava backend (``exporters.lava``).
 
 They implement lava-nc's own ``Dense``, ``Conv`` and ``LIFReset`` processes and reuse Lava's dynamics
 (``subthr_dynamics``, spiking, weight clipping, bit-accurate fixed point); they add three per-instance

@@ -1,0 +1,60 @@
+"""Every node's activity after a Lava run: neuron layers from their recordings, the other nodes (linear
+nodes, Input, Output) evaluated from the neuron outputs with the same linear operators, on the reference
+time axis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nir
+import numpy as np
+
+from exporters.core.kinds import node_type
+from exporters.lava.layout import from_lava_layout, lava_shape
+from exporters.lava.linalg import apply_linear
+from exporters.lava.plan import LavaPlan
+
+__all__ = ["node_activity", "read_recording"]
+
+
+def node_activity(graph: nir.NIRGraph, plan: LavaPlan, x: np.ndarray, neuron_act: dict[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+    """Every node's output [T, B, *shape]: neurons from Lava, the rest evaluated on the reference axis."""
+    t_len, b = x.shape[:2]
+    act: dict[str, np.ndarray] = {plan.input_id: x.astype(np.float32)}
+    act.update(neuron_act)
+    preds = plan.compiled.topology.sources
+
+    def fed(nid: str) -> np.ndarray:
+        total: np.ndarray | float = 0.0
+        for s, is_back in preds[nid]:
+            a = get(s).astype(np.float64)
+            if is_back:  # back edge: the source's output one step late
+                a = np.concatenate([np.zeros_like(a[:1]), a[:-1]], axis=0)
+            total = total + a
+        return total
+
+    def get(nid: str) -> np.ndarray:
+        # On demand: a back edge may come from a linear node later in the order (e.g. a recurrent
+        # cell's feedback op); every cycle holds a neuron, whose activity is known, so this ends.
+        if nid in act:
+            return act[nid]
+        kind = node_type(graph.nodes[nid])
+        inp = fed(nid)
+        if kind == "Output":
+            act[nid] = np.asarray(inp, dtype=np.float32).reshape((t_len, b) + plan.shapes[nid])
+            return act[nid]
+        flat = np.asarray(inp).reshape((t_len * b,) + inp.shape[2:])
+        act[nid] = apply_linear(graph.nodes[nid], nid, flat).reshape((t_len, b) + plan.shapes[nid]).astype(np.float32)
+        return act[nid]
+
+    for nid in plan.order:
+        get(nid)
+    return act
+
+
+def read_recording(path: Path, shape: tuple[int, ...], b: int, t_len: int) -> np.ndarray:
+    """A recording file [B*T, *lava_shape] → [T, B, *shape] in NIR layout (float32)."""
+    rec = np.fromfile(path, dtype=np.float32).reshape(b, t_len, *lava_shape(shape))
+    return np.ascontiguousarray(from_lava_layout(rec, len(shape)).swapaxes(0, 1), dtype=np.float32)
