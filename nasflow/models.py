@@ -16,19 +16,22 @@ import torch
 from torch import nn
 
 from nasflow.snn.blocks import NeuronSpec, conv_bn, make_block
-from nasflow.snn.fused import conv_bn_neuron
 from nasflow.snn.layers import (
     DirectEncoder,
     Flatten,
+    GlobalAvgPool,
     SpikingAvgPool2d,
     SpikingMaxPool2d,
     TimeDistributed,
     VotingLayer,
 )
+from nasflow.snn.wiring import Wired, Wiring, run_wiring
 from nasflow.spaces.autosnn import EXTENDED_CHOICES, MACROS, Macro, get_macro, parse_arch
 from nasflow.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["AutoSNNNet", "MODELS", "build_model", "create_model", "load_model", "register_model", "save_model"]
+__all__ = [
+    "AutoSNNNet", "MODELS", "build_model", "create_model", "list_models", "load_model", "register_model", "save_model",
+]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -49,12 +52,23 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 _LAZY_MODELS = {"snasnet": "nasflow.spaces.snasnet"}
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model by name."""
+def _load_lazy(name: str) -> None:
     if name not in MODELS and name in _LAZY_MODELS:
         import importlib
 
         importlib.import_module(_LAZY_MODELS[name])
+
+
+def list_models() -> list[str]:
+    """The names of every registered model (those registered by other modules included), sorted."""
+    for name in _LAZY_MODELS:
+        _load_lazy(name)
+    return sorted(MODELS)
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model by name."""
+    _load_lazy(name)
     try:
         factory = MODELS[name]
     except KeyError:
@@ -75,7 +89,7 @@ def _auto_stem(size: int) -> str:
     return {64: "deep64", 128: "deep128"}.get(size, "plain")
 
 
-class StemStage(nn.Module):
+class StemStage(Wired):
     """One extra stem stage: 2x2 max-pool over spikes, then ``conv3x3-BN-neuron``."""
 
     def __init__(self, c_in: int, c_out: int, neuron: NeuronSpec) -> None:
@@ -83,18 +97,11 @@ class StemStage(nn.Module):
         self.pool = SpikingMaxPool2d(2)
         self.conv, self.sn = conv_bn(c_in, c_out, 3), neuron.build()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_bn_neuron(self.conv, self.sn, self.pool(x))
+    def wiring(self) -> Wiring:
+        return Wiring.chain("pool", "conv", "sn")
 
 
-class GlobalAvgPool(nn.Module):
-    """Global average pooling over ``[T, B, C, H, W]`` → ``[T, B, C, 1, 1]`` (SNN_2; output is analog)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(3, 4), keepdim=True)
-
-
-class AutoSNNNet(nn.Module):
+class AutoSNNNet(Wired):
     """AutoSNN's macro backbones: stem, TBD blocks and down-sampling (``macro``), FC, voting.
 
     The default ``macro="snn1"`` is SNN_1, five TBD blocks ``[C, M, 2C, 2C, M, 4C, 4C, M]``; the other
@@ -195,16 +202,16 @@ class AutoSNNNet(nn.Module):
         if not torch.isfinite(x).all():
             raise ValueError(f"{type(self).__name__} got an input with NaN or infinite values")
 
+    def wiring(self) -> Wiring:
+        """Stem (direct coding: ``DirectEncoder``) and its neuron, extra stem stages, TBD blocks and
+        down-sampling, GAP (SNN_2), then flatten, FC, its neuron and the voting layer."""
+        parts = [a for a in ("stem_layers", "features", "gap") if getattr(self, a) is not None]
+        return Wiring.chain("stem", "stem_sn", *parts, "flatten", "fc", "fc_sn", "vote")
+
     def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
         """Voting-layer output over time, ``[T, B, classes]``."""
         self.check_input(x)
-        h = conv_bn_neuron(self.stem, self.stem_sn, x)
-        if self.stem_layers is not None:
-            h = self.stem_layers(h)
-        h = self.features(h)
-        if self.gap is not None:
-            h = self.gap(h)
-        return self.vote(self.fc_sn(self.fc(self.flatten(h))))
+        return run_wiring(self, self.wiring(), x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_sequence(x).mean(0)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.graph import back_edges, infer_shapes
+from exporters.core.shapes import infer_shapes
+from exporters.core.traversal import back_edges
 from exporters.nir_export import ExportContext, ExportError, LossyExportWarning, register_converter, to_nir
 from exporters.nir_io import read_nir, write_nir
 from exporters.nir_torch import simulate

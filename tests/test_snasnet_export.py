@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from exporters import nir_torch
+from exporters.core.kinds import FIRING_TYPES, node_type
+from exporters.core.traversal import back_edges
 from exporters.equivalence import compare_activity
-from exporters.graph import NEURON_TYPES, back_edges, node_type
-from exporters.lava_backend import LavaBackendError, build_plan
+from exporters.lava import LavaBackendError, build_plan
 from exporters.nir_export import ExportError, to_nir
 from exporters.nir_io import read_nir, write_nir
 from nasflow.snn.neurons import Neuron
@@ -72,7 +73,7 @@ def test_round_trip_exact_on_every_neuron(tmp_path, cell, reduction):
     else:
         assert not back
     act = nir_torch.simulate(graph, nir_input(x))
-    neurons = [n for n, node in graph.nodes.items() if node_type(node) in NEURON_TYPES]
+    neurons = [n for n, node in graph.nodes.items() if node_type(node) in FIRING_TYPES]
     assert sorted(neurons) == sorted(ref)
     for n in neurons:
         np.testing.assert_array_equal(np.asarray(act[n]), ref[n], err_msg=n)
@@ -106,12 +107,12 @@ def test_count_include_pad_true_exports_plain_avgpool():
 @pytest.mark.parametrize("cell", [RELEASED, BACK_SKIP])
 def test_lava_float_matches_reference_per_layer(cell):
     pytest.importorskip("lava")
-    from exporters import lava_backend
+    from exporters import lava
 
     graph = to_nir(build(cell))
     x = nir_input(inputs(seed=7))
     ref = nir_torch.simulate(graph, x)
-    cand = lava_backend.simulate(graph, x, timeout_s=120)
+    cand = lava.simulate(graph, x, timeout_s=120)
     report = compare_activity(ref, cand, nodes=graph)
     for node, r in report["nodes"].items():
         assert r["precision"] >= 0.999 and r["recall"] >= 0.999, (node, r)
@@ -137,7 +138,7 @@ def test_hw_report_prices_exported_activity():
     assert not any(".node" in k for k in hw_graph.nodes)
     assert ("cell1.ops.e2_0.conv", "cell1.ops.e0_1.sn") in hw_graph.edges
     report = hw_report(hw_graph, "loihi", activity={k: np.asarray(v) for k, v in act.items() if k in hw_graph.nodes})
-    assert report["energy_per_sample_j"] > 0
+    assert report.energy_per_sample_j > 0
 
 
 def test_cells_without_nir_back_edges_fail_by_name():

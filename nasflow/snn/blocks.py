@@ -14,8 +14,9 @@ Every block takes ``stride`` (default 1). A stride-2 block is a trainable down-s
 (AutoSNN's SNN_3): SCB/SRB put the stride in the first conv (and the SRB shortcut becomes
 ``conv1x1 stride 2-BN``), skip becomes ``conv1x1 stride 2-BN-neuron``, SIB strides its depthwise conv.
 
-Neurons come from a ``NeuronSpec`` so a whole network shares one set of conventions. In training
-mode every ``conv-BN-neuron`` runs BN and the neuron through one autograd function that keeps only
+Neurons come from a ``NeuronSpec`` so a whole network shares one set of conventions. Every block states
+its structure once, as a ``nasflow.snn.wiring.Wiring`` that its ``forward`` runs and exporters convert. In
+training mode every ``conv-BN-neuron`` runs BN and the neuron through one autograd function that keeps only
 the conv output (``nasflow.snn.fused``); modules and state_dict keys are the same either way.
 """
 
@@ -24,13 +25,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
-from nasflow.snn.fused import conv_bn_neuron
 from nasflow.snn.layers import TimeDistributed
 from nasflow.snn.neurons import IF, LIF, PLIF, Neuron
 from nasflow.snn.surrogate import make_surrogate
+from nasflow.snn.wiring import IN, Wired, Wiring, step
 
 __all__ = [
     "BLOCKS",
@@ -98,7 +98,7 @@ def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1
     )
 
 
-class SpikingConvBlock(nn.Module):
+class SpikingConvBlock(Wired):
     """SCB: two ``conv-BN-neuron`` layers."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, neuron: NeuronSpec, stride: int = 1) -> None:
@@ -106,11 +106,16 @@ class SpikingConvBlock(nn.Module):
         self.conv1, self.sn1 = conv_bn(c_in, c_out, kernel, stride), neuron.build()
         self.conv2, self.sn2 = conv_bn(c_out, c_out, kernel), neuron.build()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_bn_neuron(self.conv2, self.sn2, conv_bn_neuron(self.conv1, self.sn1, x))
+    def wiring(self) -> Wiring:
+        return Wiring.chain("conv1", "sn1", "conv2", "sn2")
 
 
-class SpikingResidualBlock(nn.Module):
+# The shortcut meets the second neuron's input current (fan-in), so the block emits only spikes.
+_SRB_WIRING = Wiring((step("conv1", IN), step("sn1", "conv1"), step("conv2", "sn1"), step("shortcut", IN),
+                      step("sn2", "conv2", "shortcut")))
+
+
+class SpikingResidualBlock(Wired):
     """SRB: ``conv-BN-neuron``, ``conv-BN``, shortcut added before the second neuron."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, neuron: NeuronSpec, stride: int = 1) -> None:
@@ -119,12 +124,11 @@ class SpikingResidualBlock(nn.Module):
         self.conv2, self.sn2 = conv_bn(c_out, c_out, kernel), neuron.build()
         self.shortcut = conv_bn(c_in, c_out, 1, stride) if c_in != c_out or stride != 1 else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = conv_bn_neuron(self.conv1, self.sn1, x)
-        return conv_bn_neuron(self.conv2, self.sn2, h, addend=lambda: self.shortcut(x))
+    def wiring(self) -> Wiring:
+        return _SRB_WIRING
 
 
-class SkipBlock(nn.Module):
+class SkipBlock(Wired):
     """skip: identity, or ``conv1x1-BN-neuron`` (with the block's stride) when channels or resolution change."""
 
     def __init__(self, c_in: int, c_out: int, neuron: NeuronSpec, stride: int = 1) -> None:
@@ -133,13 +137,11 @@ class SkipBlock(nn.Module):
         self.proj = conv_bn(c_in, c_out, 1, stride) if change else None
         self.sn = neuron.build() if change else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.proj is None:
-            return x
-        return conv_bn_neuron(self.proj, self.sn, x)
+    def wiring(self) -> Wiring:
+        return Wiring.chain() if self.proj is None else Wiring.chain("proj", "sn")
 
 
-class SpikingInvertedBottleneck(nn.Module):
+class SpikingInvertedBottleneck(Wired):
     """SIB: ``conv1x1-BN-neuron`` (expand to ``e·C_in``), depthwise ``conv_k-BN-neuron``, ``conv1x1-BN-neuron``."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, expand: int, neuron: NeuronSpec, stride: int = 1) -> None:
@@ -149,10 +151,8 @@ class SpikingInvertedBottleneck(nn.Module):
         self.dw, self.sn2 = conv_bn(hidden, hidden, kernel, stride, groups=hidden), neuron.build()
         self.project, self.sn3 = conv_bn(hidden, c_out, 1), neuron.build()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = conv_bn_neuron(self.expand, self.sn1, x)
-        h = conv_bn_neuron(self.dw, self.sn2, h)
-        return conv_bn_neuron(self.project, self.sn3, h)
+    def wiring(self) -> Wiring:
+        return Wiring.chain("expand", "sn1", "dw", "sn2", "project", "sn3")
 
 
 BLOCKS = ("skip", "SCB_k3", "SCB_k5", "SRB_k3", "SRB_k5")

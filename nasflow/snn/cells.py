@@ -14,12 +14,14 @@ Per step ``t`` (the released code's equations, one schedule for every cell)::
 
 Every op runs once per step on its source node's value at that step; a backward op's output is
 delivered one step late. That is exactly the reference time axis of an exported NIR graph
-(feed-forward within the step, back edges one step late): ``SNASCell.structure()`` lists
-``(src, dst, op_module, is_backward)`` so an exporter turns each backward edge's last link (op output
-→ node ``dst``) into a NIR back edge. Cells without backward edges run multi-step (whole ``[T, B, ...]``
-per op); cells with backward edges loop over time with stateful neurons. In eval mode both give the
-same result; in train mode BatchNorm normalises over ``T·B`` (multi-step) or over ``B`` per step
-(the released code's per-step convention).
+(feed-forward within the step, back edges one step late). The cell states this as its wiring
+(``nasflow.snn.wiring``): node ``j`` is the junction ``node{j}``, each op a step ``e{src}_{dst}`` on its
+source node, and a backward op's value joins its target junction one step late; ``forward`` runs that
+wiring and exporters convert it (each backward edge's last link, op output → node ``dst``, becomes a NIR
+back edge). ``SNASCell.structure()`` lists the edges as ``(src, dst, op_module, is_backward)``. Cells
+without backward edges run multi-step (whole ``[T, B, ...]`` per op); cells with backward edges loop
+over time with stateful neurons. In eval mode both give the same result; in train mode BatchNorm
+normalises over ``T·B`` (multi-step) or over ``B`` per step (the released code's per-step convention).
 
 Nodes that are not on a data-flow path from node 0 to node 3 are pruned (their edges dropped), as
 the released code does; a cell with no such path is rejected.
@@ -34,7 +36,8 @@ import torch
 from torch import nn
 
 from nasflow.snn.layers import TimeDistributed
-from nasflow.snn.neurons import Neuron, reset_states
+from nasflow.snn.neurons import Neuron
+from nasflow.snn.wiring import IN, Step, Wired, Wiring, junction, run_wiring
 
 __all__ = [
     "NUM_NODES",
@@ -118,7 +121,7 @@ def active_edges(matrix: Sequence[Sequence[int]]) -> tuple[CellEdge, ...]:
     return tuple(e for e in edges if e.src in keep and e.dst in keep)
 
 
-class SpikingConvOp(nn.Module):
+class SpikingConvOp(Wired):
     """``LIF → conv k×k (no bias) → BN`` on ``[T, B, C, H, W]``; ``sn`` spikes, ``conv`` is conv+BN."""
 
     def __init__(self, channels: int, kernel: int, neuron: Neuron) -> None:
@@ -127,8 +130,8 @@ class SpikingConvOp(nn.Module):
         conv = nn.Conv2d(channels, channels, kernel, padding=kernel // 2, bias=False)
         self.conv = TimeDistributed(nn.Sequential(conv, nn.BatchNorm2d(channels)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.sn(x))
+    def wiring(self) -> Wiring:
+        return Wiring.chain("sn", "conv")
 
 
 class AvgPool3x3(nn.Module):
@@ -164,7 +167,7 @@ def _edge_key(e: CellEdge) -> str:
     return f"e{e.src}_{e.dst}"
 
 
-class SNASCell(nn.Module):
+class SNASCell(Wired):
     """A searched cell at ``channels`` channels; ``neuron_factory()`` builds each conv op's LIF.
 
     ``edges`` (after pruning) are in evaluation order; op modules live in ``ops`` under
@@ -191,53 +194,43 @@ class SNASCell(nn.Module):
             if isinstance(m, Neuron):
                 # The step loop calls each neuron once per step; it must carry its state between calls.
                 m.stateful = self.recurrent
+        self._wiring = self._build_wiring()
 
     def structure(self) -> list[tuple[int, int, nn.Module, bool]]:
-        """``(src, dst, op module, is_backward)`` per active edge: what an exporter converts.
+        """``(src, dst, op module, is_backward)`` per active edge.
 
         Node ``j``'s value is the sum of its incoming edges' outputs (node 0 also gets the cell
         input); a backward edge's op runs on ``src`` at step ``t`` and its output joins ``dst`` at
-        ``t + 1`` (a NIR back edge from the op's output to node ``dst``). Node 3 is the cell output.
+        ``t + 1``. Node 3 is the cell output.
         """
         return [(e.src, e.dst, self.ops[_edge_key(e)], e.backward) for e in self.edges]
+
+    def _build_wiring(self) -> Wiring:
+        # Junction node{j} (node 0 also takes the cell input), then the ops out of it: forward ones before
+        # backward ones, by target. Exported, a DFS from the input then enters every cycle at its lowest
+        # node, the target of the backward edge that closes it (the edge NIR marks as a back edge).
+        active = sorted({0, NUM_NODES - 1} | {e.src for e in self.edges} | {e.dst for e in self.edges})
+        steps: list[Step] = []
+        for j in active:
+            into = [e for e in self.edges if e.dst == j]
+            fwd = tuple(_edge_key(e) for e in into if not e.backward)
+            steps.append(junction(f"node{j}", *((IN,) if j == 0 else ()), *fwd,
+                                  back=tuple(_edge_key(e) for e in into if e.backward)))
+            out = sorted((e for e in self.edges if e.src == j), key=lambda e: (e.backward, e.dst))
+            steps.extend(Step(_edge_key(e), f"ops.{_edge_key(e)}", (f"node{j}",)) for e in out)
+        text = " ".join("".join(str(v) for v in r) for r in self.matrix)
+        return Wiring(tuple(steps), output=f"node{NUM_NODES - 1}", title=f"cell {text!r}",
+                      labels={f"node{j}": f"node {j}" for j in active})
+
+    def wiring(self) -> Wiring:
+        return self._wiring
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[2] != self.channels:
             raise ValueError(
                 f"SNASCell({self.channels} channels) expects [T, B, {self.channels}, H, W], got {tuple(x.shape)}"
             )
-        if self.recurrent:
-            return self._forward_steps(x)
-        return self._step(x, None)[NUM_NODES - 1]
-
-    def _step(self, x: torch.Tensor, feedback: list[torch.Tensor | None] | None) -> list[torch.Tensor]:
-        """Node values for one step (``[1, B, ...]``) or, without backward edges, all steps at once."""
-        nodes: list[torch.Tensor | None] = [None] * NUM_NODES
-        nodes[0] = x if feedback is None or feedback[0] is None else x + feedback[0]
-        for j in range(1, NUM_NODES):
-            total = None if feedback is None else feedback[j]
-            for e in self.edges:
-                if e.dst == j and not e.backward:
-                    y = self.ops[_edge_key(e)](nodes[e.src])
-                    total = y if total is None else total + y
-            # A node fed only by backward edges holds 0 at the first step.
-            nodes[j] = total if total is not None else torch.zeros_like(x)
-        return nodes  # type: ignore[return-value]
-
-    def _forward_steps(self, x: torch.Tensor) -> torch.Tensor:
-        reset_states(self)
-        feedback: list[torch.Tensor | None] = [None] * NUM_NODES
-        outs = []
-        for t in range(x.shape[0]):
-            nodes = self._step(x[t : t + 1], feedback)
-            outs.append(nodes[NUM_NODES - 1])
-            feedback = [None] * NUM_NODES
-            for e in self.edges:
-                if e.backward and nodes[e.src] is not None:
-                    y = self.ops[_edge_key(e)](nodes[e.src])
-                    feedback[e.dst] = y if feedback[e.dst] is None else feedback[e.dst] + y
-        reset_states(self)  # do not keep the last batch's state (or its graph) alive
-        return torch.cat(outs)
+        return run_wiring(self, self._wiring, x)
 
     def extra_repr(self) -> str:
         text = " ".join("".join(str(v) for v in r) for r in self.matrix)

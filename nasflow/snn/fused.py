@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from nasflow.snn.layers import DirectEncoder, TimeDistributed, is_marked_spikes, mark_spikes
-from nasflow.snn.neurons import IF, LIF, Neuron, NeuronState, _cmp, _LeakyIntegrateSeq, _reset_from_mask
+from nasflow.snn.neurons import IF, LIF, LeakyIntegrateSeq, Neuron, NeuronState, fire_mask, reset_from_mask
 
 __all__ = ["can_fuse", "conv_bn_neuron", "fusion", "fusion_enabled", "set_fusion"]
 
@@ -103,7 +103,7 @@ def _k_of(neuron: Neuron) -> torch.Tensor | float:
 
 def _integrate(xs: torch.Tensor, hs: torch.Tensor, v0: torch.Tensor, k: float, neuron: Neuron,
                mask: torch.Tensor | None) -> torch.Tensor:
-    """The IF/LIF time loop of ``_LeakyIntegrateSeq.forward`` (same ops, so bit-identical) writing
+    """The IF/LIF time loop of ``LeakyIntegrateSeq.forward`` (same ops, so bit-identical) writing
     ``H`` into ``hs`` (may be ``xs`` itself: in place) and the spikes into ``mask``; returns the last V."""
     di, vl = neuron.decay_input_eff, neuron.leak_target
     b = k if di else 1.0
@@ -117,7 +117,7 @@ def _integrate(xs: torch.Tensor, hs: torch.Tensor, v0: torch.Tensor, k: float, n
             torch.add(torch.mul(v, 1.0 - k), xs[t], alpha=b, out=h)
             if k and vl:
                 h.add_(k * vl)
-        m = _cmp(h, th, strict, out=None if mask is None else mask[t])
+        m = fire_mask(h, th, strict, out=None if mask is None else mask[t])
         v = _reset(h, m, th, vr)
     return v
 
@@ -132,12 +132,12 @@ def _bn_apply(y, weight, bias, mean, invstd, out=None):
 
 
 def _reset(h, m, th, vr):
-    # Same values as neurons._reset_from_mask, one pass for hard reset (no clone + masked_fill).
-    return _reset_from_mask(h, m, th, vr) if vr is None else torch.where(m, vr, h)
+    # Same values as neurons.reset_from_mask, one pass for hard reset (no clone + masked_fill).
+    return reset_from_mask(h, m, th, vr) if vr is None else torch.where(m, vr, h)
 
 
 class _Ctx:
-    """Stand-in autograd context to drive ``_LeakyIntegrateSeq.backward``."""
+    """Stand-in autograd context to drive ``LeakyIntegrateSeq.backward``."""
 
     def __init__(self, saved: tuple[torch.Tensor, ...], neuron: Neuron, k: float, k_requires_grad: bool) -> None:
         self.saved_tensors = saved
@@ -198,7 +198,7 @@ class _BNLeakyIntegrate(torch.autograd.Function):
         _integrate(xs, hs, v0, k, neuron, None)
         del x, xs
         lctx = _Ctx((hs, v0), neuron, k, ctx.needs_input_grad[4])
-        grad_x, grad_k, _, _ = _LeakyIntegrateSeq.backward(lctx, grad_s, None)
+        grad_x, grad_k, _, _ = LeakyIntegrateSeq.backward(lctx, grad_s, None)
         del hs, lctx
         grad_z = grad_x if (z is not None and ctx.needs_input_grad[1]) else None
         gx = grad_x.sum(0) if direct else grad_x.flatten(0, 1)

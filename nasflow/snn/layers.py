@@ -13,6 +13,7 @@ from torch.nn import functional as F
 __all__ = [
     "DirectEncoder",
     "Flatten",
+    "GlobalAvgPool",
     "SpikingAvgPool2d",
     "SpikingMaxPool2d",
     "TimeDistributed",
@@ -182,6 +183,13 @@ class SpikingAvgPool2d(SpikingMaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _split(F.avg_pool2d(_merge(x), self.kernel_size, self.stride), x.shape[0])
+
+
+class GlobalAvgPool(nn.Module):
+    """Global average pooling over ``[T, B, C, H, W]`` → ``[T, B, C, 1, 1]`` (SNN_2; output is analog)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(3, 4), keepdim=True)
 
 
 class Flatten(nn.Module):

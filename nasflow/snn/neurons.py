@@ -9,7 +9,7 @@ Every convention that differs between codebases is a parameter:
 * ``detach_reset``: cut the gradient through the reset path;
 * ``decay_input`` for LIF: ``H = V + (X - (V - v_reset))/τ`` or ``H = V - (V - v_reset)/τ + X``.
 
-IF, LIF and PLIF run their whole time loop in one autograd function (``_LeakyIntegrateSeq``)
+IF, LIF and PLIF run their whole time loop in one autograd function (``LeakyIntegrateSeq``)
 that saves only ``H`` and recomputes the rest in backward: the per-step autograd graph of a
 plain loop is what makes SNN training slow and memory-hungry. ALIF and CUBA use the plain
 step loop; ``Neuron.forward_steps`` runs any neuron that way and is the reference the fused
@@ -144,17 +144,19 @@ def reset_states(model: nn.Module) -> None:
 # Fused leaky-integrate-and-fire over time: H = (1-k) V + b X + k·v_leak.
 #   IF: k = 0, b = 1.   LIF decay_input: b = k.   LIF without decay_input: b = 1.
 # --------------------------------------------------------------------------------------
-def _cmp(h, th, strict, out=None):
+def fire_mask(h: torch.Tensor, th: float, strict: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Spike mask ``h > th`` (``strict``) or ``h >= th``; shared with the fused BN+neuron loop so both fire alike."""
     return torch.gt(h, th, out=out) if strict else torch.ge(h, th, out=out)
 
 
-def _reset_from_mask(h, m, th, vr):
+def reset_from_mask(h: torch.Tensor, m: torch.Tensor, th: float, vr: float | None) -> torch.Tensor:
+    """Membrane after the spikes ``m``: subtract ``th`` (soft reset, ``vr is None``) or set ``vr`` (hard reset)."""
     if vr is None:
         return torch.where(m, h - th, h)
     return h.masked_fill(m, vr)
 
 
-class _LeakyIntegrateSeq(torch.autograd.Function):
+class LeakyIntegrateSeq(torch.autograd.Function):
     """Whole-sequence IF/LIF/PLIF: forward writes H in place and keeps a bool spike mask; backward
     walks time in reverse recomputing masks from H (ATan in closed form with fused ops)."""
 
@@ -178,8 +180,8 @@ class _LeakyIntegrateSeq(torch.autograd.Function):
                 h.add_(x[t], alpha=b)
                 if k_val and vl:
                     h.add_(k_val * vl)
-            _cmp(h, th, strict, out=m_seq[t])
-            v = _reset_from_mask(h, m_seq[t], th, vr)
+            fire_mask(h, th, strict, out=m_seq[t])
+            v = reset_from_mask(h, m_seq[t], th, vr)
         ctx.save_for_backward(h_seq, v0)
         ctx.neuron = neuron
         ctx.k = k_val
@@ -204,7 +206,7 @@ class _LeakyIntegrateSeq(torch.autograd.Function):
         gv_scale = 1.0
         grad_k = h_seq.new_zeros(()) if ctx.k_requires_grad else None
         one = torch.ones((), dtype=h_seq.dtype)
-        m_t = _cmp(h_seq[T - 1], th, strict)
+        m_t = fire_mask(h_seq[T - 1], th, strict)
         buf = torch.empty_like(h_seq[0])
         for t in range(T - 1, -1, -1):
             h = h_seq[t]
@@ -237,9 +239,9 @@ class _LeakyIntegrateSeq(torch.autograd.Function):
                         dv_dh = (~m_t).to(h.dtype) + (vr - h) * g
                         gh.add_(gv * dv_dh, alpha=gv_scale)
             torch.mul(gh, b, out=grad_x[t])
-            m_prev = _cmp(h_seq[t - 1], th, strict) if t > 0 else None
+            m_prev = fire_mask(h_seq[t - 1], th, strict) if t > 0 else None
             if grad_k is not None:
-                v_prev = v0 if t == 0 else _reset_from_mask(h_seq[t - 1], m_prev, th, vr)
+                v_prev = v0 if t == 0 else reset_from_mask(h_seq[t - 1], m_prev, th, vr)
                 if di:
                     # dh/dk = (h - v_prev)/k
                     grad_k = grad_k + (torch.vdot(gh.reshape(-1), h.reshape(-1))
@@ -265,7 +267,7 @@ class IF(Neuron):
 
     def _run(self, x, state):
         v0 = state.v if state is not None else self.initial_state(x[0]).v
-        s, v = _LeakyIntegrateSeq.apply(x, 0.0, v0, self)
+        s, v = LeakyIntegrateSeq.apply(x, 0.0, v0, self)
         return s, NeuronState(v)
 
 
@@ -301,7 +303,7 @@ class LIF(Neuron):
 
     def _run(self, x, state):
         v0 = state.v if state is not None else self.initial_state(x[0]).v
-        s, v = _LeakyIntegrateSeq.apply(x, self.inv_tau(), v0, self)
+        s, v = LeakyIntegrateSeq.apply(x, self.inv_tau(), v0, self)
         return s, NeuronState(v)
 
     def extra_repr(self) -> str:

@@ -30,8 +30,8 @@ from torch import nn
 from nasflow.models import register_model
 from nasflow.snn.blocks import NeuronSpec
 from nasflow.snn.cells import NUM_NODES, OPS, CellError, SNASCell, active_edges, check_matrix
-from nasflow.snn.fused import conv_bn_neuron
 from nasflow.snn.layers import DirectEncoder, Flatten, SpikingAvgPool2d, TimeDistributed, VotingLayer
+from nasflow.snn.wiring import Wired, Wiring, run_wiring
 
 __all__ = [
     "CELL_KINDS",
@@ -136,7 +136,7 @@ def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
 
 
-class SNASNet(nn.Module):
+class SNASNet(Wired):
     """SNASNet's macro network around one searched cell (used twice, at C and 2C channels).
 
     Takes ``[B, C, H, W]`` (direct coding) or ``[T, B, C, H, W]`` (``event_input``) and returns the
@@ -219,19 +219,17 @@ class SNASNet(nn.Module):
         if not torch.isfinite(x).all():
             raise ValueError("SNASNet got an input with NaN or infinite values")
 
-    def _reduce(self, h: torch.Tensor) -> torch.Tensor:
-        if self.reduction == "code":
-            return self.reduce_conv(self.reduce_sn(self.reduce_bn(h)))
-        return conv_bn_neuron(self.reduce_conv, self.reduce_sn, h)
+    def wiring(self) -> Wiring:
+        """Stem, cell, reduction (``code``: BN-LIF-conv-BN; ``paper``: conv-BN-LIF), pool, cell, head BN-LIF,
+        pool, classifier and voting."""
+        reduce = ("reduce_bn", "reduce_sn", "reduce_conv") if self.reduction == "code" else ("reduce_conv", "reduce_sn")
+        return Wiring.chain("stem", "cell1", *reduce, "pool1", "cell2", "head_bn", "head_sn", "pool2", "flatten",
+                            "dropout", "fc1", "fc1_sn", "fc2", "vote")
 
     def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
         """Voting-layer output over time, ``[T, B, classes]``."""
         self.check_input(x)
-        h = self.cell1(self.stem(x))
-        h = self.cell2(self.pool1(self._reduce(h)))
-        h = self.pool2(self.head_sn(self.head_bn(h)))
-        h = self.fc1_sn(self.fc1(self.dropout(self.flatten(h))))
-        return self.vote(self.fc2(h))
+        return run_wiring(self, self.wiring(), x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_sequence(x).mean(0)

@@ -17,6 +17,7 @@ from torch import nn
 
 from nasflow.models import AutoSNNNet
 from nasflow.snn.blocks import NeuronSpec, make_block
+from nasflow.snn.wiring import Wired, Wiring
 from nasflow.spaces.autosnn import BLOCK_CHOICES, NUM_TBD, num_blocks, parse_arch
 from nasflow.train.checkpoint import save_checkpoint
 from nasflow.train.trainer import loader_generators
@@ -24,16 +25,16 @@ from nasflow.train.trainer import loader_generators
 __all__ = ["AutoSNNSupernet", "ChoiceBlock", "sample_path"]
 
 
-class ChoiceBlock(nn.Module):
-    """All candidate blocks of one TBD position; ``active`` selects the one that runs."""
+class ChoiceBlock(Wired):
+    """All candidate blocks of one TBD position; ``active`` selects the one that runs (and is exported)."""
 
     def __init__(self, c_in: int, c_out: int, neuron: NeuronSpec, choices: Sequence[str], stride: int = 1) -> None:
         super().__init__()
         self.choices = nn.ModuleDict({name: make_block(name, c_in, c_out, neuron, stride) for name in choices})
         self.active: str = next(iter(self.choices))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.choices[self.active](x)
+    def wiring(self) -> Wiring:
+        return Wiring.chain(f"choices.{self.active}")
 
 
 def sample_path(rng: random.Random, choices: Sequence[str] = BLOCK_CHOICES, num_blocks: int = NUM_TBD):
