@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from exporters.nir_io import read_nir
-from nasflow.cli_export import HANDLERS, add_export_parsers
+from nasflow.cli.export import add_export_parser, cmd_export
+from nasflow.cli.simulate import add_simulate_parser, cmd_simulate
 from nasflow.data import make_loaders
 from nasflow.models import AutoSNNNet, save_model
 from nasflow.train.trainer import spike_loss
@@ -18,13 +19,15 @@ from nasflow.train.trainer import spike_loss
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="nasflow")
-    add_export_parsers(parser.add_subparsers(dest="command", required=True))
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_export_parser(sub)
+    add_simulate_parser(sub)
     return parser.parse_args(list(argv))
 
 
 def _run(*argv: str) -> int:
     args = _parse(*argv)
-    assert args.handler is HANDLERS[args.command]
+    assert args.handler is {"export": cmd_export, "simulate": cmd_simulate}[args.command]
     return args.handler(args)
 
 

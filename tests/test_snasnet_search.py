@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from nasflow.cli_snasnet import add_snasnet_parser
+from nasflow.cli.snasnet import add_snasnet_parser
 from nasflow.config import ConfigError
 from nasflow.models import load_model
 from nasflow.snasnet_search import (

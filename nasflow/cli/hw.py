@@ -10,7 +10,7 @@ __all__ = ["add_hw_parser", "cmd_hw"]
 
 
 def add_hw_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``hw`` subcommand (handler in ``func``)."""
+    """Add the ``hw`` subcommand; returns its parser."""
     p = subparsers.add_parser("hw", help="map a NIR graph on a neuromorphic chip and estimate traffic and energy",
                               description="Place a NIR graph's neurons and synapses on the cores of a neuromorphic "
                               "chip model and estimate cores used, spike traffic, latency and energy per sample. "
@@ -18,26 +18,19 @@ def add_hw_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                               "folder receives hw.json, hw.md and plots.")
     p.add_argument("model", nargs="?", help="MODEL.nir")
     p.add_argument("--chip", default="loihi", help="chip name (see --list-chips) or a profile .json file")
-    p.add_argument(
-        "--activity",
-        help="DIR/activity.npz (per-neuron) or DIR/simulate.json (per-node totals; synaptic ops as measured by "
-        "nasflow simulate when the file records them)",
-    )
+    p.add_argument("--activity", help="DIR/activity.npz (per-neuron) or DIR/simulate.json (per-node totals; synaptic "
+                   "ops as measured by nasflow simulate when the file records them)")
     p.add_argument("--steps", type=int, help="time steps (only needed for per-node totals without 'steps')")
     p.add_argument("--placement", choices=["greedy", "traffic"], default="greedy",
                    help="core placement: greedy (layers in order) or traffic (swaps cores to shorten busy routes)")
-    p.add_argument(
-        "--input",
-        choices=["auto", "spikes", "analog"],
-        default="auto",
-        help="input events for per-node totals: spikes (ACs), analog (MACs) or auto (spikes when "
-        "simulate.json counts input spikes, else dense analog input every step); synaptic ops that "
-        "simulate.json measured keep their measured ACs/MACs",
-    )
+    p.add_argument("--input", choices=["auto", "spikes", "analog"], default="auto",
+                   help="input events for per-node totals: spikes (ACs), analog (MACs) or auto (spikes when "
+                   "simulate.json counts input spikes, else dense analog input every step); synaptic ops that "
+                   "simulate.json measured keep their measured ACs/MACs")
     p.add_argument("--include-static", action="store_true", help="add static power × time to the energy")
     p.add_argument("--out", help="output directory for hw.json, hw.md and plots")
     p.add_argument("--list-chips", action="store_true", help="list the bundled chip profiles")
-    p.set_defaults(func=cmd_hw)
+    p.set_defaults(handler=cmd_hw)
     return p
 
 
@@ -78,14 +71,8 @@ def cmd_hw(args: argparse.Namespace) -> int:
 
         plot_traffic_heatmap(report, Path(args.out) / "traffic_heatmap.png")
         plot_layer_energy(report, Path(args.out) / "energy_per_layer.png")
-    keys = (
-        "fits",
-        "cores_used",
-        "chips_needed",
-        "energy_per_sample_j",
-        "max_core_messages_per_step",
-        "latency_per_step_s",
-    )
-    print(json.dumps({k: report.get(k) for k in keys}, indent=2))
+    keys = ("fits", "cores_used", "chips_needed", "energy_per_sample_j", "max_core_messages_per_step",
+            "latency_per_step_s")
+    print(json.dumps({k: getattr(report, k) for k in keys}, indent=2))
     print(f"wrote {path}")
     return 0

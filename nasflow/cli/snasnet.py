@@ -1,18 +1,14 @@
-"""``nasflow search snasnet``: training-free SNASNet search, a subcommand of ``nasflow.cli``.
+"""``nasflow search snasnet``: training-free SNASNet search.
 
     nasflow search snasnet --dataset digits --cell backward|forward --candidates N [--seed S] --out DIR
-
-``add_snasnet_parser(space_subparsers)`` adds the ``snasnet`` sub-command to the ``search`` command's
-sub-parsers and sets ``handler=cmd_snasnet``; ``cmd_snasnet(args)`` runs (or resumes) the search.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
-import yaml
+from nasflow.cli.common import search_config_mapping
 
 __all__ = ["add_snasnet_parser", "cmd_snasnet"]
 
@@ -57,33 +53,15 @@ def add_snasnet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     return p
 
 
-def _base_config(args: argparse.Namespace) -> dict[str, Any]:
-    from nasflow.config import ConfigError
-
-    base: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        try:
-            with open(args.config) as f:
-                base = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read config {args.config}: {err}") from None
-        if not isinstance(base, dict):
-            raise ConfigError(f"config {args.config} must hold a mapping at the top level")
-    base.update({key: getattr(args, flag) for flag, key in _FLAGS.items() if getattr(args, flag, None) is not None})
-    if getattr(args, "no_progress", False):
-        base["progress"] = False
-    return base
-
-
 def cmd_snasnet(args: argparse.Namespace) -> int:
-    """Run the search described by parsed ``args``; prints the winner and returns 0."""
+    """Run (or resume) the search described by parsed ``args``; prints the winner and returns 0."""
     import torch
 
     from nasflow.snasnet_search import run_snasnet_search, search_config_from_args
 
-    if getattr(args, "threads", None):
+    if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = search_config_from_args(_base_config(args))
+    cfg = search_config_from_args(search_config_mapping(args, _FLAGS))
     out = run_snasnet_search(cfg, args.out)
     best, retrain = out["best"], out["retrain"] or {}
     summary = {"best": best["cell"], "score": best["score"], "candidates": len(out["candidates"]),

@@ -1,15 +1,12 @@
-"""``nasflow export`` and ``nasflow simulate``: NIR / netx export of trained models and backend simulation.
+"""``nasflow simulate``: run a NIR graph, a netx network or a trained model on a backend and record its activity.
 
-``add_export_parsers(subparsers)`` adds both subcommands (each with ``set_defaults(handler=...)``);
-``HANDLERS`` maps the command names to ``cmd_export`` / ``cmd_simulate`` (each takes the parsed args
-and returns an exit status). Backends other than torch are imported only when asked for.
-
-``simulate`` writes ``DIR/simulate.json`` (``schema_version`` 1: backend, dt, steps, samples, accuracy,
-spikes_per_sample, synops_per_sample and macs_per_sample; per node type, shape, spikes_per_sample (also for an
-Input fed with spikes) and nonzero_per_sample, and for weight nodes ``synops`` (per target layer: source,
-acs_per_sample, macs_per_sample, counted by ``hwmodels.traffic.measured_synops`` from the simulated activity);
-``compare`` with per-node precision/recall against the torch reference when ``--compare torch``) and
-``DIR/activity.npz`` (every node's output ``[T, B, *shape]`` on the reference time axis).
+Backends other than torch are imported only when asked for. The output folder receives ``simulate.json``
+(``schema_version`` 1: backend, dt, steps, samples, accuracy, spikes_per_sample, synops_per_sample and
+macs_per_sample; per node type, shape, spikes_per_sample (also for an Input fed with spikes) and nonzero_per_sample,
+and for weight nodes ``synops`` (per target layer: source, acs_per_sample, macs_per_sample, counted by
+``hwmodels.traffic.measured_synops`` from the simulated activity); ``compare`` with per-node precision/recall
+against the torch reference when ``--compare torch``) and ``activity.npz`` (every node's output ``[T, B, *shape]``
+on the reference time axis).
 """
 
 from __future__ import annotations
@@ -21,26 +18,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HANDLERS", "add_export_parsers", "cmd_export", "cmd_simulate", "load_graph", "write_simulation"]
+from exporters.core.jsonio import SCHEMA_VERSION, write_json
+from nasflow.cli.export import export_graph
 
-SCHEMA_VERSION = 1
+__all__ = ["BACKENDS", "add_simulate_parser", "cmd_simulate", "load_graph", "write_simulation"]
+
 BACKENDS = ("torch", "lava", "lava-fixed", "netx")
 
 
-def add_export_parsers(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``export`` and ``simulate`` subcommands to a ``nasflow`` subparsers object."""
-    p = subparsers.add_parser("export", help="export a trained model (model.pt) to NIR (.nir) or lava-dl netx (.net)",
-                              description="Export a model trained by nasflow to a NIR graph, which other SNN "
-                              "frameworks and the Lava backends read, or to a lava-dl netx network file.")
-    p.add_argument("model", help="model.pt written by nasflow train (nasflow.models.save_model)")
-    p.add_argument("--to", choices=["nir", "netx"], default="nir", help="target format (default nir)")
-    p.add_argument("--output", required=True, help="file to write (.nir or .net)")
-    p.add_argument("--dt", type=float, default=1e-3, help="seconds per time step stored in the graph (default 1e-3)")
-    p.add_argument("--strict-threshold", action="store_true",
-                   help="export NIR's v > v_th instead of the model's v >= v_th (differs only on exact ties)")
-    p.add_argument("--allow-lossy", action="store_true", help="export ALIF as LIF instead of failing")
-    p.set_defaults(handler=cmd_export)
-
+def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``simulate`` subcommand; returns its parser."""
     s = subparsers.add_parser("simulate", help="simulate a NIR graph (or netx .net) on torch, Lava or netx",
                               description="Run a NIR graph, a netx network or a trained model on test samples or "
                               "on a given input, with the torch reference, Lava (floating or fixed point) or "
@@ -59,55 +46,17 @@ def add_export_parsers(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--timeout", type=float, default=600.0, help="seconds before a Lava/netx run is stopped")
     s.add_argument("--out", required=True, help="folder for simulate.json and activity.npz")
     s.set_defaults(handler=cmd_simulate)
-
-
-# ----------------------------------------------------------------------------------------------- export
-
-
-def _export_graph(model_path: str | Path, dt: float = 1e-3, strict_threshold: bool = False,
-                  allow_lossy: bool = False):
-    from exporters.nir_export import to_nir
-    from nasflow.models import load_model
-
-    model, _meta = load_model(model_path)
-    return to_nir(model.eval(), dt=dt, strict_threshold=strict_threshold, allow_lossy=allow_lossy)
-
-
-def _netx_module(what: str):
-    try:
-        from exporters import netx
-    except ImportError as err:
-        raise ValueError(f"{what} needs the netx backend (exporters/netx.py), which is not available: {err}") from None
-    return netx
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    """``nasflow export MODEL.pt --to nir|netx --output PATH``."""
-    from exporters.nir_io import write_nir
-
-    graph = _export_graph(args.model, args.dt, args.strict_threshold, args.allow_lossy)
-    out = Path(args.output)
-    if args.to == "nir":
-        write_nir(out, graph)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _netx_module("--to netx").export_netx(graph, out)
-    print(json.dumps({"output": str(out), "format": args.to, "nodes": len(graph.nodes), "edges": len(graph.edges),
-                      "dt": args.dt}))
-    return 0
-
-
-# --------------------------------------------------------------------------------------------- simulate
+    return s
 
 
 def load_graph(path: str | Path, dt: float = 1e-3):
     """A NIR graph from a ``.nir`` file, or exported from a nasflow ``model.pt``."""
-    from exporters.graph import check_finite_parameters
+    from exporters.core.traversal import check_finite_parameters
     from exporters.nir_io import read_nir
 
     path = Path(path)
     if path.suffix == ".pt":
-        graph = _export_graph(path, dt)
+        graph = export_graph(path, dt)
         check_finite_parameters(graph, path)
         return graph
     return read_nir(path)
@@ -142,21 +91,17 @@ def _run_backend(backend: str, graph, model_path: Path, x: np.ndarray, dt: float
 
         return simulate(graph, x, dt=dt)
     if backend in ("lava", "lava-fixed"):
-        try:
-            from exporters import lava_backend
-        except ImportError as err:
-            raise ValueError(
-                f"--backend {backend} needs exporters/lava_backend.py, which is not available: {err}"
-            ) from None
-        return lava_backend.simulate(graph, x, dt, fixed_point=backend == "lava-fixed", timeout_s=timeout)
-    netx = _netx_module("--backend netx")
-    net_path = model_path
+        from exporters import lava
+
+        return lava.simulate(graph, x, dt, fixed_point=backend == "lava-fixed", timeout_s=timeout)
+    from exporters import netx
+
     if model_path.suffix != ".net":
         net_path = out_dir / "model.net"
         out_dir.mkdir(parents=True, exist_ok=True)
         netx.export_netx(graph, net_path, dt=dt)
         return netx.complete_activity(graph, netx.simulate_netx(net_path, x, timeout_s=timeout))
-    return netx.simulate_netx(net_path, x, timeout_s=timeout)
+    return netx.simulate_netx(model_path, x, timeout_s=timeout)
 
 
 def _measured_synops(graph, activity: dict[str, np.ndarray]) -> tuple[dict[str, dict] | None, str | None]:
@@ -178,7 +123,9 @@ def _measured_synops(graph, activity: dict[str, np.ndarray]) -> tuple[dict[str, 
 def write_simulation(out_dir: str | Path, backend: str, graph, activity: dict[str, np.ndarray], dt: float | None,
                      accuracy: float | None, compare: dict[str, Any] | None) -> dict[str, Any]:
     """Write ``simulate.json`` and ``activity.npz`` into ``out_dir``; returns the JSON dict."""
-    from exporters.graph import NEURON_TYPES, infer_shapes, input_ids, node_type
+    from exporters.core.kinds import FIRING_TYPES, node_type
+    from exporters.core.shapes import infer_shapes
+    from exporters.core.traversal import input_ids
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +140,7 @@ def write_simulation(out_dir: str | Path, backend: str, graph, activity: dict[st
         kind = node_type(graph.nodes[nid]) if graph is not None and nid in graph.nodes else None
         if graph is None and backend == "netx":
             kind = "netx"  # a bare .net file: every layer netx reports is a spiking (CUBA) layer
-        spikes = float(a.sum()) / batch if kind in (*NEURON_TYPES, "netx") else None
+        spikes = float(a.sum()) / batch if kind in (*FIRING_TYPES, "netx") else None
         if spikes is not None:
             total += spikes
         nonzero = float(np.count_nonzero(a)) / batch
@@ -214,15 +161,16 @@ def write_simulation(out_dir: str | Path, backend: str, graph, activity: dict[st
     }
     if why is not None:
         result["synops_note"] = why
-    (out_dir / "simulate.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out_dir / "simulate.json", result, indent=2, trailing_newline=True)
     np.savez_compressed(out_dir / "activity.npz", **{k: np.asarray(v) for k, v in activity.items()})
     return result
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """``nasflow simulate MODEL --backend B [--dataset D --samples N | --input x.npy --dt DT] --out DIR``."""
+    from exporters.core.shapes import infer_shapes
+    from exporters.core.traversal import input_ids, output_ids
     from exporters.equivalence import accuracy_from_output, compare_activity
-    from exporters.graph import infer_shapes, input_ids, output_ids
 
     model_path, out_dir = Path(args.model), Path(args.out)
     if model_path.suffix == ".net":
@@ -240,7 +188,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     elif args.dataset:
         steps = args.steps or (int(meta["steps"]) if "steps" in meta else None)
         if graph is None:  # a .net file written by nasflow: its input layer holds the NIR (C, H, W) shape
-            shape = _netx_module("--dataset with a .net file").netx_input_shape(model_path)
+            from exporters import netx
+
+            shape = netx.netx_input_shape(model_path)
         else:
             shape = infer_shapes(graph)[input_ids(graph)[0]]
         x, labels = _dataset_input(args.dataset, args.samples, steps, args.data_dir, shape)
@@ -265,6 +215,3 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(json.dumps(summary))
     print(f"wrote {out_dir}/simulate.json, activity.npz")
     return 0
-
-
-HANDLERS = {"export": cmd_export, "simulate": cmd_simulate}

@@ -1,0 +1,42 @@
+"""Helpers shared by several commands: ``--set KEY=VALUE`` overrides and search configs from ``--config`` + flags."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+__all__ = ["parse_set", "search_config_mapping"]
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as a mapping; each VALUE is read as YAML (``0.01`` is a float, ``true`` a bool)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE (e.g. train.lr=0.01), got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def search_config_mapping(args: argparse.Namespace, flags: Mapping[str, str]) -> dict[str, Any]:
+    """The keys of a search config: the ``--config`` YAML mapping (if given), overridden by the flags given on the
+    command line (``flags`` maps an argument's dest to its config key); ``--no-progress`` sets ``progress``."""
+    from nasflow.config import ConfigError
+
+    base: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config) as f:
+                base = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config {args.config}: {err}") from None
+        if not isinstance(base, dict):
+            raise ConfigError(f"config {args.config} must hold a mapping at the top level")
+    base.update({key: getattr(args, flag) for flag, key in flags.items() if getattr(args, flag) is not None})
+    if args.no_progress:
+        base["progress"] = False
+    return base

@@ -1,0 +1,69 @@
+"""``nasflow train``: BPTT training of one architecture into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nasflow.cli.common import parse_set
+
+__all__ = ["add_train_parser", "cmd_train"]
+
+_FLAGS = {
+    "dataset": "data.name", "data_dir": "data.data_dir", "augment": "data.augment", "arch": "model.arch",
+    "steps": "model.steps", "channels": "model.channels", "epochs": "train.epochs", "batch_size": "train.batch_size",
+    "lr": "train.lr", "optimizer": "train.optimizer", "loss": "train.loss", "seed": "train.seed",
+    "device": "train.device",
+}
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand; returns its parser."""
+    p = subparsers.add_parser("train", help="train an SNN with BPTT and write config, metrics, model and result",
+                              description="Train a spiking network with backpropagation through time. The run "
+                              "directory receives the resolved config, per-epoch metrics, a checkpoint for resuming, "
+                              "the model and a result with test accuracy and activity counts.")
+    p.add_argument("--config", help="YAML file with data/model/train sections (defaults fill the rest)")
+    p.add_argument("--dataset", help="dataset name (digits, digits-events, cifar10, ...)")
+    p.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
+    p.add_argument("--arch", help="architecture: all-SCB_k3, all-SRB_k3 or five comma-separated AutoSNN blocks")
+    p.add_argument("--out", required=True, help="run directory (resumes a killed run found there)")
+    p.add_argument("--epochs", type=int, help="training epochs")
+    p.add_argument("--steps", type=int, help="time steps T for static (direct-coded) data")
+    p.add_argument("--channels", type=int, help="initial channel count C")
+    p.add_argument("--batch-size", type=int, help="samples per training batch")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser")
+    p.add_argument("--loss", choices=["mse", "ce"], help="loss on the spike counts: squared error or cross-entropy")
+    p.add_argument("--augment", choices=["none", "standard", "cutout"], help="training-set augmentation")
+    p.add_argument("--seed", type=int, help="random seed; the same seed, machine and thread count give the same run")
+    p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. train.lr=0.01")
+    p.add_argument("--restart", action="store_true", help="discard a previous run in --out and start over")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_train)
+    return p
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train as the parsed ``args`` say; prints a summary of the result and returns 0."""
+    import torch
+
+    from nasflow.config import TrainRunConfig, apply_overrides
+    from nasflow.train.run import run_training
+
+    cfg = TrainRunConfig.load(args.config) if args.config else TrainRunConfig()
+    overrides = {key: getattr(args, flag) for flag, key in _FLAGS.items() if getattr(args, flag) is not None}
+    overrides.update(parse_set(args.set))
+    if args.no_progress:
+        overrides["train.progress"] = False
+    cfg = apply_overrides(cfg, overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run_training(cfg, args.out, restart=args.restart)
+    summary = {k: result[k] for k in ("dataset", "arch", "seed", "test_accuracy", "spikes_per_sample",
+                                      "synops_per_sample", "macs_per_sample")}
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}/result.json, model.pt, metrics.jsonl, config.yaml")
+    return 0
