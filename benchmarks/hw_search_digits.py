@@ -42,10 +42,10 @@ def _cost_winner(net, loaders, arch: str, chip: str) -> dict:
     totals = {n: {"spikes_per_sample": r["spikes_per_sample"]} for n, r in summary["layers"].items()
               if r["kind"] in ("neuron", "pool")}
     report = hw_report(to_nir(net), chip, activity=totals, steps=int(net.steps))
-    per_layer = {row["layer"]: sum(row["energy_j"].values()) for row in report["layers"] if "energy_j" in row}
+    per_layer = {row["layer"]: sum(row["energy_j"].values()) for row in report.layers if "energy_j" in row}
     return {"arch": arch, "accuracy": correct / total, "spikes": summary["spikes_per_sample"],
-            "energy_j": costs[f"energy:{chip}"], "cores": costs[f"cores:{chip}"], "terms": report.get(
-                "energy_terms_j"), "per_layer_j": per_layer}
+            "energy_j": costs[f"energy:{chip}"], "cores": costs[f"cores:{chip}"], "terms": report.energy_terms_j,
+            "per_layer_j": per_layer}
 
 
 def _block_energy(per_layer: dict[str, float]) -> dict[str, float]:

@@ -1,55 +1,19 @@
-"""Search feedback: a cached hardware cost per candidate, cost specs, and the rate-linear energy model."""
+"""Search feedback: a chip mapping made once per candidate, then costed quickly for each activity."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import nir
 import numpy as np
 
-from hwmodels.energy import DEFAULT_TERMS, RateEnergyModel, energy_and_latency
+from hwmodels.energy import DEFAULT_TERMS, energy_and_latency
 from hwmodels.graph import build_layer_table
 from hwmodels.mapping import Mapping, map_layers
 from hwmodels.profiles import ChipProfile, load_profile
 from hwmodels.traffic import counts_from_activity, counts_from_totals, node_stats
 
-__all__ = ["HardwareCost", "CostSpec", "parse_cost_spec", "rate_energy_model", "summarise"]
-
-_METRICS = {
-    "energy": "energy_per_sample_j",
-    "cores": "cores_used",
-    "traffic": "max_core_messages_per_step",
-    "latency": "latency_per_step_s",
-    "spikes": "spikes_per_sample",
-}
-
-
-@dataclass(frozen=True)
-class CostSpec:
-    """``metric[:chip]``: which number of :meth:`HardwareCost.evaluate` a search minimises."""
-
-    metric: str
-    chip: str | None
-
-    @property
-    def key(self) -> str:
-        return _METRICS[self.metric]
-
-
-def parse_cost_spec(spec: str) -> CostSpec:
-    """Parse ``energy:loihi``, ``cores:loihi``, ``traffic:loihi``, ``latency:speck`` or ``spikes``."""
-    metric, _, chip = str(spec).partition(":")
-    if metric not in _METRICS:
-        raise ValueError(f"cost {spec!r}: metric must be one of {', '.join(_METRICS)} (e.g. energy:loihi)")
-    if metric == "spikes":
-        if chip:
-            raise ValueError(f"cost {spec!r}: 'spikes' takes no chip")
-        return CostSpec(metric, None)
-    if not chip:
-        raise ValueError(f"cost {spec!r}: name a chip, e.g. {metric}:loihi")
-    load_profile(chip)  # fail now on an unknown chip
-    return CostSpec(metric, chip)
+__all__ = ["HardwareCost", "summarise"]
 
 
 def summarise(m: Mapping, counts, energy: dict[str, Any]) -> dict[str, Any]:
@@ -113,23 +77,3 @@ class HardwareCost:
         e = energy_and_latency(self.mapping, c, self.terms, self.update_pricing)
         return summarise(self.mapping, c, e)
 
-
-def rate_energy_model(
-    graph: nir.NIRGraph | HardwareCost, profile: str | ChipProfile | None = None, steps: int = 1, **kwargs: Any
-) -> RateEnergyModel:
-    """Per spiking node coefficients (J per unit firing rate) and a constant so that energy per sample ≈
-    Σ coeff_l · rate_l + const, where rate_l = spikes / (neurons · steps). Exact for per-node totals: it is the
-    same linear model, probed at zero and at unit rates."""
-    hc = graph if isinstance(graph, HardwareCost) else HardwareCost(graph, profile, steps=steps, **kwargs)
-    table = hc.table
-    spiking = [n for n, lay in table.layers.items() if lay.spiking]
-
-    def probe(rates: dict[str, float]) -> float:
-        totals = {n: {"spikes_per_sample": r * table.layers[n].n_neurons * steps} for n, r in rates.items()}
-        return hc.evaluate(totals, steps)["energy_per_sample_j"]
-
-    base = probe({n: 0.0 for n in spiking})
-    if base is None:
-        raise ValueError(f"chip {hc.profile.name!r} prices no energy term; choose a chip with per-event energies")
-    coeffs = {n: probe({k: (1.0 if k == n else 0.0) for k in spiking}) - base for n in spiking}
-    return RateEnergyModel(coeffs, base, steps)

@@ -1,4 +1,4 @@
-"""Energy and latency from counts on a mapping, per term, layer and core; and a rate-linear energy model.
+"""Energy and latency from counts on a mapping, per term, layer and core.
 
 Terms: ``synops`` (synaptic ops × E_synop; on AC/MAC accelerators ACs × E_AC + MACs × E_MAC), ``neuron_updates``
 (active/inactive × E_update), ``messages`` (messages × (E_message + hops_EW·E_hop_EW + hops_NS·E_hop_NS)),
@@ -9,7 +9,6 @@ out and listed in ``terms_missing``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ import numpy as np
 from hwmodels.mapping import Mapping
 from hwmodels.traffic import Counts
 
-__all__ = ["DEFAULT_TERMS", "energy_and_latency", "link_loads", "RateEnergyModel"]
+__all__ = ["DEFAULT_TERMS", "energy_and_latency", "link_loads"]
 
 DEFAULT_TERMS = ("synops", "neuron_updates", "messages")
 ALL_TERMS = DEFAULT_TERMS + ("memory", "static")
@@ -198,22 +197,3 @@ def energy_and_latency(
         "latency_steps_s": lat_steps,
     }
 
-
-@dataclass(frozen=True)
-class RateEnergyModel:
-    """energy ≈ Σ_l coefficients[l] · rate_l + constant, rate_l = spikes per neuron per step of spiking node l.
-
-    Plain arithmetic, so rates may be floats, numpy arrays or torch tensors (gradients flow)."""
-
-    coefficients: dict[str, float]
-    constant: float
-    steps: int
-
-    def __call__(self, rates: dict[str, Any]) -> Any:
-        missing = [k for k in self.coefficients if k not in rates]
-        if missing:
-            raise KeyError(f"rates lack spiking nodes {missing}")
-        total = self.constant
-        for k, coeff in self.coefficients.items():
-            total = total + coeff * rates[k]
-        return total

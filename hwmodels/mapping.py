@@ -19,6 +19,7 @@ import numpy as np
 
 from hwmodels.graph import Connection, Layer, LayerTable
 from hwmodels.numerics import block_counts, conn_signature, group_words, reach_to_source, shared_get, shared_put
+from hwmodels.placement import core_coords, static_pair_weights, traffic_place
 from hwmodels.profiles import ChipProfile
 
 __all__ = ["Mapping", "Violation", "map_layers"]
@@ -265,19 +266,6 @@ def _split_neuromorphic(table: LayerTable, profile: ChipProfile) -> tuple[dict, 
     return starts, reach, violations, cache
 
 
-def _core_coords(n: int, profile: ChipProfile) -> np.ndarray:
-    """Tile coordinates of cores 0..n-1: cores fill a tile, tiles fill the chip serpentine, chips side by side."""
-    cpt = int(profile.get("cores_per_tile", 1))
-    mw, mh = int(profile.get("mesh_width", 1)), int(profile.get("mesh_height", 1))
-    cpc = int(profile.get("cores_per_chip", max(n, 1)))
-    c = np.arange(n)
-    chip, local = c // cpc, c % cpc
-    tile = np.minimum(local // cpt, mw * mh - 1)
-    row, col = tile // mw, tile % mw
-    col = np.where(row % 2 == 1, mw - 1 - col, col)
-    return np.stack([chip * mw + col, row], axis=1)
-
-
 def _speck_entries(table: LayerTable, layer: Layer) -> tuple[int, int, tuple[int, int], tuple[int, int]]:
     """(kernel entries, neuron entries, kernel size, stride) of a Speck layer (its one incoming connection)."""
     conn = layer.incoming[0]
@@ -403,30 +391,6 @@ def _assign_cores(need: list[tuple[int, int]], kmem: list[int], nmem: list[int])
     return [out[i] for i in range(len(need))] if go(0) else None
 
 
-def _traffic_place(coords: np.ndarray, weights: np.ndarray, iters: int = 4000, seed: int = 0) -> np.ndarray:
-    """Pairwise-swap hill climbing on Σ weight·hops (weights [nb, nb], symmetric use)."""
-    n = len(coords)
-    if n < 3 or not weights.any():
-        return coords
-    w = weights + weights.T
-    pos = coords.copy()
-    rng = np.random.default_rng(seed)
-
-    def cost_of(i: int, p: np.ndarray) -> np.ndarray:
-        return np.abs(pos - p).sum(axis=1) @ w[i]
-
-    for _ in range(iters):
-        i, j = rng.integers(0, n, 2)
-        if i == j:
-            continue
-        before = cost_of(i, pos[i]) + cost_of(j, pos[j])
-        pos[[i, j]] = pos[[j, i]]
-        after = cost_of(i, pos[i]) + cost_of(j, pos[j])
-        if after >= before:
-            pos[[i, j]] = pos[[j, i]]
-    return pos
-
-
 def map_layers(
     table: LayerTable, profile: ChipProfile, placement: str = "greedy", traffic: np.ndarray | None = None
 ) -> Mapping:
@@ -466,7 +430,7 @@ def map_layers(
                 )
             )
     coords = (
-        _core_coords(n, profile) if profile.kind == "neuromorphic" else np.stack([np.arange(n), np.zeros(n, int)], 1)
+        core_coords(n, profile) if profile.kind == "neuromorphic" else np.stack([np.arange(n), np.zeros(n, int)], 1)
     )
     cpc = int(profile.get("cores_per_chip", n or 1))
     m = Mapping(
@@ -485,21 +449,5 @@ def map_layers(
         placement,
     )
     if placement == "traffic" and profile.kind == "neuromorphic":
-        m.coords = _traffic_place(coords, traffic if traffic is not None else static_pair_weights(m))
+        m.coords = traffic_place(coords, traffic if traffic is not None else static_pair_weights(m))
     return m
-
-
-def static_pair_weights(m: Mapping) -> np.ndarray:
-    """Block-to-block messages per source spike under uniform rates: the placement weight without activity."""
-    w = np.zeros((m.n_blocks, m.n_blocks))
-    for (src, tgt), r in m.reach.items():
-        bsrc = m.block_of_units(src)
-        if bsrc is None:
-            continue
-        sl = m.blocks_of(tgt)
-        np.add.at(
-            w,
-            (bsrc[None, :].repeat(r.shape[0], 0), np.arange(sl.start, sl.stop)[:, None].repeat(r.shape[1], 1)),
-            r.astype(float),
-        )
-    return w

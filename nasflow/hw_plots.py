@@ -17,21 +17,23 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from hwmodels.report import HwReport
+
 __all__ = ["plot_traffic_heatmap", "plot_layer_energy", "traffic_rows", "format_count"]
 
 TRAFFIC_UNIT = "messages / sample"
 ENERGY_UNIT = "µJ / sample"
 
 
-def traffic_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+def traffic_rows(report: HwReport) -> list[dict[str, Any]]:
     """One row per core: index, mesh tile (x, y), the layer (and block of it) it holds, messages in per sample.
 
     The heatmap and the report's caption table read the same rows, so the picture and the text agree.
     ``messages_in_per_sample`` is None for a capacity-only report (no activity given).
     """
-    msgs = (report.get("per_core") or {}).get("messages_in_per_sample")
+    msgs = (report.per_core or {}).get("messages_in_per_sample")
     rows = []
-    for core, block in enumerate(report.get("blocks", [])):
+    for core, block in enumerate(report.blocks):
         rows.append(
             {
                 "core": core,
@@ -125,7 +127,7 @@ def _save(fig: Figure, path: str | Path | None, dpi: int) -> None:
         fig.savefig(path, dpi=dpi)
 
 
-def plot_traffic_heatmap(report: dict[str, Any], path: str | Path | None = None, dpi: int = 110) -> Figure:
+def plot_traffic_heatmap(report: HwReport, path: str | Path | None = None, dpi: int = 110) -> Figure:
     """Draw the chip's mesh as the mapping uses it: each tile (router) split into its cores, each core coloured
     by the messages it receives per sample and labelled with the layer it holds, so a reader sees where the
     traffic lands and which layer causes it. Saved to ``path`` when given; returns the figure."""
@@ -136,13 +138,13 @@ def plot_traffic_heatmap(report: dict[str, Any], path: str | Path | None = None,
     from matplotlib.patches import Rectangle
 
     rows = traffic_rows(report)
-    chip = str(report.get("chip", "chip"))
+    chip = str(report.chip)
     cpt, chip_width = _profile_layout(chip)
     per_tile: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         per_tile[(r["x"], r["y"])].append(r)
-    w = max([report.get("mesh", {}).get("width", 0)] + [r["x"] + 1 for r in rows] + [1])
-    h = max([report.get("mesh", {}).get("height", 0)] + [r["y"] + 1 for r in rows] + [1])
+    w = max([report.mesh.get("width", 0)] + [r["x"] + 1 for r in rows] + [1])
+    h = max([report.mesh.get("height", 0)] + [r["y"] + 1 for r in rows] + [1])
     slots = max([cpt or 1] + [len(v) for v in per_tile.values()])
     sub_c = math.ceil(math.sqrt(slots))
     sub_r = math.ceil(slots / sub_c)
@@ -206,7 +208,7 @@ def plot_traffic_heatmap(report: dict[str, Any], path: str | Path | None = None,
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    if report.get("chip_kind", "neuromorphic") == "neuromorphic":
+    if report.chip_kind == "neuromorphic":
         place = "tile"
         ax.set_xlabel("tile x (mesh column)")
         ax.set_ylabel("tile y (mesh row)")
@@ -216,7 +218,7 @@ def plot_traffic_heatmap(report: dict[str, Any], path: str | Path | None = None,
         ax.set_xlabel("core x (one block per layer, no mesh)")
         ax.set_ylabel("core y")
         per = "one block per layer"
-    chips = report.get("chips_needed") or 1
+    chips = report.chips_needed or 1
     what = "messages received per core" if values else "cores and the layers they hold"
     title = f"{chip}: {what} ({len(rows)} cores, {per}" + (f", {chips} chips side by side)" if chips > 1 else ")")
     if values:
@@ -232,13 +234,13 @@ def plot_traffic_heatmap(report: dict[str, Any], path: str | Path | None = None,
     return fig
 
 
-def plot_layer_energy(report: dict[str, Any], path: str | Path | None = None, dpi: int = 110) -> Figure:
+def plot_layer_energy(report: HwReport, path: str | Path | None = None, dpi: int = 110) -> Figure:
     """Stacked bars of each layer's energy per sample by term, in µJ (the unit of the README's results), so the
     layers that dominate the cost and the term that drives them stand out. Saved to ``path`` when given."""
     from matplotlib.figure import Figure
 
-    layers = report["layers"]
-    terms = report.get("terms_included", [])
+    layers = report.layers
+    terms = report.terms_included or []
     fig = Figure(figsize=(max(5.0, len(layers) * 0.7 + 1.5), 4.2))
     ax = fig.add_subplot()
     bottom = np.zeros(len(layers))
@@ -249,7 +251,7 @@ def plot_layer_energy(report: dict[str, Any], path: str | Path | None = None, dp
     ax.set_xticks(range(len(layers)), [r["layer"] for r in layers], rotation=45, ha="right")
     ax.set_xlabel("layer (in network order)")
     ax.set_ylabel(f"energy ({ENERGY_UNIT})")
-    ax.set_title(f"{report['chip']}: energy per layer and term")
+    ax.set_title(f"{report.chip}: energy per layer and term")
     if terms:
         ax.legend(fontsize=8)
     else:

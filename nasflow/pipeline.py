@@ -14,19 +14,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
 
+from exporters.core.jsonio import write_json
+from hwmodels.report import HwReport
 from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, to_dict
 from nasflow.search import AutoSNNSearchConfig, run_autosnn_search
 from nasflow.snasnet_search import SNASNetSearchConfig
+from nasflow.steps import BackendRun, ByRole, ExportedModel, NetxRun, SearchStep, SimulatedModel, TrainedModel
 from nasflow.train.trainer import TrainConfig
 
-__all__ = ["PIPELINE_STEPS", "REPORT_SCHEMA_VERSION", "LavaConfig", "PipelineConfig", "run_pipeline"]
+__all__ = ["PIPELINE_STEPS", "LavaConfig", "PipelineConfig", "run_pipeline"]
 
-REPORT_SCHEMA_VERSION = 1
+R = TypeVar("R")
 PIPELINE_STEPS = ("search", "train_winner", "train_baseline", "export", "simulate", "hardware", "report")
 
 
@@ -123,7 +126,7 @@ def _num_blocks(search: AutoSNNSearchConfig) -> int:
 
 
 class _Steps:
-    """Runs named steps once; a finished step's result is read back from ``steps/<name>.json``."""
+    """Runs named steps once; a finished step's result is read back from ``steps/<name>.json`` with ``parse``."""
 
     def __init__(self, out_dir: Path, resume: bool, log: Callable[[str], None]) -> None:
         self.dir = out_dir / "steps"
@@ -132,32 +135,22 @@ class _Steps:
         self.log = log
         self.seconds: dict[str, float] = {}
 
-    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def run(self, name: str, fn: Callable[[], R], parse: Callable[[dict[str, Any]], R]) -> R:
         path = self.dir / f"{name}.json"
         index = PIPELINE_STEPS.index(name) + 1
         if self.resume and path.exists():
             done = json.loads(path.read_text())
             self.log(f"[{index}/{len(PIPELINE_STEPS)}] {name}: done earlier ({done['seconds']:.0f} s), skipped")
             self.seconds[name] = done["seconds"]
-            return done["result"]
+            return parse(done["result"])
         self.log(f"[{index}/{len(PIPELINE_STEPS)}] {name} ...")
         t0 = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - t0
         self.seconds[name] = seconds
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"seconds": seconds, "result": result}, indent=2, default=_jsonable))
-        tmp.replace(path)
+        write_json(path, {"seconds": seconds, "result": result}, indent=2)
         self.log(f"[{index}/{len(PIPELINE_STEPS)}] {name}: finished in {seconds:.0f} s")
         return result
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def _prepare_dir(out_dir: Path, cfg: PipelineConfig, resume: bool) -> None:
@@ -175,7 +168,7 @@ def _prepare_dir(out_dir: Path, cfg: PipelineConfig, resume: bool) -> None:
     cfg_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
 
 
-def _train(cfg: PipelineConfig, arch: str, out_dir: Path) -> dict[str, Any]:
+def _train(cfg: PipelineConfig, arch: str, out_dir: Path) -> TrainedModel:
     from nasflow.train.run import run_training
 
     s = cfg.search
@@ -188,34 +181,31 @@ def _train(cfg: PipelineConfig, arch: str, out_dir: Path) -> dict[str, Any]:
     result = run_training(run_cfg, out_dir)
     keys = ("arch", "test_accuracy", "test_samples", "spikes_per_sample", "synops_per_sample", "macs_per_sample",
             "neuron_updates_per_sample", "firing_rates", "parameters")
-    return {k: result[k] for k in keys} | {"dir": str(out_dir)}
+    return TrainedModel(**{k: result[k] for k in keys}, dir=str(out_dir))
 
 
-def _export(cfg: PipelineConfig, models: dict[str, dict[str, Any]], out_dir: Path) -> dict[str, Any]:
+def _export(cfg: PipelineConfig, models: ByRole[TrainedModel], out_dir: Path) -> ByRole[ExportedModel]:
+    from exporters.netx import export_netx
     from exporters.nir_export import to_nir
     from exporters.nir_io import write_nir
     from nasflow.models import load_model
 
-    out: dict[str, Any] = {}
+    out: dict[str, ExportedModel] = {}
     for role, info in models.items():
-        model, _ = load_model(Path(info["dir"]) / "model.pt")
+        model, _ = load_model(Path(info.dir) / "model.pt")
         graph = to_nir(model, dt=cfg.dt)
         nir_path = out_dir / f"{role}.nir"
         write_nir(nir_path, graph)
-        entry: dict[str, Any] = {"nir": str(nir_path), "nodes": len(graph.nodes), "edges": len(graph.edges)}
-        from exporters.netx import export_netx
-
         net_path = out_dir / f"{role}.net"
         try:  # netx holds chains of spiking layers only; its refusal names the node and the reason
             export_netx(graph, net_path)
-            entry["netx"] = str(net_path)
+            netx, skipped = str(net_path), None
         except ValueError as err:
-            entry["netx"] = None
-            entry["netx_skipped"] = str(err).splitlines()[0]
-        out[role] = entry
+            netx, skipped = None, str(err).splitlines()[0]
+        out[role] = ExportedModel(str(nir_path), len(graph.nodes), len(graph.edges), netx, skipped)
     # The searched model is the one the user deploys: keep its NIR file under the plain name too.
-    (out_dir / "model.nir").write_bytes(Path(out["winner"]["nir"]).read_bytes())
-    return out
+    (out_dir / "model.nir").write_bytes(Path(out["winner"].nir).read_bytes())
+    return ByRole(**out)
 
 
 def _test_inputs(cfg: PipelineConfig, samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,61 +234,60 @@ def _test_inputs(cfg: PipelineConfig, samples: int) -> tuple[np.ndarray, np.ndar
 
 
 def _output_node(graph) -> str:
-    from exporters.graph import output_ids, predecessors
+    from exporters.core.traversal import output_ids, predecessors
 
     out = output_ids(graph)[0]
     return predecessors(graph, out)[0]
 
 
-def _simulate(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path, log) -> dict[str, Any]:
-    from exporters import lava_backend
+def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Path, log) -> ByRole[SimulatedModel]:
+    from exporters import lava
     from exporters.equivalence import accuracy_from_output, compare_activity, neuron_nodes
     from exporters.nir_io import read_nir
     from exporters.nir_torch import simulate as torch_simulate
 
     x, labels = _test_inputs(cfg, cfg.lava.samples)
-    results: dict[str, Any] = {}
+    results: dict[str, SimulatedModel] = {}
     for role, entry in exported.items():
-        graph = read_nir(entry["nir"])
+        graph = read_nir(entry.nir)
         head = _output_node(graph)
         ref = torch_simulate(graph, x, dt=cfg.dt)
         np.savez_compressed(out_dir / f"{role}_activity.npz", **ref)
-        row: dict[str, Any] = {"samples": int(len(labels)), "output_node": head,
-                               "torch_accuracy": accuracy_from_output(ref, labels, head)}
-        backends = [("lava", False)] + ([("lava_fixed", True)] if cfg.lava.fixed_point else [])
-        for name, fixed in backends:
+        torch_accuracy = accuracy_from_output(ref, labels, head)
+        runs: dict[str, BackendRun] = {}
+        for name, fixed in [("lava", False)] + ([("lava_fixed", True)] if cfg.lava.fixed_point else []):
             log(f"    {role}: Lava {'fixed' if fixed else 'floating'} point on {len(labels)} test samples")
             t0 = time.perf_counter()
-            act = lava_backend.simulate(graph, x, dt=cfg.dt, fixed_point=fixed, timeout_s=cfg.lava.timeout_s)
-            row[f"{name}_seconds"] = time.perf_counter() - t0
-            row[f"{name}_accuracy"] = accuracy_from_output(act, labels, head)
-            row[f"{name}_compare"] = compare_activity(ref, act)
-        if entry.get("netx"):
+            act = lava.simulate(graph, x, dt=cfg.dt, fixed_point=fixed, timeout_s=cfg.lava.timeout_s)
+            runs[name] = BackendRun(time.perf_counter() - t0, accuracy_from_output(act, labels, head),
+                                    compare_activity(ref, act))
+        netx = None
+        if entry.netx:
             from exporters.netx import complete_activity, simulate_netx
 
             log(f"    {role}: netx on {len(labels)} test samples")
             try:
-                act = complete_activity(graph, simulate_netx(entry["netx"], x, timeout_s=cfg.lava.timeout_s))
+                act = complete_activity(graph, simulate_netx(entry.netx, x, timeout_s=cfg.lava.timeout_s))
             except Exception as err:  # netx is an extra deployment check: report the failure, do not abort
                 # lava-dl can fail on layouts its own loader accepted (seen with some SNASNet cells).
-                row["netx_accuracy"] = None
-                row["netx_error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                log(f"    {role}: netx failed ({row['netx_error']}); the report records it")
+                netx = NetxRun(None, error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+                log(f"    {role}: netx failed ({netx.error}); the report records it")
             else:
-                row["netx_accuracy"] = accuracy_from_output(act, labels, head) if head in act else None
-                row["netx_compare"] = compare_activity(ref, act, nodes=[n for n in neuron_nodes(graph) if n in act])
-        results[role] = row
-    return results
+                netx = NetxRun(accuracy_from_output(act, labels, head) if head in act else None,
+                               compare_activity(ref, act, nodes=[n for n in neuron_nodes(graph) if n in act]))
+        results[role] = SimulatedModel(int(len(labels)), head, torch_accuracy, runs["lava"], runs.get("lava_fixed"),
+                                       netx)
+    return ByRole(**results)
 
 
-def _hardware(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def _hardware(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Path) -> ByRole[HwReport]:
     """Map both models on the chip and cost the per-neuron activity of the test samples (torch reference)."""
     from exporters.nir_io import read_nir
     from hwmodels import hw_report, write_report
 
-    out: dict[str, Any] = {}
+    out: dict[str, HwReport] = {}
     for role, entry in exported.items():
-        graph = read_nir(entry["nir"])
+        graph = read_nir(entry.nir)
         with np.load(out_dir / f"{role}_activity.npz") as data:
             activity = {k: data[k] for k in data.files}
         if any(type(n).__name__ == "Scale" and k.rsplit(".", 1)[-1].startswith("node") for k, n in graph.nodes.items()):
@@ -310,49 +299,53 @@ def _hardware(cfg: PipelineConfig, exported: dict[str, Any], out_dir: Path) -> d
         report = hw_report(graph, cfg.chip, activity=activity)
         write_report(report, out_dir / f"{role}_hw")
         out[role] = report
-    return out
+    return ByRole(**out)
 
 
 def run_pipeline(
     cfg: PipelineConfig, out_dir: str | Path, resume: bool = False, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Run (or resume) the whole job in ``out_dir`` and return ``report.json``'s content."""
-    from nasflow.report import write_reports
+    """Run (or resume) the whole job in ``out_dir`` and return ``report.json``'s content, plus
+    ``total_seconds_this_session`` (the wall time of this call, which a resumed run does not share)."""
+    from nasflow.report import RunReport, write_reports
 
     out_dir = Path(out_dir)
     _prepare_dir(out_dir, cfg, resume)
     steps = _Steps(out_dir, resume, log)
     t_start = time.perf_counter()
 
-    search = steps.run("search", lambda: _search_step(cfg, out_dir / "search"))
-    if cfg.space == "snasnet":
-        winner = steps.run("train_winner", lambda: _train_snasnet(cfg, search["best"]["arch"], out_dir / "winner"))
-    else:
-        winner = steps.run("train_winner", lambda: _train(cfg, search["best"]["arch"], out_dir / "winner"))
-    baseline = steps.run("train_baseline", lambda: _train(cfg, cfg.baseline, out_dir / "baseline"))
-    models = {"winner": winner, "baseline": baseline}
-    exported = steps.run("export", lambda: _export(cfg, models, out_dir))
-    simulated = steps.run("simulate", lambda: _simulate(cfg, exported, out_dir, log))
-    hardware = steps.run("hardware", lambda: _hardware(cfg, exported, out_dir))
+    search = steps.run("search", lambda: _search_step(cfg, out_dir / "search"), SearchStep.from_dict)
+    train_winner = _train_snasnet if cfg.space == "snasnet" else _train
+    winner = steps.run("train_winner", lambda: train_winner(cfg, search.arch, out_dir / "winner"),
+                       TrainedModel.from_dict)
+    baseline = steps.run("train_baseline", lambda: _train(cfg, cfg.baseline, out_dir / "baseline"),
+                         TrainedModel.from_dict)
+    models = ByRole(winner, baseline)
+    exported = steps.run("export", lambda: _export(cfg, models, out_dir),
+                         lambda d: ByRole.from_dict(d, ExportedModel.from_dict))
+    simulated = steps.run("simulate", lambda: _simulate(cfg, exported, out_dir, log),
+                          lambda d: ByRole.from_dict(d, SimulatedModel.from_dict))
+    hardware = steps.run("hardware", lambda: _hardware(cfg, exported, out_dir),
+                         lambda d: ByRole.from_dict(d, HwReport.from_dict))
 
-    def report() -> dict[str, Any]:
+    def report() -> RunReport:
         return write_reports(out_dir, cfg=to_dict(cfg), search=search, models=models, exported=exported,
                              simulated=simulated, hardware=hardware, step_seconds=dict(steps.seconds))
 
-    result = steps.run("report", report)
-    result["total_seconds_this_session"] = time.perf_counter() - t_start
-    return result
+    result = steps.run("report", report, RunReport.from_dict)
+    return result.to_dict() | {"total_seconds_this_session": time.perf_counter() - t_start}
 
 
-def _search_step(cfg: PipelineConfig, out_dir: Path) -> dict[str, Any]:
+def _search_step(cfg: PipelineConfig, out_dir: Path) -> SearchStep:
     if cfg.space == "snasnet":
         return _snasnet_search_step(cfg, out_dir)
     full = run_autosnn_search(cfg.search, out_dir)
-    keep = ("best", "cost", "cost_avg", "lambda", "budgets", "supernet_seconds", "search_seconds")
-    return {k: full.get(k) for k in keep} | {"dir": str(out_dir), "evaluated": full["evaluated"]}
+    return SearchStep(best=full["best"], cost=full["cost"], lam=full["lambda"], search_seconds=full["search_seconds"],
+                      dir=str(out_dir), evaluated=full["evaluated"], cost_avg=full["cost_avg"],
+                      budgets=full["budgets"], supernet_seconds=full["supernet_seconds"])
 
 
-def _snasnet_search_step(cfg: PipelineConfig, out_dir: Path) -> dict[str, Any]:
+def _snasnet_search_step(cfg: PipelineConfig, out_dir: Path) -> SearchStep:
     """SNASNet scoring (no retraining inside: the next step retrains), in the pipeline's search format."""
     from dataclasses import replace
 
@@ -363,20 +356,20 @@ def _snasnet_search_step(cfg: PipelineConfig, out_dir: Path) -> dict[str, Any]:
              "fitness": r["score"], "costs": {"spikes": r.get("spikes_per_sample", 0.0)}}
             for r in full["candidates"]]
     best = next(r for r in rows if r["arch"] == full["best"]["cell"])
-    return {"best": best, "cost": "spikes", "lambda": cfg.snasnet.lam, "value_label": f"{full['score']} score",
-            "search_seconds": full["search_seconds"], "dir": str(out_dir), "evaluated": rows}
+    return SearchStep(best=best, cost="spikes", lam=cfg.snasnet.lam, search_seconds=full["search_seconds"],
+                      dir=str(out_dir), evaluated=rows, value_label=f"{full['score']} score")
 
 
-def _train_snasnet(cfg: PipelineConfig, cell: str, out_dir: Path) -> dict[str, Any]:
-    """Retrain the SNASNet winner with its recipe; returns the same fields as ``_train``."""
+def _train_snasnet(cfg: PipelineConfig, cell: str, out_dir: Path) -> TrainedModel:
+    """Retrain the SNASNet winner with its recipe; the same fields as ``_train``."""
     from nasflow.models import load_model
-    from nasflow.snasnet_search import _retrain
+    from nasflow.snasnet_search import retrain_cell
     from nasflow.train.trainer import resolve_device
 
-    res = _retrain(cfg.snasnet, cell, out_dir, resolve_device(cfg.snasnet.device))
+    res = retrain_cell(cfg.snasnet, cell, out_dir, resolve_device(cfg.snasnet.device))
     model, _ = load_model(res["model"])
     keys = ("spikes_per_sample", "synops_per_sample", "macs_per_sample", "neuron_updates_per_sample",
             "firing_rates")
-    return {"arch": cell, "test_accuracy": res["test_accuracy"], "test_samples": res.get("test_samples"),
-            "parameters": sum(p.numel() for p in model.parameters()), **{k: res[k] for k in keys},
-            "dir": str(Path(res["model"]).parent)}
+    return TrainedModel(arch=cell, test_accuracy=res["test_accuracy"], test_samples=res.get("test_samples"),
+                        parameters=sum(p.numel() for p in model.parameters()), **{k: res[k] for k in keys},
+                        dir=str(Path(res["model"]).parent))

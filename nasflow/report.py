@@ -8,15 +8,80 @@ candidate with the Pareto front and the winner, per-layer firing rates, and the 
 from __future__ import annotations
 
 import html
-import json
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from exporters.core.jsonio import SCHEMA_VERSION, write_json
 from nasflow.hw_plots import ENERGY_UNIT, TRAFFIC_UNIT
 
-__all__ = ["pareto_front", "write_reports"]
+if TYPE_CHECKING:
+    from hwmodels.report import HwReport
+    from nasflow.steps import ByRole, ExportedModel, SearchStep, SimulatedModel, TrainedModel
+
+__all__ = ["ModelRow", "RunReport", "format_value", "pareto_front", "write_reports"]
+
+_FILES = {"nir": "model.nir", "html": "report.html", "markdown": "report.md", "search": "search/search.json",
+          "journal": "search/journal.jsonl"}
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One model's column of the report: accuracy in torch, Lava and netx, spike agreement, activity, cost."""
+
+    arch: str
+    torch_accuracy: float
+    test_samples: int | None
+    lava_samples: int
+    torch_accuracy_on_lava_samples: float | None
+    lava_accuracy: float | None
+    lava_fixed_accuracy: float | None
+    netx_accuracy: float | None
+    lava_min_precision: float | None
+    lava_min_recall: float | None
+    spikes_per_sample: float
+    synops_per_sample: float
+    energy_per_sample_j: float | None
+    cores_used: int | None
+    latency_per_step_s: float | None
+    parameters: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelRow:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """``report.json``: the winner next to the baseline, the search's summary and Pareto set, netx outcomes and
+    the time each step took. ``search``, ``pareto`` and ``netx`` are the file's sections as written."""
+
+    winner: ModelRow
+    baseline: ModelRow
+    chip: str | None
+    search: dict[str, Any]
+    pareto_cost: str
+    pareto: list[dict[str, Any]]
+    netx: dict[str, Any]
+    step_seconds: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "winner": self.winner.to_dict(), "baseline": self.baseline.to_dict(),
+                "chip": self.chip, "search": self.search, "pareto_cost": self.pareto_cost, "pareto": self.pareto,
+                "netx": self.netx, "step_seconds": self.step_seconds, "files": _FILES}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"report has schema_version {data.get('schema_version')!r}, "
+                             f"this nasflow reads {SCHEMA_VERSION}")
+        return cls(ModelRow.from_dict(data["winner"]), ModelRow.from_dict(data["baseline"]), data["chip"],
+                   data["search"], data["pareto_cost"], data["pareto"], data["netx"], data["step_seconds"])
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -42,33 +107,37 @@ def _cost_key(evaluated: list[dict[str, Any]]) -> str:
     return next((k for k in costs if k.startswith("energy:")), "spikes")
 
 
-def _candidates(search: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
-    rows = search.get("evaluated", [])
+def _candidates(search: SearchStep) -> tuple[list[dict[str, Any]], str]:
+    rows = search.evaluated
     key = _cost_key(rows)
     return [{"arch": r["arch"], "accuracy": r["accuracy"], "cost": r.get("costs", {}).get(key, r.get(key)),
              "fitness": r["fitness"]} for r in rows], key
 
 
-def _model_row(role: str, models, simulated, hardware) -> dict[str, Any]:
-    m, s, h = models[role], simulated[role], hardware[role]
-    return {
-        "arch": m["arch"],
-        "torch_accuracy": m["test_accuracy"],
-        "test_samples": m["test_samples"],
-        "lava_samples": s["samples"],
-        "torch_accuracy_on_lava_samples": s["torch_accuracy"],
-        "lava_accuracy": s.get("lava_accuracy"),
-        "lava_fixed_accuracy": s.get("lava_fixed_accuracy"),
-        "netx_accuracy": s.get("netx_accuracy"),
-        "lava_min_precision": _min_metric(s.get("lava_compare"), "precision"),
-        "lava_min_recall": _min_metric(s.get("lava_compare"), "recall"),
-        "spikes_per_sample": m["spikes_per_sample"],
-        "synops_per_sample": m["synops_per_sample"],
-        "energy_per_sample_j": h.get("energy_per_sample_j"),
-        "cores_used": h.get("cores_used"),
-        "latency_per_step_s": h.get("latency_per_step_s"),
-        "parameters": m["parameters"],
-    }
+def _model_row(m: TrainedModel, s: SimulatedModel, h: HwReport) -> ModelRow:
+    return ModelRow(
+        arch=m.arch,
+        torch_accuracy=m.test_accuracy,
+        test_samples=m.test_samples,
+        lava_samples=s.samples,
+        torch_accuracy_on_lava_samples=s.torch_accuracy,
+        lava_accuracy=s.lava.accuracy,
+        lava_fixed_accuracy=s.lava_fixed.accuracy if s.lava_fixed else None,
+        netx_accuracy=s.netx.accuracy if s.netx else None,
+        lava_min_precision=_min_metric(s.lava.compare, "precision"),
+        lava_min_recall=_min_metric(s.lava.compare, "recall"),
+        spikes_per_sample=m.spikes_per_sample,
+        synops_per_sample=m.synops_per_sample,
+        energy_per_sample_j=h.energy_per_sample_j,
+        cores_used=h.cores_used,
+        latency_per_step_s=h.latency_per_step_s,
+        parameters=m.parameters,
+    )
+
+
+def _netx_outcome(e: ExportedModel, s: SimulatedModel) -> str | None:
+    """netx's error when it ran and failed, else its file, else why it was not exported."""
+    return (s.netx.error if s.netx else None) or e.netx or e.netx_skipped
 
 
 def _min_metric(compare: dict[str, Any] | None, key: str) -> float | None:
@@ -78,51 +147,40 @@ def _min_metric(compare: dict[str, Any] | None, key: str) -> float | None:
     return min(values) if values else None
 
 
-def write_reports(out_dir: str | Path, *, cfg: dict[str, Any], search: dict[str, Any], models: dict[str, Any],
-                  exported: dict[str, Any], simulated: dict[str, Any], hardware: dict[str, Any],
-                  step_seconds: dict[str, float]) -> dict[str, Any]:
-    """Write report.json, report.md, report.html and plots/*.png in ``out_dir``; return the JSON content."""
+def write_reports(out_dir: str | Path, *, cfg: dict[str, Any], search: SearchStep, models: ByRole[TrainedModel],
+                  exported: ByRole[ExportedModel], simulated: ByRole[SimulatedModel], hardware: ByRole[HwReport],
+                  step_seconds: dict[str, float]) -> RunReport:
+    """Write report.json, report.md, report.html and plots/*.png in ``out_dir``; return the report."""
     out_dir = Path(out_dir)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     candidates, cost_key = _candidates(search)
     front = pareto_front([(c["accuracy"], c["cost"]) for c in candidates])
-    report = {
-        "schema_version": 1,
-        "winner": _model_row("winner", models, simulated, hardware),
-        "baseline": _model_row("baseline", models, simulated, hardware),
-        "chip": cfg.get("chip"),
-        "search": {
-            "best": search["best"],
-            "cost": search.get("cost"),
-            "lambda": search.get("lambda"),
+    report = RunReport(
+        winner=_model_row(models.winner, simulated.winner, hardware.winner),
+        baseline=_model_row(models.baseline, simulated.baseline, hardware.baseline),
+        chip=cfg.get("chip"),
+        search={
+            "best": search.best,
+            "cost": search.cost,
+            "lambda": search.lam,
             "evaluated": len(candidates),
-            "supernet_seconds": search.get("supernet_seconds"),
-            "search_seconds": search.get("search_seconds"),
+            "supernet_seconds": search.supernet_seconds,
+            "search_seconds": search.search_seconds,
             "search_cost_seconds": step_seconds.get("search"),
+            "value": search.value_label or "accuracy",  # SNASNet ranks by a training-free score, not accuracy
         },
-        "pareto_cost": cost_key,
-        "pareto": [candidates[i] for i in front],
-        "netx": {role: simulated[role].get("netx_error") or e.get("netx") or e.get("netx_skipped")
-                 for role, e in exported.items()},
-        "step_seconds": step_seconds,
-        "files": {"nir": "model.nir", "html": "report.html", "markdown": "report.md", "search": "search/search.json",
-                  "journal": "search/journal.jsonl"},
-    }
-    value_label = search.get("value_label")  # SNASNet ranks by a training-free score, not accuracy
-    report["search"]["value"] = value_label or "accuracy"
-    images = _plots(plots, candidates, front, cost_key, search["best"]["arch"], models, hardware, value_label)
+        pareto_cost=cost_key,
+        pareto=[candidates[i] for i in front],
+        netx={role: _netx_outcome(e, s) for (role, e), (_, s) in zip(exported.items(), simulated.items())},
+        step_seconds=step_seconds,
+    )
+    images = _plots(plots, candidates, front, cost_key, search.arch, models, hardware, search.value_label)
     traffic = _traffic_tables(hardware)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_plain))
+    write_json(out_dir / "report.json", report, indent=2)
     (out_dir / "report.md").write_text(_markdown(report, images, traffic))
     (out_dir / "report.html").write_text(_html(report, images, traffic))
     return report
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware, value_label=None) -> dict[str, str]:
@@ -154,11 +212,11 @@ def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware
     images[f"{what} versus {'energy' if energy else 'spikes'} of every evaluated candidate"] = "plots/pareto.png"
 
     fig, ax = plt.subplots(figsize=(7.2, 4.2))
-    for k, role in enumerate(("winner", "baseline")):
-        rates = models[role].get("firing_rates", {})
+    for k, (role, model) in enumerate(models.items()):
+        rates = model.firing_rates
         names = list(rates)
         ax.bar(np.arange(len(names)) + 0.4 * k, [rates[n] * 100 for n in names], width=0.4,
-               label=f"{role} ({models[role]['arch']})")
+               label=f"{role} ({model.arch})")
     ax.set_xlabel("spiking layer (in network order)")
     ax.set_ylabel("firing rate (% of neuron-steps)")
     ax.set_title("Per-layer firing rates on the test set")
@@ -170,18 +228,17 @@ def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware
 
     from nasflow.hw_plots import plot_layer_energy, plot_traffic_heatmap
 
-    for role in ("winner", "baseline"):
-        hw = hardware[role]
+    for role, hw in hardware.items():
         plot_traffic_heatmap(hw, plots / f"{role}_traffic.png")
         images[_traffic_caption(role, hw)] = f"plots/{role}_traffic.png"
-        if hw.get("activity"):
+        if hw.costed:
             plot_layer_energy(hw, plots / f"{role}_energy.png")
-            images[f"{role}: energy per layer and term on {hw['chip']} ({ENERGY_UNIT})"] = f"plots/{role}_energy.png"
+            images[f"{role}: energy per layer and term on {hw.chip} ({ENERGY_UNIT})"] = f"plots/{role}_energy.png"
     return images
 
 
-def _traffic_caption(role: str, hw: dict[str, Any]) -> str:
-    return (f"{role}: traffic into each of the {hw.get('cores_used')} {hw['chip']} cores (received {TRAFFIC_UNIT}), "
+def _traffic_caption(role: str, hw: HwReport) -> str:
+    return (f"{role}: traffic into each of the {hw.cores_used} {hw.chip} cores (received {TRAFFIC_UNIT}), "
             "each labelled with the layer it holds")
 
 
@@ -196,7 +253,7 @@ def _core_ranges(cores: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in spans)
 
 
-def _traffic_tables(hardware: dict[str, Any]) -> dict[str, list[tuple[str, str, str, str]]]:
+def _traffic_tables(hardware: ByRole[HwReport]) -> dict[str, list[tuple[str, str, str, str]]]:
     """For each heatmap (by its plot path): one row per layer with its cores, tiles and the messages each core
     receives, so the page states in text what the picture's tiles show (and a reader can search for a layer)."""
     from nasflow.hw_plots import format_count, traffic_rows
@@ -219,7 +276,9 @@ def _traffic_tables(hardware: dict[str, Any]) -> dict[str, list[tuple[str, str, 
 _TRAFFIC_HEADER = ("layer", "cores", "tiles (x, y)", f"received {TRAFFIC_UNIT}, per core")
 
 
-def _fmt(value: Any, kind: str = "") -> str:
+def format_value(value: Any, kind: str = "") -> str:
+    """A report value as the tables print it: ``pct`` a fraction as a percentage, ``j`` joules in nJ, floats with
+    thousands separators, None as n/a."""
     if value is None:
         return "n/a"
     if kind == "pct":
@@ -229,6 +288,7 @@ def _fmt(value: Any, kind: str = "") -> str:
     if isinstance(value, float):
         return f"{value:,.1f}"
     return str(value)
+
 
 
 _ROWS = [
@@ -243,27 +303,28 @@ _ROWS = [
 ]
 
 
-def _value_text(value: float, report: dict[str, Any]) -> str:
-    if report["search"].get("value", "accuracy") == "accuracy":
+def _value_text(value: float, report: RunReport) -> str:
+    if report.search["value"] == "accuracy":
         return f"accuracy {100 * value:.1f}%"
-    return f"{report['search']['value']} {value:.4g}"
+    return f"{report.search['value']} {value:.4g}"
 
 
 def _cost_text(cost: float, key: str) -> str:
     return f"{cost * 1e9:,.1f} nJ" if key.startswith("energy:") else f"{cost:,.0f} {key}"
 
 
-def _markdown(report: dict[str, Any], images: dict[str, str],
+def _markdown(report: RunReport, images: dict[str, str],
               traffic: dict[str, list[tuple[str, str, str, str]]] | None = None) -> str:
-    w, b = report["winner"], report["baseline"]
-    lines = ["# nasflow run report", "", f"Chip profile: `{report['chip']}`; search cost "
-             f"{_fmt(report['search']['search_cost_seconds'])} s; {report['search']['evaluated']} candidates.", "",
+    w, b = report.winner, report.baseline
+    lines = ["# nasflow run report", "", f"Chip profile: `{report.chip}`; search cost "
+             f"{format_value(report.search['search_cost_seconds'])} s; {report.search['evaluated']} candidates.", "",
              "| | searched winner | baseline |", "|---|---|---|"]
-    lines += [f"| {label} | {_fmt(w[key], kind)} | {_fmt(b[key], kind)} |" for label, key, kind in _ROWS]
-    lines += ["", f"netx: winner {report['netx']['winner']}; baseline {report['netx']['baseline']}", "",
-              f"Pareto set (D_val accuracy with supernet weights, {report['pareto_cost']}):", ""]
-    lines += [f"- {p['arch']}: {_value_text(p['accuracy'], report)}, {_cost_text(p['cost'], report['pareto_cost'])}"
-              for p in report["pareto"]]
+    lines += [f"| {label} | {format_value(getattr(w, key), kind)} | {format_value(getattr(b, key), kind)} |"
+              for label, key, kind in _ROWS]
+    lines += ["", f"netx: winner {report.netx['winner']}; baseline {report.netx['baseline']}", "",
+              f"Pareto set (D_val accuracy with supernet weights, {report.pareto_cost}):", ""]
+    lines += [f"- {p['arch']}: {_value_text(p['accuracy'], report)}, {_cost_text(p['cost'], report.pareto_cost)}"
+              for p in report.pareto]
     lines.append("")
     for t, p in images.items():
         lines += [f"![{t}]({p})", ""]
@@ -286,15 +347,15 @@ def _html_figure(caption: str, path: str, table: list[tuple[str, str, str, str]]
             f'<table class="traffic"><tr>{head}</tr>{body}</table></figcaption></figure>')
 
 
-def _html(report: dict[str, Any], images: dict[str, str],
+def _html(report: RunReport, images: dict[str, str],
           traffic: dict[str, list[tuple[str, str, str, str]]] | None = None) -> str:
-    w, b = report["winner"], report["baseline"]
-    rows = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(w[key], kind))}</td>"
-                   f"<td>{html.escape(_fmt(b[key], kind))}</td></tr>" for label, key, kind in _ROWS)
+    w, b = report.winner, report.baseline
+    rows = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(format_value(getattr(w, key), kind))}</td>"
+                   f"<td>{html.escape(format_value(getattr(b, key), kind))}</td></tr>" for label, key, kind in _ROWS)
     figures = "".join(_html_figure(t, p, (traffic or {}).get(p)) for t, p in images.items())
-    netx = "; ".join(f"{role}: {html.escape(str(v))}" for role, v in report["netx"].items())
+    netx = "; ".join(f"{role}: {html.escape(str(v))}" for role, v in report.netx.items())
     pareto = "".join(f"<li><code>{html.escape(p['arch'])}</code>: {_value_text(p['accuracy'], report)}, "
-                     f"{_cost_text(p['cost'], report['pareto_cost'])}</li>" for p in report["pareto"])
+                     f"{_cost_text(p['cost'], report.pareto_cost)}</li>" for p in report.pareto)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nasflow run report</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
@@ -302,11 +363,11 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;te
 figure{{display:inline-block;margin:1em}}img{{max-width:100%}}figure.traffic{{display:block}}
 table.traffic{{margin-top:.5em;font-size:90%}}</style></head>
 <body><h1>nasflow run report</h1>
-<p>Chip profile <code>{html.escape(str(report['chip']))}</code>; {report['search']['evaluated']} candidates evaluated;
-search took {_fmt(report['search']['search_cost_seconds'])} s.</p>
+<p>Chip profile <code>{html.escape(str(report.chip))}</code>; {report.search['evaluated']} candidates evaluated;
+search took {format_value(report.search['search_cost_seconds'])} s.</p>
 <table><tr><th></th><th>searched winner</th><th>baseline</th></tr>{rows}</table>
 <p>netx (Loihi 2 deployment file): {netx}</p>
-<h2>Pareto set (D_val accuracy with supernet weights, {html.escape(report['pareto_cost'])})</h2><ul>{pareto}</ul>
+<h2>Pareto set (D_val accuracy with supernet weights, {html.escape(report.pareto_cost)})</h2><ul>{pareto}</ul>
 <h2>Plots</h2>{figures}
 </body></html>
 """

@@ -8,7 +8,6 @@ budget choices with ``supernet_dir``.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
+from exporters.core.jsonio import SCHEMA_VERSION, write_json
 from hwmodels import load_profile
 from nasflow.config import ConfigError, from_dict, to_dict
 from nasflow.data import make_loaders
@@ -32,9 +32,7 @@ from nasflow.train.checkpoint import CheckpointError, load_checkpoint, save_chec
 from nasflow.train.supernet import AutoSNNSupernet, train_supernet
 from nasflow.train.trainer import resolve_device, seed_everything
 
-__all__ = ["SEARCH_SCHEMA_VERSION", "AutoSNNSearchConfig", "run_autosnn_search"]
-
-SEARCH_SCHEMA_VERSION = 1
+__all__ = ["AutoSNNSearchConfig", "run_autosnn_search"]
 SEARCH_COSTS = ("spikes", "synops", "macs", "neuron_updates")
 
 
@@ -225,7 +223,7 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
     rows = [c.to_dict() for c in result.evaluated]
     best = result.best.to_dict()
     out = {
-        "schema_version": SEARCH_SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "strategy": cfg.strategy,
         "lambda": cfg.lam,
         "cost": cfg.cost,
@@ -238,7 +236,7 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
         "supernet_seconds": supernet_seconds,
         "search_seconds": time.perf_counter() - t1,
     }
-    (out_dir / "search.json").write_text(json.dumps(out, indent=2))
+    write_json(out_dir / "search.json", out, indent=2)
     return out
 
 

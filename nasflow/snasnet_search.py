@@ -18,7 +18,6 @@ batch size and ``cost_avg`` the mean cost of all candidates. That is ``log det``
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -32,6 +31,7 @@ import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
+from exporters.core.jsonio import SCHEMA_VERSION, write_json
 from nasflow.config import ConfigError, from_dict, to_dict
 from nasflow.data import make_loaders
 from nasflow.evaluators.sahd import SAHDConfig, SAHDScorer, finite_or_none
@@ -41,10 +41,10 @@ from nasflow.strategies.journal import JournaledEvaluator
 from nasflow.train.trainer import TrainConfig, Trainer, evaluate, resolve_device, seed_everything
 
 __all__ = [
-    "SNASNET_SCHEMA_VERSION",
     "SNASNetSearchConfig",
     "build_candidate",
     "discounted_score",
+    "retrain_cell",
     "run_snasnet_search",
     "sample_candidates",
     "scoring_batches",
@@ -52,7 +52,6 @@ __all__ = [
     "take_batches",
 ]
 
-SNASNET_SCHEMA_VERSION = 1
 CostFn = Callable[[nn.Module, dict[str, Any]], float]
 
 
@@ -131,7 +130,7 @@ def deployment_problem(cell: str) -> str | None:
 
     Checked on a tiny instance (C = 2, T = 2, 8x8 input): the graph structure does not depend on sizes.
     """
-    from exporters.lava_backend import build_plan
+    from exporters.lava import build_plan
     from exporters.nir_export import to_nir
 
     try:
@@ -264,7 +263,9 @@ def _rank(cfg: SNASNetSearchConfig, cells: list[str], results, ranked_cost: bool
     return rows, best
 
 
-def _retrain(cfg: SNASNetSearchConfig, cell: str, out_dir: Path, device) -> dict[str, Any]:
+def retrain_cell(cfg: SNASNetSearchConfig, cell: str, out_dir: Path, device) -> dict[str, Any]:
+    """Train ``cell`` with SNASNet's recipe (SGD, cosine schedule, cross-entropy) in ``out_dir/retrain`` (resuming
+    there), evaluate it on the test set; returns the ``retrain`` entry of search.json."""
     loaders = make_loaders(cfg.dataset, cfg.batch_size, data_dir=cfg.data_dir, seed=cfg.seed,
                            augment=False if cfg.augment == "none" else cfg.augment, eval_batch_size=512)
     spec = loaders.spec
@@ -314,7 +315,7 @@ def run_snasnet_search(
         raise ValueError(f"every one of the {len(cells)} candidates has a singular kernel (score -inf)")
     fresh = len(cells) - journal.hits
     out: dict[str, Any] = {
-        "schema_version": SNASNET_SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "space": f"snasnet-{cfg.cell}",
         "score": cfg.sahd.name,
         "lambda": cfg.lam,
@@ -327,17 +328,11 @@ def run_snasnet_search(
         "retrain": None,
         "config": to_dict(cfg),
     }
-    _write(out_dir, out)
+    write_json(out_dir / "search.json", out, indent=2)
     if cfg.epochs > 0:
-        out["retrain"] = _retrain(cfg, best["cell"], out_dir, device)
-        _write(out_dir, out)
+        out["retrain"] = retrain_cell(cfg, best["cell"], out_dir, device)
+        write_json(out_dir / "search.json", out, indent=2)
     return out
-
-
-def _write(out_dir: Path, data: dict[str, Any]) -> None:
-    tmp = out_dir / "search.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(out_dir / "search.json")
 
 
 def search_config_from_args(base: dict[str, Any]) -> SNASNetSearchConfig:

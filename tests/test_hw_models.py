@@ -18,8 +18,6 @@ from hwmodels import (
     list_profiles,
     load_profile,
     map_layers,
-    parse_cost_spec,
-    rate_energy_model,
 )
 from hwmodels.numerics import group_words
 
@@ -288,27 +286,8 @@ def test_bad_activity_errors():
         hc.evaluate({"lif": {"spikes_per_sample": float("nan")}, "lif_1": {"spikes_per_sample": 1.0}})
 
 
-def test_cost_spec_and_rate_model():
-    assert parse_cost_spec("energy:loihi").key == "energy_per_sample_j"
-    assert parse_cost_spec("latency:speck").key == "latency_per_step_s"
-    assert parse_cost_spec("spikes").chip is None
-    with pytest.raises(ValueError, match="unknown chip 'foo'"):
-        parse_cost_spec("energy:foo")
-    with pytest.raises(ValueError, match="metric must be one of"):
-        parse_cost_spec("power:loihi")
-    hc = HardwareCost(_worked_graph(), "loihi", steps=10)
-    model = rate_energy_model(hc, steps=10)
-    rates = {"lif": 0.12, "lif_1": 0.08}
-    direct = hc.evaluate({"lif": {"spikes_per_sample": 0.12 * 500}, "lif_1": {"spikes_per_sample": 0.08 * 100}})
-    assert model(rates) == pytest.approx(direct["energy_per_sample_j"], rel=1e-9)
-    torch = pytest.importorskip("torch")
-    r = torch.tensor(0.12, requires_grad=True)
-    model({"lif": r, "lif_1": torch.tensor(0.08)}).backward()
-    assert float(r.grad) == pytest.approx(model.coefficients["lif"])
-
-
 def test_cli_handler_writes_report(tmp_path, sinabs):
-    from nasflow.cli_hw import add_hw_parser
+    from nasflow.cli.hw import add_hw_parser
 
     parser = argparse.ArgumentParser()
     add_hw_parser(parser.add_subparsers(dest="command"))
@@ -331,7 +310,7 @@ def test_cli_handler_writes_report(tmp_path, sinabs):
             str(tmp_path / "hw"),
         ]
     )
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     rep = json.loads((tmp_path / "hw" / "hw.json").read_text())
     for key in (
         "schema_version",
@@ -356,9 +335,9 @@ def test_cli_handler_writes_report(tmp_path, sinabs):
     bad.write_bytes(model.read_bytes()[:200])
     args = parser.parse_args(["hw", str(bad), "--out", str(tmp_path / "x")])
     with pytest.raises(ValueError, match="broken.nir: not a readable NIR"):
-        args.func(args)
+        args.handler(args)
     args = parser.parse_args(["hw", "--list-chips"])
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
 
 
 def test_ac_mac_energy_and_optional_terms():
@@ -416,7 +395,7 @@ def test_sanafe_prices_convolutional_synapses_lower(sinabs):
 
 
 def test_cli_per_neuron_activity_and_capacity_only(tmp_path, sinabs):
-    from nasflow.cli_hw import add_hw_parser
+    from nasflow.cli.hw import add_hw_parser
 
     parser = argparse.ArgumentParser()
     add_hw_parser(parser.add_subparsers(dest="command"))
@@ -429,12 +408,12 @@ def test_cli_per_neuron_activity_and_capacity_only(tmp_path, sinabs):
     args = parser.parse_args(
         ["hw", model, "--chip", "speck", "--activity", str(tmp_path / "activity.npz"), "--out", str(tmp_path / "a")]
     )
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     rep = json.loads((tmp_path / "a" / "hw.json").read_text())
     assert rep["activity"] == "neuron" and rep["fits"] and rep["latency_per_step_s"] > 0
     assert "synops" in rep["terms_missing"]  # Speck publishes no per-event energy
     args = parser.parse_args(["hw", model, "--chip", "loihi", "--out", str(tmp_path / "b")])
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     rep = json.loads((tmp_path / "b" / "hw.json").read_text())
     assert rep["energy_per_sample_j"] is None and rep["cores_used"] > 0 and rep["schema_version"] == 1
 

@@ -9,6 +9,7 @@ import pytest
 
 from exporters.nir_torch import simulate
 from hwmodels import hw_report
+from hwmodels.report import HwReport
 from nasflow.hw_plots import format_count, plot_layer_energy, plot_traffic_heatmap, traffic_rows
 
 
@@ -29,7 +30,7 @@ def _graph(sizes: tuple[int, ...], names: tuple[str, ...]) -> nir.NIRGraph:
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1e-3})
 
 
-def _report(sizes: tuple[int, ...], names: tuple[str, ...], chip: str = "loihi", active: bool = True) -> dict:
+def _report(sizes: tuple[int, ...], names: tuple[str, ...], chip: str = "loihi", active: bool = True) -> HwReport:
     graph = _graph(sizes, names)
     if not active:
         return hw_report(graph, chip)
@@ -79,7 +80,7 @@ def test_heatmap_names_each_core_on_its_tile(four, tmp_path):
 
 def test_heatmap_spans_tiles_with_integer_ticks(tmp_path):
     report = _report(*SIX)
-    assert report["cores_used"] == 6 and report["mesh"] == {"width": 2, "height": 1}
+    assert report.cores_used == 6 and report.mesh == {"width": 2, "height": 1}
     ax = plot_traffic_heatmap(report, tmp_path / "six.png").axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["0"]
@@ -118,6 +119,6 @@ def test_energy_bars_are_in_microjoules_per_layer(four, tmp_path):
     assert ax.get_xlabel() == "layer (in network order)"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["encoder.lif", "hidden.lif", "readout_lif"]
     total_uj = sum(p.get_height() for p in ax.patches)
-    expected = sum(sum(r["energy_j"].values()) for r in four["layers"]) * 1e6
+    expected = sum(sum(r["energy_j"].values()) for r in four.layers) * 1e6
     assert total_uj == pytest.approx(expected, rel=1e-9) and 0.1 < total_uj < 1e3
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == four["terms_included"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == four.terms_included

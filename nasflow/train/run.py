@@ -6,7 +6,6 @@ Files written to ``out_dir``: ``config.yaml`` (resolved), ``metrics.jsonl``, ``c
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -15,14 +14,13 @@ from typing import Any
 import torch
 import yaml
 
+from exporters.core.jsonio import SCHEMA_VERSION, write_json
 from nasflow.config import ConfigError, TrainRunConfig, to_dict
 from nasflow.data import make_loaders, to_time_first
 from nasflow.models import create_model, save_model
 from nasflow.train.trainer import Trainer, evaluate, seed_everything
 
-__all__ = ["RESULT_SCHEMA_VERSION", "TimeFirst", "run_training"]
-
-RESULT_SCHEMA_VERSION = 1
+__all__ = ["TimeFirst", "run_training"]
 
 
 class TimeFirst:
@@ -96,7 +94,7 @@ def run_training(cfg: TrainRunConfig, out_dir: str | Path, restart: bool = False
     ev = evaluate(trainer.model, test_loader, trainer.device)
     layers = ev["layers"]
     result = {
-        "schema_version": RESULT_SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "dataset": spec.name,
         "model": m.name,
         "arch": ",".join(model.arch) if hasattr(model, "arch") else m.arch,
@@ -120,5 +118,5 @@ def run_training(cfg: TrainRunConfig, out_dir: str | Path, restart: bool = False
     }
     save_model(out_dir / "model.pt", trainer.model.cpu(), m.name, meta={"dataset": spec.to_dict(), "result": {
         k: result[k] for k in ("test_accuracy", "spikes_per_sample", "arch", "seed")}})
-    (out_dir / "result.json").write_text(json.dumps(result, indent=2))
+    write_json(out_dir / "result.json", result, indent=2)
     return result
