@@ -16,6 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
+from exporters.core.jsonio import SCHEMA_VERSION
 from nasflow.config import TrainRunConfig, apply_overrides
 from nasflow.search import AutoSNNSearchConfig, run_autosnn_search
 from nasflow.train.run import run_training
@@ -66,7 +67,7 @@ def main() -> None:
                 done[arch] = done.get(arch) or _retrain(base / f"retrain-{key}", seed, arch)
                 row[f"retrained_{key}"] = done[arch]
         rows.append(row)
-        (root / "study.json").write_text(json.dumps({"schema_version": 1, "rows": rows}, indent=2))
+        (root / "study.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "rows": rows}, indent=2))
     lines = [
         "| seed | λ=0 best (acc, spikes) | λ=-0.24 best (acc, spikes) | spikes ratio | evo / random mean fitness |",
         "|---|---|---|---|---|",

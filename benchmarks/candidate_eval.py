@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from exporters.core.jsonio import SCHEMA_VERSION
 from nasflow.data import make_loaders
 from nasflow.evaluators.supernet_eval import SupernetEvaluator
 from nasflow.snn.neurons import reset_states
@@ -96,8 +97,8 @@ def main() -> None:
     out = Path("benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "candidate_eval.json").write_text(json.dumps(
-        {"schema_version": 1, "median_ratio": ratio, "hw_cost": args.hw_cost, "median_hw_overhead": hw_overhead,
-         "threads": args.threads, "rows": rows}, indent=2))
+        {"schema_version": SCHEMA_VERSION, "median_ratio": ratio, "hw_cost": args.hw_cost,
+         "median_hw_overhead": hw_overhead, "threads": args.threads, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

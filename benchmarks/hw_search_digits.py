@@ -16,6 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
+from exporters.core.jsonio import SCHEMA_VERSION
 from exporters.nir_export import to_nir
 from hwmodels import hw_report
 from nasflow.data import make_loaders
@@ -81,7 +82,7 @@ def main() -> None:
               f"energy-cost winner {by_energy['arch']} {by_energy['energy_j'] * 1e9:.1f} nJ", flush=True)
     mean_s = statistics.mean(r["spikes_cost_winner"]["energy_j"] for r in rows)
     mean_e = statistics.mean(r["energy_cost_winner"]["energy_j"] for r in rows)
-    out = {"schema_version": 1, "chip": args.chip, "lambda": args.lam, "rows": rows,
+    out = {"schema_version": SCHEMA_VERSION, "chip": args.chip, "lambda": args.lam, "rows": rows,
            "mean_energy_spikes_cost_j": mean_s, "mean_energy_energy_cost_j": mean_e}
     (root / "hw_search.json").write_text(json.dumps(out, indent=2))
     lines = [f"| seed | --cost spikes winner (acc, spikes, energy) | --cost energy:{args.chip} winner "

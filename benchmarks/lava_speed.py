@@ -24,6 +24,7 @@ import torch
 
 from exporters import lava as lb
 from exporters import nir_torch
+from exporters.core.jsonio import SCHEMA_VERSION
 from exporters.equivalence import compare_activity
 from exporters.nir_export import to_nir
 from nasflow.data.digits import load_digits_split
@@ -100,7 +101,7 @@ def main() -> None:
     t_cn = _hand_chain(sizes, in_size, total)
     chain_rate = (total - steps) / max(t_cn - t_c1, 1e-9)
     result = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "model": str(args.model) if args.model else f"untrained {args.arch}",
         "samples": args.samples, "steps_per_sample": steps,
         "lava_processes": plan.n_processes, "neuron_layers": len(plan.neurons), "connections": len(plan.conns),

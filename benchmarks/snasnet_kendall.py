@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from scipy.stats import kendalltau
 
+from exporters.core.jsonio import SCHEMA_VERSION
 from nasflow.data import make_loaders
 from nasflow.evaluators.sahd import SAHDConfig, SAHDScorer
 from nasflow.snasnet_search import SNASNetSearchConfig, build_candidate, sample_candidates, take_batches
@@ -97,10 +98,10 @@ def main() -> None:
         print(f"[{len(rows)}/{args.archs}] {cell}  acc {r['accuracy']:.4f}  sahd {r['scores']['sahd-paper-sum']:.1f}"
               f"  hd {r['scores']['hamming-sum']:.1f}  train {r['train_seconds']:.0f}s", flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"schema_version": 1, "setup": setup, "rows": rows}, indent=1))
+        out.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "setup": setup, "rows": rows}, indent=1))
     table = _table(rows)
     accs = [r["accuracy"] for r in rows]
-    out.write_text(json.dumps({"schema_version": 1, "setup": setup, "rows": rows, "kendall": table,
+    out.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "setup": setup, "rows": rows, "kendall": table,
                                "accuracy_range": [min(accs), max(accs)]}, indent=1))
     print(f"\n{len(rows)} architectures, test accuracy {min(accs):.3f}-{max(accs):.3f}")
     print(f"{'score':<18}{'Kendall tau':>12}{'p-value':>12}")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from exporters.core.jsonio import SCHEMA_VERSION
 from nasflow.data import make_loaders
 from nasflow.evaluators.sahd import SAHDScorer
 from nasflow.snn.neurons import reset_states
@@ -112,8 +113,8 @@ def main() -> None:
               f"{cifar['seconds_per_candidate_2_batches']:.1f} s per candidate (2 batches)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"schema_version": 1, "threads": args.threads, "device": str(dev), "digits": rows,
-                               "summary": summary, "cifar": cifar}, indent=1))
+    out.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "threads": args.threads, "device": str(dev),
+                               "digits": rows, "summary": summary, "cifar": cifar}, indent=1))
 
 
 if __name__ == "__main__":

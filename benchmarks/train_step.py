@@ -68,7 +68,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-SCHEMA_VERSION = 1
 FRAMEWORKS = ("nasflow", "snntorch", "norse", "spikingjelly", "floor")
 PEERS = ("snntorch", "norse", "spikingjelly")
 MIN_STEPS = 5  # the time budget never cuts the timed steps below this
@@ -562,6 +561,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ratios["time_vs_floor"] = nas["median_s"] / by["floor"]["median_s"]
             ratios["memory_vs_floor"] = nas["peak_delta_mb"] / by["floor"]["peak_delta_mb"]
     machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    # imported here, not at the top: spawned workers import this module and must load only their framework
+    from exporters.core.jsonio import SCHEMA_VERSION
+
     return dict(
         schema_version=SCHEMA_VERSION,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
