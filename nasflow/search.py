@@ -8,6 +8,7 @@ budget choices with ``supernet_dir``.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tqdm.auto import tqdm
 
 from exporters.core.jsonio import SCHEMA_VERSION, write_json
 from hwmodels import load_profile
@@ -25,9 +25,10 @@ from nasflow.evaluators.fitness import Fitness, parse_budgets
 from nasflow.evaluators.hw_cost import HW_METRICS, HardwareSearchCost, is_hardware_cost, split_cost
 from nasflow.evaluators.supernet_eval import SupernetEvaluator
 from nasflow.snn.blocks import NeuronSpec
-from nasflow.spaces.autosnn import BLOCK_CHOICES, MACROS, num_blocks
+from nasflow.spaces.autosnn import MACROS
+from nasflow.spaces.autosnn_space import AutoSNNSpace
 from nasflow.strategies import EvolutionConfig, evolutionary_search, random_search
-from nasflow.strategies.journal import JournaledEvaluator
+from nasflow.strategies.runner import run_search
 from nasflow.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nasflow.train.supernet import AutoSNNSupernet, train_supernet
 from nasflow.train.trainer import resolve_device, seed_everything
@@ -104,9 +105,9 @@ class AutoSNNSearchConfig:
 
 
 def _space_fingerprint(cfg: AutoSNNSearchConfig, in_shape, num_classes: int) -> dict[str, Any]:
+    """What a supernet checkpoint must match: the space's fingerprint plus the network's sizes."""
     return {
-        "space": f"autosnn-{cfg.macro}", "choices": list(BLOCK_CHOICES), "num_blocks": num_blocks(cfg.macro),
-        "dataset": cfg.dataset,
+        **AutoSNNSpace(cfg.macro).fingerprint(), "dataset": cfg.dataset,
         "in_shape": list(in_shape), "num_classes": num_classes, "channels": cfg.channels, "steps": cfg.steps,
         "neuron": cfg.neuron.to_dict(), "seed": cfg.seed,
     }
@@ -159,7 +160,8 @@ CALIBRATION_PATHS = 20
 def _calibrate(evaluator: SupernetEvaluator, cost_avg: dict, cfg: AutoSNNSearchConfig) -> tuple[dict, list[str]]:
     """Mean of costs the supernet training did not record, over random paths (evaluated on D_val)."""
     rng = random.Random(cfg.seed + 7919)
-    paths = {tuple(rng.choice(BLOCK_CHOICES) for _ in range(num_blocks(cfg.macro))) for _ in range(CALIBRATION_PATHS)}
+    space = AutoSNNSpace(cfg.macro)
+    paths = {space.sample(rng) for _ in range(CALIBRATION_PATHS)}
     results = evaluator(sorted(paths))
     missing = sorted({k for _, costs in results for k in costs} - set(cost_avg))
     out = dict(cost_avg)
@@ -168,16 +170,6 @@ def _calibrate(evaluator: SupernetEvaluator, cost_avg: dict, cfg: AutoSNNSearchC
     if cfg.cost not in out:
         raise ConfigError(f"cost {cfg.cost!r} is neither recorded nor measurable; choose one of {sorted(out)}")
     return out, missing
-
-
-def _with_progress(evaluate, bar):
-    def run(archs):
-        results = evaluate(archs)
-        bar.update(len(archs))
-        bar.set_postfix(best_acc=f"{max(acc for acc, _ in results):.3f}")
-        return results
-
-    return run
 
 
 def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_dir: str | Path | None = None):
@@ -202,26 +194,17 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
         cost_avg, calibrated = _calibrate(base_evaluator, cost_avg, cfg)
     fitness = Fitness(lam=cfg.lam, cost=cfg.cost, cost_avg=cost_avg[cfg.cost], mode=cfg.fitness_mode,
                       budgets=dict(cfg.budgets))
-    evaluator = JournaledEvaluator(
-        base_evaluator, out_dir / "journal.jsonl",
-        header=_journal_header(cfg, spec),
-    )
-    t1 = time.perf_counter()
-    bar = tqdm(total=cfg.evaluations, desc=f"search ({cfg.strategy}, λ={cfg.lam})", disable=not cfg.progress)
-    evaluate = _with_progress(evaluator, bar)
     if cfg.strategy == "evolution":
-        result = evolutionary_search(
-            num_blocks(cfg.macro), BLOCK_CHOICES, evaluate, fitness,
-            EvolutionConfig(rounds=cfg.rounds, budget=cfg.evaluations),
-            seed=cfg.seed,
-        )
+        strategy = functools.partial(evolutionary_search, config=EvolutionConfig(rounds=cfg.rounds))
     else:
-        result = random_search(
-            num_blocks(cfg.macro), BLOCK_CHOICES, evaluate, fitness, budget=cfg.evaluations, seed=cfg.seed
-        )
-    bar.close()
-    rows = [c.to_dict() for c in result.evaluated]
-    best = result.best.to_dict()
+        strategy = random_search
+    run = run_search(
+        AutoSNNSpace(cfg.macro), strategy, base_evaluator, fitness, out_dir, _journal_header(cfg, spec),
+        budget=cfg.evaluations, seed=cfg.seed,
+        progress=f"search ({cfg.strategy}, λ={cfg.lam})" if cfg.progress else False,
+    )
+    rows = [run.row(c) for c in run.evaluated]
+    best = run.row(run.best)
     out = {
         "schema_version": SCHEMA_VERSION,
         "strategy": cfg.strategy,
@@ -232,9 +215,9 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
         "budgets": dict(cfg.budgets),
         "evaluated": rows,
         "best": best,
-        "journal_hits": evaluator.hits,
+        "journal_hits": run.journal_hits,
         "supernet_seconds": supernet_seconds,
-        "search_seconds": time.perf_counter() - t1,
+        "search_seconds": run.seconds,
     }
     write_json(out_dir / "search.json", out, indent=2)
     return out

@@ -4,9 +4,11 @@ Run directory: ``config.yaml`` (resolved), ``journal.jsonl`` (every scored candi
 search run again with the same config replays it and scores only new candidates), ``search.json``
 and, when ``epochs > 0``, ``retrain/`` (``metrics.jsonl``, ``checkpoint.pt`` for resume, ``model.pt``).
 
-Candidates are the first N distinct canonical cells drawn by ``sample_cell`` from ``random.Random(seed)``;
-candidate ``i`` is initialised and scored with torch seed ``seed·1,000,003 + i``, so every score is
-reproducible and independent of resume. Scoring (REFERENCE.md §3): random init, train mode, batches
+The search is the shared runner (``nasflow.strategies.runner.run_search``) with ``SNASNetSpace``,
+``random_search`` (budget = ``candidates``) and ``SAHDEvaluator``: candidates are the first N distinct
+canonical cells drawn by ``sample_cell`` from ``random.Random(seed)``; candidate ``i`` is initialised
+and scored with torch seed ``seed·1,000,003 + i``, so every score is reproducible and independent of resume.
+Scoring (REFERENCE.md §3): random init, train mode, batches
 of ``score_batch`` samples from the training split, ``score_batches`` of them, mean ``log|det K|``.
 
 Cost-aware variant (not in the paper, which optimises accuracy only): with a cost function
@@ -18,6 +20,7 @@ batch size and ``cost_avg`` the mean cost of all candidates. That is ``log det``
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -29,25 +32,29 @@ from typing import Any
 import torch
 import yaml
 from torch import nn
-from tqdm.auto import tqdm
 
 from exporters.core.jsonio import SCHEMA_VERSION, write_json
 from nasflow.config import ConfigError, from_dict, to_dict
 from nasflow.data import make_loaders
-from nasflow.evaluators.sahd import SAHDConfig, SAHDScorer, finite_or_none
+from nasflow.evaluators.sahd import SAHDConfig, finite_or_none
+from nasflow.evaluators.sahd_eval import SAHDEvaluator
 from nasflow.models import save_model
-from nasflow.spaces.snasnet import CELL_KINDS, REDUCTIONS, SNASNet, format_cell, sample_cell, search_space_size
-from nasflow.strategies.journal import JournaledEvaluator
+from nasflow.snn.blocks import NeuronSpec
+from nasflow.spaces.snasnet import CELL_KINDS, REDUCTIONS, SNASNet, SNASNetSpace, deployment_problem
+from nasflow.strategies import random_search
+from nasflow.strategies.runner import run_search
 from nasflow.train.trainer import TrainConfig, Trainer, evaluate, resolve_device, seed_everything
 
 __all__ = [
     "SNASNetSearchConfig",
     "build_candidate",
+    "deployment_problem",
     "discounted_score",
     "retrain_cell",
     "run_snasnet_search",
     "sample_candidates",
     "scoring_batches",
+    "snasnet_space",
     "spikes_cost",
     "take_batches",
 ]
@@ -65,6 +72,7 @@ class SNASNetSearchConfig:
     candidates: int = 5000
     channels: int = 16  # the paper: 256 (CIFAR-10), 128 (CIFAR-100, Tiny-ImageNet)
     steps: int = 8  # the paper: 5 or 8
+    neuron: NeuronSpec | None = None  # None: SNASNet's own LIF (SNASNET_NEURON)
     reduction: str = "code"  # code (BN-LIF-conv-BN) | paper (conv-BN-LIF)
     second_pool: int = 0  # 0: 4 for inputs of 32 pixels or more, else 2
     classifier_bn: bool = True  # BN between fc1 and its LIF (not in the paper; see SNASNet); False: paper head
@@ -125,65 +133,53 @@ def discounted_score(score: float, cost: float, cost_avg: float, lam: float, bat
     return score + lam * batch * math.log(cost / cost_avg)
 
 
-def deployment_problem(cell: str) -> str | None:
-    """Why the network of ``cell`` cannot be exported to NIR and run on Lava, or None when it can.
+def snasnet_space(cfg: SNASNetSearchConfig) -> SNASNetSpace:
+    """The search space a config describes (cell kind, deployable filter, macro options)."""
+    return SNASNetSpace(cfg.cell, deployable_only=cfg.deployable_only, reduction=cfg.reduction,
+                        second_pool=cfg.second_pool, classifier_bn=cfg.classifier_bn)
 
-    Checked on a tiny instance (C = 2, T = 2, 8x8 input): the graph structure does not depend on sizes.
-    """
-    from exporters.lava import build_plan
-    from exporters.nir_export import to_nir
 
-    try:
-        model = SNASNet(cell, in_shape=(1, 8, 8), num_classes=10, channels=2, steps=2).eval()
-        build_plan(to_nir(model, validate=False))
-    except ValueError as err:  # ExportError and LavaBackendError are ValueErrors naming the node
-        return str(err).splitlines()[0]
-    return None
+def _check_size(n: int, kind: str, space: SNASNetSpace) -> None:
+    if n > space.size():
+        raise ConfigError(f"candidates={n} exceeds the {space.size()} matrices of the {kind} cell space; ask for fewer")
 
 
 def sample_candidates(n: int, kind: str, seed: int, deployable_only: bool = False) -> list[str]:
     """The first ``n`` distinct canonical cells of the seeded sampler (matrix notation); with
-    ``deployable_only`` only cells whose network exports to NIR and runs on Lava count."""
-    if n > search_space_size(kind):
-        raise ConfigError(
-            f"candidates={n} exceeds the {search_space_size(kind)} matrices of the {kind} cell space; ask for fewer"
-        )
+    ``deployable_only`` only cells whose network exports to NIR and runs on Lava count.
+
+    These are the candidates ``run_snasnet_search`` scores, in order (its random search draws the same way).
+    """
+    space = SNASNetSpace(kind, deployable_only=deployable_only)
+    _check_size(n, kind, space)
     rng = random.Random(seed)
     seen: dict[str, None] = {}
-    rejected: set[str] = set()
     misses = 0
     while len(seen) < n:
-        cell = format_cell(sample_cell(rng, kind))
+        try:
+            cell = space.sample(rng)
+        except ValueError as err:
+            raise ConfigError(f"only {len(seen)} {kind} cells found: {err}") from None
         if cell in seen:
             misses += 1
             if misses > 200 * n:
-                raise ConfigError(
-                    f"the {kind} cell space gave only {len(seen)} distinct cells in {misses} repeated draws; "
-                    f"ask for fewer than {n} candidates (the sampler draws from {search_space_size(kind)} matrices)"
-                )
-            continue
-        if deployable_only and cell not in rejected and deployment_problem(cell) is not None:
-            rejected.add(cell)
-        if cell in rejected:
-            misses += 1
-            if misses > 200 * n:
-                raise ConfigError(f"only {len(seen)} deployable {kind} cells found in {misses} draws; ask for fewer "
-                                  "candidates or set deployable_only: false")
+                raise ConfigError(_too_few(kind, len(seen), misses, n))
             continue
         seen[cell] = None
     return list(seen)
 
 
-def _second_pool(cfg: SNASNetSearchConfig, size: int) -> int:
-    return cfg.second_pool or (4 if size >= 32 else 2)
+def _too_few(kind: str, found: int, misses: int | None, n: int) -> str:
+    draws = f" in {misses} repeated draws" if misses is not None else ""
+    return (f"the {kind} cell space gave only {found} distinct cells{draws}; ask for fewer than {n} candidates "
+            f"(the sampler draws from {SNASNetSpace(kind).size()} matrices)")
 
 
 def build_candidate(cfg: SNASNetSearchConfig, cell: str, in_shape, num_classes: int) -> SNASNet:
     """The macro network of one candidate cell under ``cfg``."""
-    return SNASNet(
-        cell=cell, in_shape=in_shape, num_classes=num_classes, channels=cfg.channels, steps=cfg.steps,
-        reduction=cfg.reduction, second_pool=_second_pool(cfg, int(in_shape[-1])), classifier_bn=cfg.classifier_bn,
-    )
+    return snasnet_space(cfg).build(  # type: ignore[return-value]
+        cell, in_shape=in_shape, num_classes=num_classes, channels=cfg.channels, steps=cfg.steps,
+        neuron=cfg.neuron)
 
 
 def scoring_batches(cfg: SNASNetSearchConfig) -> tuple[list[torch.Tensor], Any]:
@@ -207,37 +203,11 @@ def take_batches(loader, count: int, name: str) -> list[torch.Tensor]:
     return batches
 
 
-def _candidate_seed(seed: int, index: int) -> int:
-    return seed * 1_000_003 + index
-
-
-class _CandidateScorer:
-    """Scores cells (the evaluator the journal wraps): ``[(cell,)] → [(score, costs)]``."""
-
-    def __init__(self, cfg, cells: list[str], batches, spec, device, cost_fn: CostFn | None) -> None:
-        self.cfg, self.spec, self.device, self.cost_fn = cfg, spec, device, cost_fn
-        self.index = {c: i for i, c in enumerate(cells)}
-        self.batches = [b.to(device) for b in batches]
-        self.scorer = SAHDScorer(cfg.sahd)
-
-    def __call__(self, archs) -> list[tuple[float, dict[str, float]]]:
-        out = []
-        for (cell,) in archs:
-            torch.manual_seed(_candidate_seed(self.cfg.seed, self.index[cell]))
-            model = build_candidate(self.cfg, cell, self.spec.image_shape, self.spec.num_classes).to(self.device)
-            result = self.scorer.score(model, self.batches, cost_fn=self.cost_fn)
-            costs = {"spikes_per_sample": result.spikes_per_sample}
-            if result.cost is not None:
-                costs["cost"] = result.cost
-            out.append((result.scores[self.cfg.sahd.name], costs))
-        return out
-
-
 def _header(cfg: SNASNetSearchConfig, spec) -> dict[str, Any]:
     return {
-        "space": f"snasnet-{cfg.cell}", "value": "training-free score (the 'accuracy' field holds it)",
         "dataset": cfg.dataset, "in_shape": list(spec.image_shape), "channels": cfg.channels, "steps": cfg.steps,
-        "reduction": cfg.reduction, "second_pool": _second_pool(cfg, spec.image_shape[-1]), "seed": cfg.seed,
+        "second_pool": snasnet_space(cfg).second_pool_for(spec.image_shape), "seed": cfg.seed,
+        "neuron": cfg.neuron.to_dict() if cfg.neuron is not None else None,
         "classifier_bn": cfg.classifier_bn,
         "score_batch": cfg.score_batch, "score_batches": cfg.score_batches, "sahd": cfg.sahd.to_dict(),
         "cost": cfg.cost,
@@ -300,20 +270,22 @@ def run_snasnet_search(
     device = resolve_device(cfg.device)
     if cost_fn is None and cfg.cost == "spikes":
         cost_fn = spikes_cost
+    space = snasnet_space(cfg)
+    _check_size(cfg.candidates, cfg.cell, space)
     batches, spec = scoring_batches(cfg)
-    cells = sample_candidates(cfg.candidates, cfg.cell, cfg.seed, cfg.deployable_only)
-    scorer = _CandidateScorer(cfg, cells, batches, spec, device, cost_fn)
+    build = functools.partial(build_candidate, cfg, in_shape=spec.image_shape, num_classes=spec.num_classes)
+    scorer = SAHDEvaluator(build, batches, cfg.sahd, cfg.seed, device, cost_fn)
     header = {**_header(cfg, spec), "cost_fn": getattr(cost_fn, "__name__", None) if cost_fn else None}
-    journal = JournaledEvaluator(scorer, out_dir / "journal.jsonl", header=header)
-    t0 = time.perf_counter()
-    results = []
-    for cell in tqdm(cells, desc=f"snasnet {cfg.cell} ({cfg.sahd.name})", disable=not cfg.progress):
-        results.extend(journal([(cell,)]))
-    search_seconds = time.perf_counter() - t0
-    rows, best = _rank(cfg, cells, results, cost_fn is not None)
+    run = run_search(space, random_search, scorer, lambda value, costs: value, out_dir, header,
+                     budget=cfg.candidates, seed=cfg.seed,
+                     progress=f"snasnet {cfg.cell} ({cfg.sahd.name})" if cfg.progress else False)
+    if len(run.evaluated) < cfg.candidates:
+        raise ConfigError(_too_few(cfg.cell, len(run.evaluated), None, cfg.candidates))
+    cells = [c.arch for c in run.evaluated]
+    rows, best = _rank(cfg, cells, [(c.value, c.costs) for c in run.evaluated], cost_fn is not None)
     if best is None:
         raise ValueError(f"every one of the {len(cells)} candidates has a singular kernel (score -inf)")
-    fresh = len(cells) - journal.hits
+    search_seconds, fresh = run.seconds, run.fresh
     out: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "space": f"snasnet-{cfg.cell}",
@@ -322,7 +294,7 @@ def run_snasnet_search(
         "cost": None if cost_fn is None else getattr(cost_fn, "__name__", "cost_fn"),
         "candidates": rows,
         "best": best,
-        "journal_hits": journal.hits,
+        "journal_hits": run.journal_hits,
         "search_seconds": search_seconds,
         "seconds_per_candidate": search_seconds / fresh if fresh else None,
         "retrain": None,

@@ -8,13 +8,12 @@ import random
 import pytest
 
 from nasflow.evaluators.fitness import Fitness, parse_budgets
-from nasflow.spaces.autosnn import BLOCK_CHOICES, parse_arch
+from nasflow.spaces.autosnn import BLOCK_CHOICES, crossover, mutate, parse_arch
+from nasflow.spaces.autosnn_space import AutoSNNSpace
 from nasflow.strategies import (
     Candidate,
     EvolutionConfig,
-    crossover,
     evolutionary_search,
-    mutate,
     random_search,
     update_topk,
 )
@@ -126,20 +125,60 @@ def test_evolution_dedups_respects_budget_and_beats_random() -> None:
     ev = _CountingEvaluator()
     fit = Fitness(lam=0.0, cost_avg=1.0)
     cfg = EvolutionConfig(rounds=20, budget=120)
-    res = evolutionary_search(5, BLOCK_CHOICES, ev, fit, cfg, seed=0)
+    space = AutoSNNSpace("snn1")
+    res = evolutionary_search(space, ev, fit, cfg, seed=0)
     assert len(ev.calls) == len(set(ev.calls)) == len(res.evaluated) <= 120
     assert len(res.topk) == 10 and res.best.fitness == max(c.fitness for c in res.evaluated)
-    rnd = random_search(5, BLOCK_CHOICES, _CountingEvaluator(), fit, budget=120, seed=0)
+    rnd = random_search(space, _CountingEvaluator(), fit, budget=120, seed=0)
     assert len(rnd.evaluated) == 120 == len({c.arch for c in rnd.evaluated})
     assert res.best.fitness >= rnd.best.fitness
     # Same seed, same results: the property resume relies on.
-    again = evolutionary_search(5, BLOCK_CHOICES, _CountingEvaluator(), fit, cfg, seed=0)
+    again = evolutionary_search(space, _CountingEvaluator(), fit, cfg, seed=0)
     assert [c.arch for c in again.evaluated] == [c.arch for c in res.evaluated]
+
+
+class _TinySpace(AutoSNNSpace):
+    """AutoSNN's operators on a space too small for a macro: ``n`` slots of ``choices``."""
+
+    def __init__(self, n: int, choices: tuple[str, ...]) -> None:
+        super().__init__("snn1", choices)
+        self.num_blocks = n
 
 
 def test_evolution_stops_when_space_is_exhausted() -> None:
     ev = _CountingEvaluator()
-    res = evolutionary_search(2, ("skip", "SCB_k3"), ev, Fitness(lam=0.0), EvolutionConfig(budget=100), seed=3)
+    tiny = _TinySpace(2, ("skip", "SCB_k3"))
+    res = evolutionary_search(tiny, ev, Fitness(lam=0.0), EvolutionConfig(budget=100), seed=3)
     assert sorted(c.arch for c in res.evaluated) == sorted(
         [("skip", "skip"), ("skip", "SCB_k3"), ("SCB_k3", "skip"), ("SCB_k3", "SCB_k3")]
     )
+
+
+# Golden sequences: produced by running the pre-space API on this objective and these settings,
+# ``evolutionary_search(5, BLOCK_CHOICES, ...)`` and ``random_search(5, BLOCK_CHOICES, ...)`` (before the
+# strategies took a SearchSpace), and printing ``[",".join(c.arch) for c in result.evaluated]``.
+GOLDEN_EVOLUTION = [
+    "SRB_k3,SRB_k5,SRB_k3,SRB_k3,SRB_k5", "SRB_k5,SCB_k3,SCB_k3,SRB_k5,SRB_k3", "SRB_k5,SCB_k3,skip,SRB_k3,SCB_k5",
+    "SCB_k3,skip,SRB_k5,skip,SRB_k5", "SRB_k3,SRB_k3,SRB_k5,SCB_k3,SRB_k5", "skip,SRB_k5,skip,skip,skip",
+    "SRB_k5,SCB_k3,SCB_k3,SCB_k5,SRB_k3", "SRB_k3,skip,SRB_k5,SCB_k3,SRB_k5", "SRB_k3,SCB_k3,SRB_k3,SRB_k5,SRB_k5",
+    "SCB_k3,SRB_k3,SRB_k5,SCB_k3,SRB_k5", "SRB_k3,SRB_k3,SRB_k5,SRB_k5,SRB_k3", "SCB_k5,skip,SCB_k5,SCB_k5,skip",
+    "SRB_k3,SCB_k5,SRB_k3,SRB_k3,SRB_k5", "SRB_k3,SCB_k3,SRB_k5,SRB_k5,SRB_k3", "SRB_k5,SCB_k3,SCB_k5,SRB_k5,SCB_k3",
+    "SRB_k3,SRB_k5,SRB_k3,SRB_k5,SRB_k5", "SRB_k3,SRB_k3,SRB_k5,SCB_k3,SRB_k3", "skip,skip,skip,SCB_k3,SRB_k5",
+    "SCB_k5,SRB_k3,SRB_k5,SRB_k5,SRB_k3", "SCB_k3,SRB_k3,SRB_k5,SRB_k5,skip",
+]
+GOLDEN_RANDOM = [
+    "SRB_k5,SCB_k5,SCB_k5,SRB_k5,skip", "SRB_k3,SCB_k3,skip,SCB_k3,skip", "SCB_k5,SRB_k3,SCB_k3,SRB_k3,SRB_k5",
+    "skip,SRB_k5,SCB_k3,skip,SCB_k3", "SRB_k3,SCB_k5,SCB_k3,SRB_k3,SCB_k3", "skip,SCB_k3,SRB_k5,SRB_k5,SRB_k3",
+    "SCB_k3,SCB_k3,skip,skip,SCB_k3", "SCB_k3,SCB_k3,SCB_k3,SCB_k5,SCB_k5", "SCB_k3,SRB_k5,SCB_k3,SCB_k3,SCB_k3",
+    "SRB_k3,SCB_k5,skip,SCB_k5,SRB_k3", "SCB_k3,SCB_k3,SCB_k5,skip,SCB_k5", "SCB_k5,SRB_k5,SRB_k5,skip,SRB_k5",
+]
+
+
+def test_strategies_on_a_space_propose_what_they_proposed_before() -> None:
+    space = AutoSNNSpace("snn1")
+    fit = Fitness(lam=-0.08, cost_avg=3000.0)
+    cfg = EvolutionConfig(rounds=4, pool_size=6, topk=4, num_mutations=3, num_crossovers=2, budget=20)
+    evo = evolutionary_search(space, _CountingEvaluator(), fit, cfg, seed=11)
+    assert [space.format(c.arch) for c in evo.evaluated] == GOLDEN_EVOLUTION
+    rnd = random_search(space, _CountingEvaluator(), fit, budget=12, seed=5, batch=5)
+    assert [space.format(c.arch) for c in rnd.evaluated] == GOLDEN_RANDOM

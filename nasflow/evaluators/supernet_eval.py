@@ -1,9 +1,9 @@
 """Evaluate candidate architectures with inherited supernet weights on D_val (eval mode).
 
-``SupernetEvaluator`` is the in-process executor: a callable taking a list of architectures and
-returning ``(accuracy, costs)`` for each. Another executor (threads, a cluster) can replace it
-without changing the strategy. Costs come from the shared activity accounting; extra cost
-functions (e.g. hardware models) can be added through ``cost_fns``.
+``SupernetEvaluator`` is a search-runner evaluator (``nasflow.strategies.runner.Evaluator``):
+``evaluate(arch, index)`` returns ``(accuracy, costs)``; calling it with a list of architectures
+evaluates them in order. Costs come from the shared activity accounting; extra cost functions
+(e.g. hardware models) can be added through ``cost_fns``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class SupernetEvaluator:
 
     The validation batches are moved to the device once and reused for every candidate.
     """
+
+    value_name = "accuracy"
 
     def __init__(
         self,
@@ -58,6 +60,10 @@ class SupernetEvaluator:
         for fn in self.cost_fns:
             costs.update(fn(net, summary))
         return correct / total, costs
+
+    def evaluate(self, arch: tuple[str, ...], index: int = 0) -> tuple[float, dict[str, float]]:
+        """One candidate (``index`` is unused: inherited weights need no per-candidate seed)."""
+        return self.evaluate_one(tuple(arch))
 
     def __call__(self, archs: Sequence[tuple[str, ...]]) -> list[tuple[float, dict[str, float]]]:
         return [self.evaluate_one(tuple(a)) for a in archs]

@@ -23,6 +23,8 @@ inverted bottlenecks ``SIB_k{3,5}_e{1,3,6}`` (appendix B.3), not part of the def
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nasflow.snn.blocks import BLOCKS, SIB_BLOCKS
@@ -35,8 +37,10 @@ __all__ = [
     "NUM_TBD",
     "SIB_CHOICES",
     "Macro",
+    "crossover",
     "format_arch",
     "get_macro",
+    "mutate",
     "num_blocks",
     "parse_arch",
     "search_space_size",
@@ -160,3 +164,22 @@ def parse_arch(
 def format_arch(arch: tuple[str, ...]) -> str:
     """The canonical comma-separated spelling of an architecture."""
     return ",".join(arch)
+
+
+def mutate(arch: tuple[str, ...], choices: Sequence[str], prob: float, rng: random.Random) -> tuple[str, ...]:
+    """Replace each block with probability ``prob`` by a *different* block."""
+    out = []
+    for block in arch:
+        if rng.random() < prob:
+            out.append(rng.choice([c for c in choices if c != block]))
+        else:
+            out.append(block)
+    return tuple(out)
+
+
+def crossover(a: tuple[str, ...], b: tuple[str, ...], rng: random.Random) -> tuple[str, ...]:
+    """Single-point crossover: the first ``i`` blocks of ``a`` and the rest of ``b``, ``1 <= i < len``."""
+    if len(a) != len(b):
+        raise ValueError(f"crossover needs parents of equal length, got {len(a)} and {len(b)}")
+    i = rng.randint(1, len(a) - 1)
+    return a[:i] + b[i:]

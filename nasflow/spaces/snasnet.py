@@ -40,8 +40,10 @@ __all__ = [
     "SNASNET_NEURON",
     "CellError",
     "SNASNet",
+    "SNASNetSpace",
     "canonical_cell",
     "cell_kind",
+    "deployment_problem",
     "format_cell",
     "parse_cell",
     "sample_cell",
@@ -239,3 +241,137 @@ class SNASNet(Wired):
 def snasnet(**kwargs: Any) -> SNASNet:
     """SNASNet macro network; ``cell`` in matrix notation (default: the released CIFAR-10 cell)."""
     return SNASNet(**kwargs)
+
+
+def deployment_problem(cell: str) -> str | None:
+    """Why the network of ``cell`` cannot be exported to NIR and run on Lava, or None when it can.
+
+    Checked on a tiny instance (C = 2, T = 2, 8x8 input): the graph structure does not depend on sizes.
+    """
+    from exporters.lava import build_plan
+    from exporters.nir_export import to_nir
+
+    try:
+        model = SNASNet(cell, in_shape=(1, 8, 8), num_classes=10, channels=2, steps=2).eval()
+        build_plan(to_nir(model, validate=False))
+    except ValueError as err:  # ExportError and LavaBackendError are ValueErrors naming the node
+        return str(err).splitlines()[0]
+    return None
+
+
+# Rejected draws in a row before sample() gives up on finding a deployable cell.
+MAX_REJECTS = 10_000
+
+
+class SNASNetSpace:
+    """SNASNet's cell space as a ``SearchSpace``: an architecture is a canonical cell string.
+
+    ``sample`` is the released code's sampler (``sample_cell``) in canonical matrix notation; with
+    ``deployable_only`` it skips cells whose network has no NIR/Lava form, so what is searched is
+    what can be deployed (skipping draws no random numbers, so the sequence of kept cells is the
+    sampler's own). ``mutate`` changes node pairs (op and, in the backward space, direction) and
+    re-canonicalises; ``crossover`` splices the rows of two parents. ``size`` counts the matrices
+    the sampler draws from; cells that prune to the same network count once per matrix there.
+    """
+
+    def __init__(self, cell_kind: str = "backward", deployable_only: bool = False, reduction: str = "code",
+                 second_pool: int = 0, classifier_bn: bool = False) -> None:
+        if cell_kind not in CELL_KINDS:
+            raise ValueError(f"cell kind must be one of {CELL_KINDS}, got {cell_kind!r}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.cell_kind, self.deployable_only = cell_kind, deployable_only
+        self.reduction, self.second_pool, self.classifier_bn = reduction, second_pool, classifier_bn
+        self.name = f"snasnet-{cell_kind}"
+        self._problems: dict[str, str | None] = {}
+
+    def _allowed(self, cell: str) -> bool:
+        if not self.deployable_only:
+            return True
+        if cell not in self._problems:
+            self._problems[cell] = deployment_problem(cell)
+        return self._problems[cell] is None
+
+    def sample(self, rng: random.Random) -> str:
+        for _ in range(MAX_REJECTS):
+            cell = format_cell(sample_cell(rng, self.cell_kind))
+            if self._allowed(cell):
+                return cell
+        raise ValueError(f"no deployable {self.cell_kind} cell in {MAX_REJECTS} draws; set deployable_only: false")
+
+    def _states(self) -> list[tuple[int, int]]:
+        """(forward op, backward op) a node pair can hold; at most one of them is non-zero."""
+        ops = range(len(OPS))
+        states = [(op, 0) for op in ops]
+        if self.cell_kind == "backward":
+            states += [(0, op) for op in ops if op]
+        return states
+
+    def _accept(self, matrix: list[list[int]]) -> str | None:
+        """The canonical cell of ``matrix`` when it is one the sampler could draw (and deployable)."""
+        if not matrix[0][NUM_NODES - 1]:
+            return None
+        try:
+            cell = format_cell(canonical_cell(matrix))
+        except CellError:
+            return None
+        if self.cell_kind == "forward" and cell_kind(cell) == "backward":
+            return None
+        return cell if self._allowed(cell) else None
+
+    def mutate(self, arch: str, rng: random.Random, prob: float) -> str:
+        """Each node pair changes with probability ``prob`` to a different state, and at least one pair
+        does (an unchanged child would only be rejected as a duplicate); retried until valid."""
+        pairs = [(i, j) for i in range(NUM_NODES) for j in range(i + 1, NUM_NODES)]
+        states = self._states()
+        for _ in range(100):
+            m = [list(r) for r in parse_cell(arch)]
+            chosen = [p for p in pairs if rng.random() < prob] or [rng.choice(pairs)]
+            for i, j in chosen:
+                new = rng.choice([s for s in states if s != (m[i][j], m[j][i])])
+                m[i][j], m[j][i] = new
+            cell = self._accept(m)
+            if cell is not None:
+                return cell
+        return arch
+
+    def crossover(self, a: str, b: str, rng: random.Random) -> str:
+        """Rows ``0..i-1`` of ``a`` and ``i..3`` of ``b`` (first valid ``i`` in a random order; else ``a``)."""
+        ma, mb = parse_cell(a), parse_cell(b)
+        points = list(range(1, NUM_NODES))
+        rng.shuffle(points)
+        for i in points:
+            cell = self._accept([list(r) for r in ma[:i] + mb[i:]])
+            if cell is not None:
+                return cell
+        return a
+
+    def key(self, arch: str) -> str:
+        return arch
+
+    def format(self, arch: str) -> str:
+        return arch
+
+    def parse(self, text: str) -> str:
+        """A cell in matrix notation → its canonical spelling; errors name the bad row, op or edge."""
+        cell = format_cell(canonical_cell(text))
+        if self.cell_kind == "forward" and cell_kind(cell) == "backward":
+            raise CellError(f"cell {text!r} has a backward edge; the forward space has none")
+        return cell
+
+    def size(self) -> int:
+        return search_space_size(self.cell_kind)
+
+    def second_pool_for(self, in_shape: Sequence[int]) -> int:
+        """The second pooling size: as configured, or 4 for inputs of 32 pixels or more, else 2."""
+        return self.second_pool or (4 if int(in_shape[-1]) >= 32 else 2)
+
+    def build(self, arch: str, *, in_shape: Any, num_classes: int, channels: int, steps: int,
+              neuron: Any = None, **kw: Any) -> nn.Module:
+        return SNASNet(cell=arch, in_shape=in_shape, num_classes=num_classes, channels=channels, steps=steps,
+                       reduction=self.reduction, second_pool=self.second_pool_for(in_shape),
+                       classifier_bn=self.classifier_bn, neuron=neuron, **kw)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"space": self.name, "deployable_only": self.deployable_only, "reduction": self.reduction,
+                "classifier_bn": self.classifier_bn}

@@ -1,52 +1,63 @@
 """AutoSNN's evolutionary search (Algorithm 1 and the released code) and the random-search baseline.
 
-The strategy only proposes architectures and keeps pools; evaluation goes through an
-``Evaluator`` (any callable taking a list of architectures), and scoring through a fitness
-function. A strategy is deterministic for a seed and a given sequence of evaluation results,
-so a killed search resumes by replaying it against the journal of finished evaluations
-(``nasflow.strategies.journal``): no candidate is evaluated twice.
+Both work on any ``SearchSpace`` (``nasflow.spaces.base``): they draw, mutate and cross
+architectures only through the space, so one strategy serves AutoSNN's block sequences and
+SNASNet's cells alike. A strategy only proposes architectures and keeps pools; evaluation goes
+through a batch ``evaluate`` callable (the search runner's, which journals and executes), and
+scoring through a fitness function. A strategy is deterministic for a seed and a given sequence of
+evaluation results, so a killed search resumes by replaying it against the journal of finished
+evaluations (``nasflow.strategies.runner``): no candidate is evaluated twice.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+
+from nasflow.spaces.base import SearchSpace
 
 __all__ = [
     "Candidate",
     "EvolutionConfig",
     "Evaluator",
     "SearchResult",
-    "crossover",
     "evolutionary_search",
-    "mutate",
     "random_search",
     "update_topk",
 ]
 
-Arch = tuple[str, ...]
+Arch = Hashable
+FitnessFn = Callable[[float, dict[str, float]], float]
 
 
 @dataclass
 class Candidate:
-    """One evaluated architecture: its metrics (accuracy, costs) and fitness."""
+    """One evaluated architecture: its evaluation value (accuracy, a training-free score...), costs
+    and fitness."""
 
     arch: Arch
-    accuracy: float
+    value: float
     costs: dict[str, float]
     fitness: float
     round: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"arch": ",".join(self.arch), "accuracy": self.accuracy, **self.costs, "costs": dict(self.costs),
+    @property
+    def accuracy(self) -> float:
+        """The value, under the name AutoSNN's (accuracy-valued) evaluators give it."""
+        return self.value
+
+    def to_dict(self, arch: str | None = None, value_name: str = "accuracy") -> dict[str, Any]:
+        """A search.json row; ``arch`` is the space's spelling (default: block names joined by commas)."""
+        text = arch if arch is not None else ",".join(self.arch)  # type: ignore[arg-type]
+        return {"arch": text, value_name: self.value, **self.costs, "costs": dict(self.costs),
                 "fitness": self.fitness, "round": self.round, **self.extra}
 
 
 class Evaluator(Protocol):
-    """Evaluate architectures: returns ``(accuracy, costs)`` per architecture, in order."""
+    """Evaluate architectures: returns ``(value, costs)`` per architecture, in order."""
 
     def __call__(self, archs: Sequence[Arch]) -> list[tuple[float, dict[str, float]]]: ...
 
@@ -86,25 +97,6 @@ class SearchResult:
         return max(self.evaluated, key=lambda c: c.fitness)
 
 
-def mutate(arch: Arch, choices: Sequence[str], prob: float, rng: random.Random) -> Arch:
-    """Replace each block with probability ``prob`` by a *different* block."""
-    out = []
-    for block in arch:
-        if rng.random() < prob:
-            out.append(rng.choice([c for c in choices if c != block]))
-        else:
-            out.append(block)
-    return tuple(out)
-
-
-def crossover(a: Arch, b: Arch, rng: random.Random) -> Arch:
-    """Single-point crossover: the first ``i`` blocks of ``a`` and the rest of ``b``, ``1 <= i < len``."""
-    if len(a) != len(b):
-        raise ValueError(f"crossover needs parents of equal length, got {len(a)} and {len(b)}")
-    i = rng.randint(1, len(a) - 1)
-    return a[:i] + b[i:]
-
-
 def update_topk(topk: list[Candidate], new: Sequence[Candidate], k: int) -> list[Candidate]:
     """Merge ``new`` into the top-k pool: the k highest fitness values, ties kept in arrival order."""
     merged = {c.arch: c for c in [*topk, *new]}
@@ -125,13 +117,7 @@ class _Admitter:
         return True
 
 
-def _sample(num_blocks: int, choices: Sequence[str], rng: random.Random) -> Arch:
-    return tuple(rng.choice(choices) for _ in range(num_blocks))
-
-
-def _score(
-    archs: list[Arch], evaluate: Evaluator, fitness: Callable[[float, dict[str, float]], float], round_: int
-) -> list[Candidate]:
+def _score(archs: list[Arch], evaluate: Evaluator, fitness: FitnessFn, round_: int) -> list[Candidate]:
     results = evaluate(archs)
     if len(results) != len(archs):
         raise RuntimeError(f"evaluator returned {len(results)} results for {len(archs)} architectures")
@@ -139,16 +125,22 @@ def _score(
 
 
 def evolutionary_search(
-    num_blocks: int,
-    choices: Sequence[str],
+    space: SearchSpace,
     evaluate: Evaluator,
-    fitness: Callable[[float, dict[str, float]], float],
+    fitness: FitnessFn,
     config: EvolutionConfig | None = None,
     seed: int = 0,
     on_round: Callable[[int, list[Candidate]], None] | None = None,
+    budget: int | None = None,
 ) -> SearchResult:
-    """Algorithm 1: rounds of mutation + crossover from the top-k pool, random fill, dedup, budget."""
+    """Algorithm 1: rounds of mutation + crossover from the top-k pool, random fill, dedup, budget.
+
+    ``budget`` (when given) replaces ``config.budget``, so the runner can hand every strategy the
+    same budget argument.
+    """
     cfg = config or EvolutionConfig()
+    if budget is not None:
+        cfg = replace(cfg, budget=budget)
     rng = random.Random(seed)
     seen: set[Arch] = set()
     evaluated: list[Candidate] = []
@@ -162,17 +154,17 @@ def evolutionary_search(
         if topk:
             for _ in range(cfg.num_mutations):
                 for _ in range(cfg.max_attempts):
-                    if admit(mutate(rng.choice(topk).arch, choices, cfg.mutation_prob, rng)):
+                    if admit(space.mutate(rng.choice(topk).arch, rng, cfg.mutation_prob)):
                         break
             if len(topk) >= 2:
                 for _ in range(cfg.num_crossovers):
                     for _ in range(cfg.max_attempts):
                         a, b = rng.sample(topk, 2)
-                        if admit(crossover(a.arch, b.arch, rng)):
+                        if admit(space.crossover(a.arch, b.arch, rng)):
                             break
         attempts = 0
         while len(pool) < room and attempts < cfg.max_attempts * room:
-            admit(_sample(num_blocks, choices, rng))
+            admit(space.sample(rng))
             attempts += 1
         if not pool:
             break  # the space is exhausted
@@ -186,27 +178,39 @@ def evolutionary_search(
 
 
 def random_search(
-    num_blocks: int,
-    choices: Sequence[str],
+    space: SearchSpace,
     evaluate: Evaluator,
-    fitness: Callable[[float, dict[str, float]], float],
+    fitness: FitnessFn,
     budget: int = 200,
     seed: int = 0,
     batch: int = 20,
     topk: int = 10,
+    max_misses: int | None = None,
 ) -> SearchResult:
-    """"WS + random search": ``budget`` distinct random architectures scored with the same fitness."""
+    """"WS + random search": ``budget`` distinct random architectures scored with the same fitness.
+
+    Architectures are the first ``budget`` distinct draws of ``space.sample`` from
+    ``random.Random(seed)``, evaluated in batches of ``batch`` in draw order. Where distinct draws
+    can name the same architecture (SNASNet's pruned cells) the space may hold fewer than
+    ``space.size()``; the search stops early after ``max_misses`` repeated draws in all
+    (default ``200·budget``) and returns what it found.
+    """
     rng = random.Random(seed)
     seen: set[Arch] = set()
     evaluated: list[Candidate] = []
     pool_topk: list[Candidate] = []
-    total = len(choices) ** num_blocks
-    while len(evaluated) < min(budget, total):
+    total = space.size()
+    misses, miss_limit = 0, max_misses if max_misses is not None else 200 * budget
+    while len(evaluated) < min(budget, total) and misses <= miss_limit:
         pool: list[Arch] = []
-        while len(pool) < min(batch, budget - len(evaluated), total - len(seen)):
-            arch = _sample(num_blocks, choices, rng)
+        while len(pool) < min(batch, budget - len(evaluated), total - len(seen)) and misses <= miss_limit:
+            arch = space.sample(rng)
             if arch not in seen and arch not in pool:
                 pool.append(arch)
+            else:
+                misses += 1
+        if not pool:
+            break
         scored = _score(pool, evaluate, fitness, len(evaluated) // batch)
         seen.update(pool)
         evaluated.extend(scored)

@@ -1,9 +1,11 @@
-"""Append-only JSON-lines journal of evaluated candidates, and a caching executor for resume.
+"""Append-only JSON-lines journal of evaluated candidates: what makes a killed search resumable.
 
-A killed search is resumed by running the (deterministic) strategy again with the same seed while
-``JournaledEvaluator`` answers already-journaled architectures from the file; only new ones reach
-the real evaluator. A last line cut off mid-write is dropped (with a warning); any other
-unreadable line is an error naming the file and line.
+Line 1 is a header (``{"type": "header", ...}``) describing the search; a journal is reused only
+by a search with the same header. Every other line is one candidate,
+``{"type": "candidate", "index": i, "arch": KEY, "value": v, "costs": {...}}``, where ``KEY`` is
+``space.key(arch)``, ``i`` the proposal index and ``value`` the evaluation value whose name
+(``accuracy``, a training-free score...) the header's ``value_name`` gives. A last line cut off
+mid-write is dropped (with a warning); any other unreadable line is an error naming the file and line.
 """
 
 from __future__ import annotations
@@ -11,25 +13,38 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JournalError", "JournaledEvaluator", "read_journal"]
+__all__ = ["JOURNAL_FORMAT", "Journal", "JournalError", "read_journal"]
+
+# Version of the line layout above. Journals of format 1 stored the value under "accuracy".
+JOURNAL_FORMAT = 2
 
 
 class JournalError(ValueError):
     """The journal file is corrupt (not just cut off at its end) or belongs to another search."""
 
 
-def read_journal(path: str | Path, header: dict[str, Any] | None = None) -> dict[tuple[str, ...], dict[str, Any]]:
-    """Entries by architecture; checks the header line against ``header`` when given."""
+def _check_header(path: Path, row: dict[str, Any], header: dict[str, Any]) -> None:
+    if "journal_format" in header and row.get("journal_format") != header["journal_format"]:
+        raise JournalError(
+            f"{path.parent}: {path.name} was written in journal format {row.get('journal_format', 1)}, this "
+            f"nasflow reads format {header['journal_format']} (candidates keep their value under 'value'); "
+            "use a new run directory, or move the old journal away to search again there")
+    if {k: row.get(k) for k in header} != header:
+        diff = sorted(k for k in header if row.get(k) != header[k])
+        raise JournalError(f"{path} belongs to a different search (differs in {', '.join(diff)})")
+
+
+def read_journal(path: str | Path, header: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Entries by architecture key; checks the header line against ``header`` when given."""
     path = Path(path)
     if not path.exists():
         return {}
     raw = path.read_bytes()
     lines = raw.split(b"\n")
-    entries: dict[tuple[str, ...], dict[str, Any]] = {}
+    entries: dict[str, dict[str, Any]] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -41,30 +56,27 @@ def read_journal(path: str | Path, header: dict[str, Any] | None = None) -> dict
                 break
             raise JournalError(f"{path}, line {number}: not valid JSON; the journal is corrupt") from None
         if row.get("type") == "header":
-            if header is not None and {k: row.get(k) for k in header} != header:
-                diff = sorted(k for k in header if row.get(k) != header[k])
-                raise JournalError(f"{path} belongs to a different search (differs in {', '.join(diff)})")
+            if header is not None:
+                _check_header(path, row, header)
             continue
-        if "arch" not in row or "accuracy" not in row or "costs" not in row:
-            raise JournalError(f"{path}, line {number}: an entry needs arch, accuracy and costs")
-        entries[tuple(row["arch"].split(","))] = row
+        if "arch" not in row or "value" not in row or "costs" not in row:
+            old = " (an older journal format: it names the value 'accuracy')" if "accuracy" in row else ""
+            raise JournalError(f"{path}, line {number}: an entry needs arch, value and costs{old}")
+        entries[str(row["arch"])] = row
     return entries
 
 
-class JournaledEvaluator:
-    """Wraps an evaluator: journaled architectures are answered from the file, new ones are
-    evaluated and appended (flushed and fsynced) before they are returned."""
+class Journal:
+    """The journal of one search directory: finished evaluations by key, and a durable append.
 
-    def __init__(
-        self,
-        evaluate: Callable[[Sequence[tuple[str, ...]]], list[tuple[float, dict[str, float]]]],
-        path: str | Path,
-        header: dict[str, Any],
-    ) -> None:
-        self.evaluate = evaluate
+    Appends are flushed and fsynced before they return, so a candidate is either fully journaled
+    or re-evaluated on resume.
+    """
+
+    def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
         self.path = Path(path)
         self.header = header
-        self.cache = read_journal(self.path, header)
+        self.entries = read_journal(self.path, header)
         self.hits = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._repair_tail()
@@ -84,17 +96,16 @@ class JournaledEvaluator:
             f.flush()
             os.fsync(f.fileno())
 
-    def __call__(self, archs: Sequence[tuple[str, ...]]) -> list[tuple[float, dict[str, float]]]:
-        out = []
-        for arch in archs:
-            arch = tuple(arch)
-            if arch in self.cache:
-                row = self.cache[arch]
-                self.hits += 1
-            else:
-                acc, costs = self.evaluate([arch])[0]
-                row = {"type": "candidate", "arch": ",".join(arch), "accuracy": acc, "costs": costs}
-                self._append(row)
-                self.cache[arch] = row
-            out.append((float(row["accuracy"]), {k: float(v) for k, v in row["costs"].items()}))
-        return out
+    def lookup(self, key: str) -> tuple[float, dict[str, float]] | None:
+        """The journaled ``(value, costs)`` of ``key`` (counted as a hit), or None."""
+        row = self.entries.get(key)
+        if row is None:
+            return None
+        self.hits += 1
+        return float(row["value"]), {k: float(v) for k, v in row["costs"].items()}
+
+    def record(self, key: str, index: int, value: float, costs: dict[str, float]) -> None:
+        """Append one finished evaluation."""
+        row = {"type": "candidate", "index": index, "arch": key, "value": value, "costs": dict(costs)}
+        self._append(row)
+        self.entries[key] = row
