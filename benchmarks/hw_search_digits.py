@@ -18,9 +18,9 @@ from pathlib import Path
 
 from exporters.core.jsonio import SCHEMA_VERSION
 from exporters.nir_export import to_nir
-from hwmodels import hw_report
+from hwmodels import build_layer_table, hw_report
 from nasflow.data import make_loaders
-from nasflow.evaluators.hw_cost import HardwareSearchCost
+from nasflow.evaluators.hw_cost import HardwareSearchCost, measured_totals
 from nasflow.search import AutoSNNSearchConfig, _supernet, run_autosnn_search
 from nasflow.snn.activity import ActivityMonitor
 from nasflow.snn.neurons import reset_states
@@ -40,9 +40,9 @@ def _cost_winner(net, loaders, arch: str, chip: str) -> dict:
             total += len(y)
     summary = mon.summary()
     costs = HardwareSearchCost(chip)(net, summary)
-    totals = {n: {"spikes_per_sample": r["spikes_per_sample"]} for n, r in summary["layers"].items()
-              if r["kind"] in ("neuron", "pool")}
-    report = hw_report(to_nir(net), chip, activity=totals, steps=int(net.steps))
+    graph = to_nir(net)
+    totals = measured_totals(build_layer_table(graph), summary)  # the same counts the search's fitness used
+    report = hw_report(graph, chip, activity=totals, steps=int(net.steps), estimate_unmeasured=True)
     per_layer = {row["layer"]: sum(row["energy_j"].values()) for row in report.layers if "energy_j" in row}
     return {"arch": arch, "accuracy": correct / total, "spikes": summary["spikes_per_sample"],
             "energy_j": costs[f"energy:{chip}"], "cores": costs[f"cores:{chip}"], "terms": report.energy_terms_j,

@@ -52,8 +52,12 @@ class HardwareCost:
         terms: tuple[str, ...] = DEFAULT_TERMS,
         update_pricing: str = "split",
         input_spiking: bool | None = None,
+        estimate_unmeasured: bool = False,
     ) -> None:
         self.profile = load_profile(profile)
+        # Per-node totals with measured synops for only some connections: estimate the rest instead of refusing
+        # (``counts_from_totals``); the search sets it, a simulate.json that lost records stays an error.
+        self.estimate_unmeasured = estimate_unmeasured
         self.table = build_layer_table(graph)
         self.mapping = map_layers(self.table, self.profile, placement)
         self.steps, self.terms, self.update_pricing, self.input_spiking = steps, terms, update_pricing, input_spiking
@@ -68,7 +72,9 @@ class HardwareCost:
             t = steps or self.steps or next((v.get("steps") for v in activity.values() if "steps" in v), None)
             if not t:
                 raise ValueError("per-node totals need the number of time steps: pass steps=T")
-            return counts_from_totals(self.mapping, activity, int(t), self._stats, self.input_spiking)
+            return counts_from_totals(
+                self.mapping, activity, int(t), self._stats, self.input_spiking, self.estimate_unmeasured
+            )
         return counts_from_activity(self.mapping, {k: np.asarray(v) for k, v in activity.items()}, self.input_spiking)
 
     def evaluate(self, activity: dict[str, Any], steps: int | None = None) -> dict[str, Any]:

@@ -148,12 +148,16 @@ def hw_report(
     placement: str = "greedy",
     terms: tuple[str, ...] | None = None,
     input_spiking: bool | None = None,
+    estimate_unmeasured: bool = False,
 ) -> HwReport:
     """Everything ``nasflow hw`` writes to hw.json (capacity only without activity). ``input_spiking``: whether the
     Input node's events are spikes (ACs downstream) for per-node totals; None = spikes when the totals give
-    ``spikes_per_sample`` for it, dense analog input at every step when they give nothing."""
+    ``spikes_per_sample`` for it, dense analog input at every step when they give nothing.
+    ``estimate_unmeasured``: per-node totals with measured synops for only some connections estimate the others
+    (``hwmodels.traffic.counts_from_totals``) instead of being refused; for the search's monitor counts."""
     kwargs: dict[str, Any] = {"terms": tuple(terms)} if terms else {}
-    hc = HardwareCost(graph, chip, steps=steps, placement=placement, input_spiking=input_spiking, **kwargs)
+    hc = HardwareCost(graph, chip, steps=steps, placement=placement, input_spiking=input_spiking,
+                      estimate_unmeasured=estimate_unmeasured, **kwargs)
     m = hc.mapping
     layers = []
     for name, lay in m.table.layers.items():

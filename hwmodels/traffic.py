@@ -5,8 +5,9 @@ per-node totals ``{node_id: {"spikes_per_sample": x}}`` give layer-level estimat
 steps), and the result says so (``level``). Synaptic ops: (non-zero input, non-zero weight) pairs per weight node,
 ACs when its input is binary, MACs otherwise (NeuroBench's effective ops), counted by ``connection_synops`` and
 nowhere else. Per-node totals may carry those counts as measured (``measured_synops``, what ``nasflow simulate``
-writes into simulate.json); without them ops are estimated as events × mean fan-out. Messages: one per (event,
-destination core); events of the Input node come from the host at tile (0, 0); output spikes to the host are free.
+writes into simulate.json, or a training-time ``ActivityMonitor``'s per-layer counts, which the search hands over);
+without them ops are estimated as events × mean fan-out. Messages: one per (event, destination core); events of the
+Input node come from the host at tile (0, 0); output spikes to the host are free.
 """
 
 from __future__ import annotations
@@ -288,10 +289,39 @@ def _measured(totals: dict, conn: Connection) -> tuple[float, float]:
     return acs or 0.0, macs or 0.0
 
 
+def _estimated(
+    totals: dict, conn: Connection, m: Mapping, steps: int, stats: NodeStats, input_spiking: bool | None
+) -> tuple[float, bool]:
+    """(ops, binary) of ``conn`` from its source's events: a given ``synops_per_sample`` or events × mean fan-out
+    (exact when every input of the connection has the same fan-out, an estimate otherwise)."""
+    ev, spikes = _events(totals, conn.source, m, steps, input_spiking)
+    binary = spikes and conn.static_binary if conn.source not in m.table.input_ids else spikes and not conn.path
+    given = _number(totals.get(conn.node_id), conn.node_id, "synops_per_sample")
+    return (given if given is not None else ev * stats.mean_fanout[conn.node_id]), binary
+
+
+def _has_measured(totals: dict, conn: Connection) -> bool:
+    by_target = (totals.get(conn.node_id) or {}).get("synops")
+    return isinstance(by_target, dict) and isinstance(by_target.get(conn.target), dict)
+
+
 def counts_from_totals(
-    m: Mapping, totals: dict[str, dict], steps: int, stats: NodeStats | None = None, input_spiking: bool | None = None
+    m: Mapping,
+    totals: dict[str, dict],
+    steps: int,
+    stats: NodeStats | None = None,
+    input_spiking: bool | None = None,
+    estimate_unmeasured: bool = False,
 ) -> Counts:
-    """Layer-level estimates from per-node totals per sample (uniform rates over neurons and steps)."""
+    """Layer-level estimates from per-node totals per sample (uniform rates over neurons and steps).
+
+    Totals that carry measured synops for some connections must carry them for all (a simulate.json that lost
+    some is refused, naming the node), unless ``estimate_unmeasured``: then the connections without a record are
+    estimated from their source's events and named in the notes. That is for callers whose measurements cover the
+    model's own synapses but not the ones the export adds (the search's ``ActivityMonitor`` counts conv/linear
+    layers; a spiking max-pool's SumPool2d and the voting Affine exist only in the NIR graph; their fan-out is
+    uniform, so the estimate is exact for them).
+    """
     if steps <= 0:
         raise ActivityError(f"steps must be a positive number of time steps, got {steps}")
     for nid in totals:
@@ -302,10 +332,11 @@ def counts_from_totals(
     c.notes.append("layer-level estimate from per-node totals: uniform rates over neurons and steps")
     measured = any(isinstance(v, dict) and isinstance(v.get("synops"), dict) for v in totals.values())
     if measured:
-        c.notes.append("synaptic ops as measured per connection by nasflow simulate")
+        c.notes.append("synaptic ops as measured per connection (by nasflow simulate or the search's activity monitor)")
     table = m.table
+    estimated: list[str] = []
     for conn in table.connections:
-        if measured:
+        if measured and (not estimate_unmeasured or _has_measured(totals, conn)):
             acs, macs = _measured(totals, conn)
             total = acs + macs
             if acs or not macs:
@@ -313,17 +344,18 @@ def counts_from_totals(
             if macs:
                 c.macs[conn.node_id] = c.macs.get(conn.node_id, 0.0) + macs
         else:
-            ev, spikes = _events(totals, conn.source, m, steps, input_spiking)
-            binary = spikes and conn.static_binary if conn.source not in table.input_ids else spikes and not conn.path
-            given = _number(totals.get(conn.node_id), conn.node_id, "synops_per_sample")
-            total = given if given is not None else ev * stats.mean_fanout[conn.node_id]
+            total, binary = _estimated(totals, conn, m, steps, stats, input_spiking)
             ops = c.acs if binary else c.macs
             ops[conn.node_id] = ops.get(conn.node_id, 0.0) + total
+            if measured:
+                estimated.append(f"{conn.node_id} (into {conn.target})")
         per_out = (stats.out_share[conn.node_id] * total / steps)[None, :].repeat(steps, 0)
         c.synops_step[:, m.blocks_of(conn.target)] += _block_sum(m, conn.target, per_out)
         c.layer_synops[conn.target] = c.layer_synops.get(conn.target, 0.0) + total
         if conn.kind == "conv":
             c.layer_synops_conv[conn.target] = c.layer_synops_conv.get(conn.target, 0.0) + total
+    if estimated:
+        c.notes.append(f"synaptic ops not measured, estimated from events × mean fan-out: {', '.join(estimated)}")
     for name, lay in table.layers.items():
         fired = 0.0
         if lay.spiking:

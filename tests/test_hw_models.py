@@ -437,3 +437,23 @@ def test_xy_link_loads_hand_routed():
     assert ew[1:].sum() == 0
     assert ns[0].tolist() == [float(((xy[:, 0] == x) & (xy[:, 1] >= 1)).sum()) for x in range(ns.shape[1])]
     assert ew.sum() + ns.sum() == np.abs(xy).sum()  # total link traversals = total hops
+
+
+def test_partial_measured_synops_are_refused_unless_the_rest_is_estimated():
+    """Totals measured for only some synapses (the search's monitor sees no pool sums or voting): refused by default
+    (a simulate.json that lost records), estimated as events × mean fan-out with ``estimate_unmeasured``."""
+    graph = _worked_graph()
+    first, second = build_layer_table(graph).connections
+    spikes = {"input": {"spikes_per_sample": 200}, "lif": {"spikes_per_sample": 60}, "lif_1": {"spikes_per_sample": 8}}
+    partial = spikes | {first.node_id: {"synops": {"lif": {"source": "input", "acs_per_sample": 7_000.0,
+                                                            "macs_per_sample": 0.0}}}}
+    with pytest.raises(ActivityError, match=repr(second.node_id)):
+        HardwareCost(graph, "loihi", steps=10).evaluate(partial)
+    r = HardwareCost(graph, "loihi", steps=10, estimate_unmeasured=True).evaluate(partial)
+    assert r["synops_per_sample"] == 7_000 + 60 * 10
+    notes = HardwareCost(graph, "loihi", steps=10, estimate_unmeasured=True).counts(partial).notes
+    (note,) = [n for n in notes if "estimated" in n]
+    assert note.endswith(f": {second.node_id} (into {second.target})")
+    # Totals without measured synops cost the same either way.
+    assert (HardwareCost(graph, "loihi", steps=10, estimate_unmeasured=True).evaluate(spikes)
+            == HardwareCost(graph, "loihi", steps=10).evaluate(spikes))

@@ -9,7 +9,7 @@ import pytest
 
 from nasflow.cli import main
 from nasflow.search import AutoSNNSearchConfig, run_autosnn_search
-from nasflow.strategies.journal import JournaledEvaluator, JournalError, read_journal
+from nasflow.strategies.journal import Journal, JournalError, read_journal
 from nasflow.train.checkpoint import CheckpointError
 
 TINY = dict(channels=4, steps=2, supernet_epochs=1, evaluations=24, rounds=4, progress=False, batch_size=128)
@@ -64,7 +64,7 @@ def test_corrupt_journal_is_an_error_naming_the_line(tmp_path: Path) -> None:
         read_journal(path)
     path.write_text('{"type": "header", "space": "x"}\n')
     with pytest.raises(JournalError, match="different search"):
-        JournaledEvaluator(lambda a: [], path, header={"space": "y"})
+        Journal(path, header={"space": "y"})
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_hardware_cost_reuses_the_supernet_and_matches_a_fresh_costing(first_sea
     assert data["cost_avg_calibrated"] and "energy:loihi" in data["cost_avg"]
     row = data["evaluated"][0]
     assert row["costs"]["energy:loihi"] > 0 and row["costs"]["cores:loihi"] >= 1
-    # The journaled energy equals costing the exported candidate from scratch with the same node totals.
+    # The journaled energy equals costing the exported candidate from scratch with the same measured counts.
     loaders = make_loaders("digits", 128, seed=0, val_split=0.2, eval_batch_size=512)
     net, _ = _supernet(cfg, loaders.spec, loaders, tmp_path, first_search, "cpu")
     arch = tuple(row["arch"].split(","))
@@ -146,9 +146,10 @@ def test_hardware_cost_reuses_the_supernet_and_matches_a_fresh_costing(first_sea
     with ActivityMonitor(net) as mon:
         for x, _ in loaders.val:
             net(x)
-    totals = {n: {"spikes_per_sample": r["spikes_per_sample"]} for n, r in mon.summary()["layers"].items()
-              if r["kind"] in ("neuron", "pool")}
-    fresh = HardwareCost(to_nir(net), "loihi", steps=TINY["steps"]).evaluate(totals)
+    from nasflow.evaluators.hw_cost import measured_totals
+
+    hc = HardwareCost(to_nir(net), "loihi", steps=TINY["steps"], estimate_unmeasured=True)
+    fresh = hc.evaluate(measured_totals(hc.table, mon.summary()))
     assert row["costs"]["energy:loihi"] == pytest.approx(fresh["energy_per_sample_j"], rel=1e-9)
     assert costs["spikes"] == pytest.approx(row["costs"]["spikes"])
 
