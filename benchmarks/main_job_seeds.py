@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/main_job_seeds.py --seeds 0 1 2 [--out runs/seeds] [--samples 360]
 
-For each seed it runs the main job exactly as ``make run`` does (``nasflow run --set search.seed=S``, default
+For each seed it runs the main job exactly as ``make run`` does (``nasflow run --set seed=S``, default
 config, torch's default threads), timing every step and the peak RSS, then simulates both trained models on
 Lava in floating and fixed point on ``--samples`` test samples (all 360 digits test samples by default) with
 ``nasflow simulate ... --compare torch``. It writes ``OUT/seeds.json`` (every figure, per seed) and
@@ -52,7 +52,7 @@ def _main_job(seed: int, out: Path) -> dict[str, Any]:
         return json.loads(done.read_text())
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     print(f"seed {seed}: main job in {run_dir} ...", flush=True)
-    timing = _timed([NASFLOW, "run", "--out", str(run_dir), "--set", f"search.seed={seed}", "--no-progress",
+    timing = _timed([NASFLOW, "run", "--out", str(run_dir), "--set", f"seed={seed}", "--no-progress",
                      "--resume"], out / f"seed{seed}.run.log")
     report = json.loads((run_dir / "report.json").read_text())
     row = {"seed": seed, "dir": str(run_dir), **timing, "report": report}

@@ -26,9 +26,9 @@ def main() -> None:
     parser.add_argument("--chip", default="loihi")
     args = parser.parse_args()
     cfg = load_pipeline_config(None, {
-        "search.channels": args.channels, "search.steps": args.steps, "search.supernet_epochs": args.supernet_epochs,
-        "search.evaluations": args.evaluations, "search.rounds": max(1, args.evaluations // 10),
-        "search.cost": f"energy:{args.chip}", "search.progress": False, "retrain.epochs": args.epochs,
+        "model.channels": args.channels, "model.steps": args.steps, "autosnn.supernet_epochs": args.supernet_epochs,
+        "autosnn.evaluations": args.evaluations, "autosnn.rounds": max(1, args.evaluations // 10),
+        "autosnn.cost": f"energy:{args.chip}", "progress": False, "retrain.epochs": args.epochs,
         "retrain.progress": False, "lava.samples": args.lava_samples, "chip": args.chip,
     })
     report = run_pipeline(cfg, args.out, resume=True)

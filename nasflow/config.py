@@ -96,6 +96,11 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         return value
     if hint is Any:
         return value
+    if dataclasses.is_dataclass(hint):  # an optional section, e.g. ``NeuronSpec | None``
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, dict):
+            return from_dict(hint, value, prefix=key + ".")
     raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,10 +24,11 @@ from hwmodels.report import HwReport
 from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, to_dict
 from nasflow.search import AutoSNNSearchConfig, run_autosnn_search
 from nasflow.snasnet_search import SNASNetSearchConfig
+from nasflow.snn.blocks import NeuronSpec
 from nasflow.steps import BackendRun, ByRole, ExportedModel, NetxRun, SearchStep, SimulatedModel, TrainedModel
 from nasflow.train.trainer import TrainConfig
 
-__all__ = ["PIPELINE_STEPS", "LavaConfig", "PipelineConfig", "run_pipeline"]
+__all__ = ["PIPELINE_STEPS", "SPACES", "LavaConfig", "PipelineConfig", "RunData", "RunModel", "run_pipeline"]
 
 R = TypeVar("R")
 PIPELINE_STEPS = ("search", "train_winner", "train_baseline", "export", "simulate", "hardware", "report")
@@ -54,15 +55,49 @@ def _default_snasnet() -> SNASNetSearchConfig:
 
 
 @dataclass
+class RunData:
+    """The dataset every step uses: the search, both retrainings and the Lava/hardware samples."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    augment: str = "standard"  # none | standard | cutout
+
+
+@dataclass
+class RunModel:
+    """What every network of the run shares: time steps T, base width and neuron (None: the space's own)."""
+
+    steps: int = 8
+    channels: int = 16
+    neuron: NeuronSpec | None = None
+
+
+#: Where the keys shared by every space live; a space section may not set them.
+SHARED_KEYS = {
+    "dataset": "data.dataset", "data_dir": "data.data_dir", "augment": "data.augment", "steps": "model.steps",
+    "channels": "model.channels", "neuron": "model.neuron", "seed": "seed", "device": "device",
+    "progress": "progress",
+}
+
+
+@dataclass
 class PipelineConfig:
     """Everything ``nasflow run`` needs; saved resolved as ``config.yaml`` in the run directory.
 
-    ``space`` picks the search: ``autosnn`` (the ``search`` section: supernet + evolution, hardware-aware
-    fitness) or ``snasnet`` (the ``snasnet`` section: training-free SAHD scoring of random cells).
+    ``data``, ``model``, ``seed``, ``device`` and ``progress`` hold what every step shares, whatever the space;
+    ``space`` picks the search, and its section (``autosnn``: supernet + evolution with a hardware-aware fitness;
+    ``snasnet``: training-free SAHD scoring of random cells) holds only what is specific to it. The shared
+    values are copied into both space sections here, so a search, a retraining and a Lava run can never read
+    different T or datasets.
     """
 
     space: str = "autosnn"
-    search: AutoSNNSearchConfig = field(default_factory=_default_search)
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    data: RunData = field(default_factory=RunData)
+    model: RunModel = field(default_factory=RunModel)
+    autosnn: AutoSNNSearchConfig = field(default_factory=_default_search)
     snasnet: SNASNetSearchConfig = field(default_factory=_default_snasnet)
     retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=32, lr=5e-3))
     baseline: str = "all-SCB_k3"
@@ -71,8 +106,13 @@ class PipelineConfig:
     lava: LavaConfig = field(default_factory=LavaConfig)
 
     def __post_init__(self) -> None:
-        if self.space not in ("autosnn", "snasnet"):
-            raise ConfigError(f"space must be 'autosnn' or 'snasnet', got {self.space!r}")
+        if self.space not in SPACES:
+            raise ConfigError(f"space must be one of {', '.join(SPACES)}, got {self.space!r}")
+        shared = dict(dataset=self.data.dataset, data_dir=self.data.data_dir, augment=self.data.augment,
+                      steps=self.model.steps, channels=self.model.channels, seed=self.seed, device=self.device,
+                      progress=self.progress)
+        self.autosnn = replace(self.autosnn, **shared, neuron=self.model.neuron or NeuronSpec())
+        self.snasnet = replace(self.snasnet, **shared, neuron=self.model.neuron)
         if self.retrain.epochs < 1:
             raise ConfigError(f"retrain.epochs must be >= 1, got {self.retrain.epochs}")
         if self.lava.samples < 1:
@@ -97,26 +137,53 @@ def load_pipeline_config(path: str | Path | None, overrides: dict[str, Any] | No
         for key in parents:
             node = node.setdefault(key, {})
         node[last] = value
-    budgets = data.get("search", {}).get("budgets") if isinstance(data.get("search"), dict) else None
+    check_layout(data, where=str(path) if path is not None else "--set")
+    budgets = data.get("autosnn", {}).get("budgets") if isinstance(data.get("autosnn"), dict) else None
     if isinstance(budgets, (list, tuple)):
         from nasflow.evaluators.fitness import parse_budgets
 
-        data["search"]["budgets"] = parse_budgets(list(budgets))
+        data["autosnn"]["budgets"] = parse_budgets(list(budgets))
     cfg = from_dict(PipelineConfig, data)
     _check_feasible(cfg)
     return cfg
+
+
+def check_layout(data: dict[str, Any], where: str) -> None:
+    """Refuse keys of the old layout (an AutoSNN ``search`` section; shared keys in a space section), naming the
+    new key for each, so that an old config or command line fails before any work instead of running silently
+    with another T or dataset."""
+    moved: list[str] = []
+    old = data.get("search")
+    if isinstance(old, dict):
+        moved += [f"search.{k} -> {SHARED_KEYS.get(k, f'autosnn.{k}')}" for k in old]
+    elif "search" in data:
+        moved.append("search -> autosnn")
+    for section in SPACES:
+        if isinstance(data.get(section), dict):
+            moved += [f"{section}.{k} -> {SHARED_KEYS[k]}" for k in data[section] if k in SHARED_KEYS]
+    if moved:
+        raise ConfigError(f"{where}: config keys of the old layout: {'; '.join(moved)} (data and model settings are "
+                          "shared by every space; the AutoSNN section is 'autosnn')")
+
+
+def resolved_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """The config as saved in ``config.yaml``: space sections without the shared keys they were given."""
+    out = to_dict(cfg)
+    for section in SPACES:
+        out[section] = {k: v for k, v in out[section].items() if k not in SHARED_KEYS}
+    return out
 
 
 def _check_feasible(cfg: PipelineConfig) -> None:
     """Reject budgets no candidate can meet before any work starts."""
     from nasflow.spaces.autosnn import parse_arch
 
-    for key, value in cfg.search.budgets.items():
+    for key, value in cfg.autosnn.budgets.items():
         if value <= 0:
-            raise ConfigError(f"search.budgets.{key}: a budget must be > 0, got {value}")
-    if "cores" in cfg.search.budgets and cfg.search.budgets["cores"] < 1:
-        raise ConfigError("search.budgets.cores: at least one core is needed")
-    parse_arch(cfg.baseline, _num_blocks(cfg.search))
+            raise ConfigError(f"autosnn.budgets.{key}: a budget must be > 0, got {value}")
+    if "cores" in cfg.autosnn.budgets and cfg.autosnn.budgets["cores"] < 1:
+        raise ConfigError("autosnn.budgets.cores: at least one core is needed")
+    parse_arch(cfg.baseline, _num_blocks(cfg.autosnn))
 
 
 def _num_blocks(search: AutoSNNSearchConfig) -> int:
@@ -154,12 +221,13 @@ class _Steps:
 
 
 def _prepare_dir(out_dir: Path, cfg: PipelineConfig, resume: bool) -> None:
-    resolved = to_dict(cfg)
+    resolved = resolved_config(cfg)
     cfg_path = out_dir / "config.yaml"
     if cfg_path.exists():
         if not resume:
             raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
         old = yaml.safe_load(cfg_path.read_text())
+        check_layout(old, where=f"{cfg_path} (written by an older nasflow; start a new --out)")
         if old != resolved:
             diffs = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
             raise ConfigError(f"{out_dir} holds a run with a different config (section(s): {', '.join(diffs)}); "
@@ -171,11 +239,10 @@ def _prepare_dir(out_dir: Path, cfg: PipelineConfig, resume: bool) -> None:
 def _train(cfg: PipelineConfig, arch: str, out_dir: Path) -> TrainedModel:
     from nasflow.train.run import run_training
 
-    s = cfg.search
-    train = from_dict(TrainConfig, {**to_dict(cfg.retrain), "seed": s.seed, "progress": s.progress})
+    train = from_dict(TrainConfig, {**to_dict(cfg.retrain), "seed": cfg.seed, "progress": cfg.progress})
     run_cfg = TrainRunConfig(
-        data=DataConfig(name=s.dataset, data_dir=s.data_dir, augment=s.augment),
-        model=ModelConfig(arch=arch, channels=s.channels, steps=s.steps, neuron=s.neuron),
+        data=DataConfig(name=cfg.data.dataset, data_dir=cfg.data.data_dir, augment=cfg.data.augment),
+        model=ModelConfig(arch=arch, channels=cfg.model.channels, steps=cfg.model.steps, neuron=cfg.autosnn.neuron),
         train=train,
     )
     result = run_training(run_cfg, out_dir)
@@ -214,8 +281,7 @@ def _test_inputs(cfg: PipelineConfig, samples: int) -> tuple[np.ndarray, np.ndar
 
     from nasflow.data import make_loaders
 
-    s = cfg.search
-    loaders = make_loaders(s.dataset, samples, data_dir=s.data_dir, seed=s.seed, augment=False)
+    loaders = make_loaders(cfg.data.dataset, samples, data_dir=cfg.data.data_dir, seed=cfg.seed, augment=False)
     xs, ys = [], []
     taken = 0
     for x, y in loaders.test:
@@ -229,7 +295,7 @@ def _test_inputs(cfg: PipelineConfig, samples: int) -> tuple[np.ndarray, np.ndar
     if loaders.spec.kind == "event":
         seq = x.transpose(0, 1)  # [B, T, ...] -> [T, B, ...]
     else:
-        seq = x.unsqueeze(0).expand(s.steps, *x.shape)
+        seq = x.unsqueeze(0).expand(cfg.model.steps, *x.shape)
     return seq.contiguous().numpy().astype(np.float32), y.numpy()
 
 
@@ -260,7 +326,7 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
             t0 = time.perf_counter()
             act = lava.simulate(graph, x, dt=cfg.dt, fixed_point=fixed, timeout_s=cfg.lava.timeout_s)
             runs[name] = BackendRun(time.perf_counter() - t0, accuracy_from_output(act, labels, head),
-                                    compare_activity(ref, act))
+                                    compare_activity(ref, act, nodes=graph))
         netx = None
         if entry.netx:
             from exporters.netx import complete_activity, simulate_netx
@@ -314,9 +380,9 @@ def run_pipeline(
     steps = _Steps(out_dir, resume, log)
     t_start = time.perf_counter()
 
-    search = steps.run("search", lambda: _search_step(cfg, out_dir / "search"), SearchStep.from_dict)
-    train_winner = _train_snasnet if cfg.space == "snasnet" else _train
-    winner = steps.run("train_winner", lambda: train_winner(cfg, search.arch, out_dir / "winner"),
+    space = SPACES[cfg.space]
+    search = steps.run("search", lambda: space.search(cfg, out_dir / "search"), SearchStep.from_dict)
+    winner = steps.run("train_winner", lambda: space.retrain(cfg, search.arch, out_dir / "winner"),
                        TrainedModel.from_dict)
     baseline = steps.run("train_baseline", lambda: _train(cfg, cfg.baseline, out_dir / "baseline"),
                          TrainedModel.from_dict)
@@ -336,10 +402,9 @@ def run_pipeline(
     return result.to_dict() | {"total_seconds_this_session": time.perf_counter() - t_start}
 
 
-def _search_step(cfg: PipelineConfig, out_dir: Path) -> SearchStep:
-    if cfg.space == "snasnet":
-        return _snasnet_search_step(cfg, out_dir)
-    full = run_autosnn_search(cfg.search, out_dir)
+def _autosnn_search_step(cfg: PipelineConfig, out_dir: Path) -> SearchStep:
+    """AutoSNN's supernet + evolution with the run's fitness, in the pipeline's search format."""
+    full = run_autosnn_search(cfg.autosnn, out_dir)
     return SearchStep(best=full["best"], cost=full["cost"], lam=full["lambda"], search_seconds=full["search_seconds"],
                       dir=str(out_dir), evaluated=full["evaluated"], cost_avg=full["cost_avg"],
                       budgets=full["budgets"], supernet_seconds=full["supernet_seconds"])
@@ -347,8 +412,6 @@ def _search_step(cfg: PipelineConfig, out_dir: Path) -> SearchStep:
 
 def _snasnet_search_step(cfg: PipelineConfig, out_dir: Path) -> SearchStep:
     """SNASNet scoring (no retraining inside: the next step retrains), in the pipeline's search format."""
-    from dataclasses import replace
-
     from nasflow.snasnet_search import run_snasnet_search
 
     full = run_snasnet_search(replace(cfg.snasnet, epochs=0), out_dir)
@@ -373,3 +436,19 @@ def _train_snasnet(cfg: PipelineConfig, cell: str, out_dir: Path) -> TrainedMode
     return TrainedModel(arch=cell, test_accuracy=res["test_accuracy"], test_samples=res.get("test_samples"),
                         parameters=sum(p.numel() for p in model.parameters()), **{k: res[k] for k in keys},
                         dir=str(Path(res["model"]).parent))
+
+
+@dataclass(frozen=True)
+class SpaceSteps:
+    """What the main job runs for one search space: its search step and the retraining of its winner."""
+
+    search: Callable[[PipelineConfig, Path], SearchStep]
+    retrain: Callable[[PipelineConfig, str, Path], TrainedModel]
+
+
+#: The main job's steps per space (``space`` in the config, also the name of its config section); every other
+#: step is the same for all spaces.
+SPACES: dict[str, SpaceSteps] = {
+    "autosnn": SpaceSteps(_autosnn_search_step, _train),
+    "snasnet": SpaceSteps(_snasnet_search_step, _train_snasnet),
+}

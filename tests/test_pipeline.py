@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -21,7 +22,9 @@ from nasflow.pipeline import PIPELINE_STEPS, load_pipeline_config, run_pipeline
 from nasflow.report import pareto_front
 
 TINY = {
-    "search": {"channels": 4, "steps": 4, "supernet_epochs": 1, "evaluations": 6, "rounds": 2, "progress": False},
+    "model": {"channels": 4, "steps": 5},
+    "autosnn": {"supernet_epochs": 1, "evaluations": 6, "rounds": 2},
+    "": {"progress": False},
     "retrain": {"epochs": 1, "progress": False},
     "lava": {"samples": 6, "timeout_s": 300},
 }
@@ -35,14 +38,14 @@ def test_pareto_front_hand_worked():
 
 def test_bad_config_is_rejected_before_work(tmp_path):
     bad = tmp_path / "run.yaml"
-    bad.write_text(yaml.safe_dump({"search": {"evaluatons": 5}}))
+    bad.write_text(yaml.safe_dump({"autosnn": {"evaluatons": 5}}))
     with pytest.raises(ConfigError, match="evaluatons"):
         load_pipeline_config(bad)
     bad.write_text(yaml.safe_dump({"retrain": {"epochs": "many"}}))
     with pytest.raises(ConfigError, match="retrain.epochs"):
         load_pipeline_config(bad)
     with pytest.raises(ConfigError, match="budgets.cores"):
-        load_pipeline_config(None, {"search.budgets": {"cores": 0}})
+        load_pipeline_config(None, {"autosnn.budgets": {"cores": 0}})
     with pytest.raises(ValueError, match="SCB_k9"):
         load_pipeline_config(None, {"baseline": "SCB_k9,skip,skip,skip,skip"})
     # The CLI turns it into one line and exit status 2, and writes nothing.
@@ -51,10 +54,41 @@ def test_bad_config_is_rejected_before_work(tmp_path):
     assert not out.exists()
 
 
+def _flat(sections: dict[str, dict]) -> dict[str, object]:
+    return {f"{s}.{k}" if s else k: v for s, kv in sections.items() for k, v in kv.items()}
+
+
+def test_old_layout_keys_are_refused_with_the_new_key(tmp_path):
+    moved = r"search\.steps -> model\.steps; search\.evaluations -> autosnn\.evaluations"
+    with pytest.raises(ConfigError, match=moved):
+        load_pipeline_config(None, {"search.steps": 5, "search.evaluations": 3})
+    with pytest.raises(ConfigError, match=r"snasnet\.steps -> model\.steps"):
+        load_pipeline_config(None, {"snasnet.steps": 5})
+    with pytest.raises(ConfigError, match=r"autosnn\.dataset -> data\.dataset"):
+        load_pipeline_config(None, {"autosnn.dataset": "digits"})
+    old = tmp_path / "run.yaml"
+    old.write_text(yaml.safe_dump({"search": {"seed": 3}}))
+    with pytest.raises(ConfigError, match=r"run\.yaml: .*search\.seed -> seed"):
+        load_pipeline_config(old)
+    # a run directory written with the old layout is refused on resume, naming the same keys
+    run = tmp_path / "oldrun"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"space": "autosnn", "search": {"steps": 8}}))
+    with pytest.raises(ConfigError, match=r"written by an older nasflow.*search\.steps -> model\.steps"):
+        run_pipeline(load_pipeline_config(None), run, resume=True, log=lambda _m: None)
+    assert main(["run", "--out", str(tmp_path / "x"), "--set", "search.evaluations=3"]) == 2
+
+
+def test_shared_settings_reach_every_space_section():
+    cfg = load_pipeline_config(None, {"model.steps": 5, "data.augment": "none", "seed": 7})
+    for section in (cfg.autosnn, cfg.snasnet):
+        assert (section.steps, section.augment, section.seed) == (5, "none", 7)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pipeline") / "run"
-    cfg = load_pipeline_config(None, {f"{s}.{k}": v for s, kv in TINY.items() for k, v in kv.items()})
+    cfg = load_pipeline_config(None, _flat(TINY))
     run_pipeline(cfg, out, log=lambda _m: None)
     return out
 
@@ -72,6 +106,18 @@ def test_tiny_run_writes_every_artifact(tiny_run):
     for name in ("model.nir", "report.md", "report.html", "search/journal.jsonl", "config.yaml"):
         assert (tiny_run / name).exists(), name
     assert sorted(p.stem for p in (tiny_run / "steps").glob("*.json")) == sorted(PIPELINE_STEPS)
+
+
+@pytest.mark.slow
+def test_model_steps_reach_search_retraining_and_lava(tiny_run):
+    """``model.steps=5`` (TINY) is the T of the search, of both retrainings and of the simulated samples."""
+    assert yaml.safe_load((tiny_run / "search" / "config.yaml").read_text())["steps"] == 5
+    header = json.loads((tiny_run / "search" / "journal.jsonl").read_text().splitlines()[0])
+    assert header["steps"] == 5
+    for role in ("winner", "baseline"):
+        assert yaml.safe_load((tiny_run / role / "config.yaml").read_text())["model"]["steps"] == 5
+        with np.load(tiny_run / f"{role}_activity.npz") as act:
+            assert {act[k].shape[0] for k in act.files} == {5}
 
 
 @pytest.mark.slow
@@ -152,8 +198,8 @@ def _chromium() -> str:
 @pytest.mark.slow
 def test_killed_search_resumes_without_reevaluating(tmp_path):
     out = tmp_path / "run"
-    sets = [f"--set={s}.{k}={json.dumps(v)}" for s, kv in TINY.items() for k, v in kv.items()]
-    sets = [s for s in sets if "evaluations" not in s] + ["--set=search.evaluations=12"]
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in _flat(TINY).items()]
+    sets = [s for s in sets if "evaluations" not in s] + ["--set=autosnn.evaluations=12"]
     cmd = [sys.executable, "-m", "nasflow.cli", "run", "--out", str(out), *sets]
     journal = out / "search" / "journal.jsonl"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -184,10 +230,12 @@ def _lines(path: Path) -> int:
 
 @pytest.mark.slow
 def test_snasnet_space_runs_the_same_steps(tmp_path):
-    sets = {"space": "snasnet", "snasnet.candidates": 3, "snasnet.channels": 4, "snasnet.steps": 4,
-            "snasnet.epochs": 1, "snasnet.score_batch": 32, "snasnet.progress": False, "search.channels": 4,
-            "search.steps": 4, "retrain.epochs": 1, "retrain.progress": False, "lava.samples": 4}
+    sets = {"space": "snasnet", "snasnet.candidates": 3, "model.channels": 4, "model.steps": 4,
+            "snasnet.epochs": 1, "snasnet.score_batch": 32, "progress": False, "retrain.epochs": 1,
+            "retrain.progress": False, "lava.samples": 4}
     report = run_pipeline(load_pipeline_config(None, sets), tmp_path / "sn", log=lambda _m: None)
+    with np.load(tmp_path / "sn" / "winner_activity.npz") as act:  # the SNASNet winner simulated at model.steps
+        assert {act[k].shape[0] for k in act.files} == {4}
     from nasflow.spaces.snasnet import parse_cell
 
     parse_cell(report["winner"]["arch"])  # the winner is a cell in matrix notation

@@ -20,9 +20,10 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         "simulate them on Lava, cost them on a chip model and write a report. Each finished step is saved, so a "
         "killed run continues with --resume.")
     p.add_argument("--out", required=True, help="run directory (report.json, report.md, report.html, model.nir)")
-    p.add_argument("--config", help="run.yaml with PipelineConfig sections (search, retrain, chip, lava, ...)")
+    p.add_argument("--config",
+                   help="run.yaml with PipelineConfig sections (data, model, autosnn, snasnet, retrain, lava, ...)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config key, e.g. search.evaluations=100 or chip=loihi-sanafe")
+                   help="any config key, e.g. model.steps=5, autosnn.evaluations=100 or chip=loihi-sanafe")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last finished step")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (step lines only)")
@@ -40,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     overrides = parse_set(args.set)
     if args.no_progress:
-        overrides["search.progress"] = False
+        overrides["progress"] = False
     cfg = load_pipeline_config(args.config, overrides)  # checked before any work starts
     report = run_pipeline(cfg, args.out, resume=args.resume)
     print(summary_screen(report, args.out))
