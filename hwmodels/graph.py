@@ -34,6 +34,7 @@ __all__ = [
     "LayerTable",
     "build_layer_table",
     "geometry",
+    "without_wires",
 ]
 
 class GraphError(NIRFormatError):
@@ -137,6 +138,7 @@ class LayerTable:
     shapes: dict[str, tuple[int, ...]]  # normalised output shape of every node
     input_ids: list[str]
     order: list[str]  # node ids in topological order (back edges ignored)
+    wires: frozenset[str] = frozenset()  # identity Scale nodes of the graph, removed as wires (no activity needed)
 
     def outgoing(self, source: str) -> list[Connection]:
         """Connections whose spike source is ``source``."""
@@ -252,6 +254,28 @@ def _pool_connections(graph, order, layers, fed, succs, raw) -> list[Connection]
     return out
 
 
+def without_wires(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, frozenset[str]]:
+    """``graph`` without its identity ``Scale`` nodes (every scale 1), and their ids.
+
+    On a chip an identity node is a wire: every edge into it is re-routed to each of its consumers, so fan-in
+    sums (SNASNet's cell nodes, the identity nodes left by flattening nested graphs) land at the neurons,
+    where hwmodels maps them. The result is for cost models only: with a sum node gone a backward edge may end
+    in several neurons, and the one-step delays of NIR's back edges are no longer marked (hwmodels ignores
+    delays).
+    """
+    wires = [k for k, n in graph.nodes.items() if node_type(n) == "Scale" and np.all(np.asarray(n.scale) == 1.0)]
+    if not wires:
+        return graph, frozenset()
+    edges = [tuple(e) for e in graph.edges]
+    for w in wires:
+        ins = [a for a, b in edges if b == w and a != w]
+        outs = [b for a, b in edges if a == w and b != w]
+        edges = [e for e in edges if w not in e] + [(a, b) for a in ins for b in outs]
+    nodes = {k: v for k, v in graph.nodes.items() if k not in set(wires)}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(graph.metadata or {}), type_check=False), \
+        frozenset(wires)
+
+
 def build_layer_table(graph: nir.NIRGraph | CompiledGraph) -> LayerTable:
     """Layers and connections of a NIR graph (or of one already compiled); errors name the offending node.
 
@@ -262,6 +286,9 @@ def build_layer_table(graph: nir.NIRGraph | CompiledGraph) -> LayerTable:
     """
     try:
         compiled = graph if isinstance(graph, CompiledGraph) else compile_graph(graph)
+        unwired, wires = without_wires(compiled.graph)
+        if wires:
+            compiled = compile_graph(unwired)
     except GraphError:
         raise
     except NIRFormatError as err:
@@ -315,4 +342,4 @@ def build_layer_table(graph: nir.NIRGraph | CompiledGraph) -> LayerTable:
     shapes = {k: norm_shape(v) for k, v in raw.items()}
     ordered = {k: layers[k] for k in order if k in layers}
     inputs = [n for n in order if compiled.kind(n).name == "Input"]
-    return LayerTable(graph, ordered, connections, shapes, inputs, order)
+    return LayerTable(graph, ordered, connections, shapes, inputs, order, wires)

@@ -59,6 +59,8 @@ def _check(activity: dict, table: LayerTable) -> tuple[int, int]:
     shapes = table.shapes
     tb = None
     for nid, arr in activity.items():
+        if nid in table.wires:
+            continue
         if nid not in shapes:
             raise ActivityError(f"activity has node {nid!r}, which is not in the graph (nodes: {', '.join(shapes)})")
         a = np.asarray(arr)
@@ -325,7 +327,7 @@ def counts_from_totals(
     if steps <= 0:
         raise ActivityError(f"steps must be a positive number of time steps, got {steps}")
     for nid in totals:
-        if nid not in m.table.shapes:
+        if nid not in m.table.shapes and nid not in m.table.wires:
             raise ActivityError(f"node totals name node {nid!r}, which is not in the graph")
     stats = stats or node_stats(m)
     c = _empty(m, steps, "node")

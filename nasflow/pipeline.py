@@ -356,12 +356,6 @@ def _hardware(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
         graph = read_nir(entry.nir)
         with np.load(out_dir / f"{role}_activity.npz") as data:
             activity = {k: data[k] for k in data.files}
-        if any(type(n).__name__ == "Scale" and k.rsplit(".", 1)[-1].startswith("node") for k, n in graph.nodes.items()):
-            # SNASNet cells sum their inputs in identity nodes; hwmodels wants the sums at the neurons.
-            from exporters.cells_export import collapse_sums
-
-            graph = collapse_sums(graph)
-            activity = {k: v for k, v in activity.items() if k in graph.nodes}
         report = hw_report(graph, cfg.chip, activity=activity)
         write_report(report, out_dir / f"{role}_hw")
         out[role] = report

@@ -129,15 +129,14 @@ def test_lava_splits_same_step_and_late_paths_from_one_source():
 
 
 def test_hw_report_prices_exported_activity():
-    from exporters.cells_export import collapse_sums
-    from hwmodels import hw_report
+    from hwmodels import build_layer_table, hw_report
 
     graph = to_nir(build(RELEASED))
     act = nir_torch.simulate(graph, nir_input(inputs()))
-    hw_graph = collapse_sums(graph)  # hwmodels wants fan-in sums at neurons, not identity sum nodes
+    hw_graph = build_layer_table(graph).graph  # identity sum nodes are wires: fan-in sums land at the neurons
     assert not any(".node" in k for k in hw_graph.nodes)
     assert ("cell1.ops.e2_0.conv", "cell1.ops.e0_1.sn") in hw_graph.edges
-    report = hw_report(hw_graph, "loihi", activity={k: np.asarray(v) for k, v in act.items() if k in hw_graph.nodes})
+    report = hw_report(graph, "loihi", activity={k: np.asarray(v) for k, v in act.items()})
     assert report.energy_per_sample_j > 0
 
 
