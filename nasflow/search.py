@@ -59,7 +59,8 @@ class AutoSNNSearchConfig:
     budgets: dict[str, float] = field(default_factory=dict)
     chip: str = "loihi"  # chip of hardware budgets (cores=..., energy=...) when the cost names none
     dt: float = 1e-3  # seconds per step in exported NIR graphs (hardware costs)
-    strategy: str = "evolution"  # evolution | random
+    strategy: str = "evolution"  # evolution | random | darts (in-training: supernet_epochs, supernet_lr, arch_lr)
+    arch_lr: float = 3e-4  # darts: Adam step of the architecture weights (first-order DARTS)
     evaluations: int = 200
     rounds: int = 20
     seed: int = 0
@@ -67,8 +68,11 @@ class AutoSNNSearchConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.strategy not in ("evolution", "random"):
-            raise ConfigError(f"strategy must be 'evolution' or 'random', got {self.strategy!r}")
+        if self.strategy not in ("evolution", "random", "darts"):
+            raise ConfigError(f"strategy must be 'evolution', 'random' or 'darts', got {self.strategy!r}")
+        if self.strategy == "darts" and (self.cost != "spikes" or self.budgets):
+            raise ConfigError(f"strategy 'darts' prices spikes only in its architecture loss: set cost to 'spikes' and "
+                              f"no budgets (got cost={self.cost!r}, budgets={self.budgets})")
         if self.evaluations < 1 or self.supernet_epochs < 0:
             raise ConfigError("evaluations must be >= 1 and supernet_epochs >= 0")
         if self.macro not in MACROS:
@@ -177,6 +181,8 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if cfg.strategy == "darts":
+        return _run_darts(cfg, out_dir)
     device = resolve_device(cfg.device)
     loaders = make_loaders(cfg.dataset, cfg.batch_size, data_dir=cfg.data_dir, seed=cfg.seed,
                            augment=False if cfg.augment == "none" else cfg.augment,
@@ -229,3 +235,32 @@ def search_config_from_args(base: dict[str, Any]) -> AutoSNNSearchConfig:
         base = {**base, "budgets": parse_budgets(list(base["budgets"]))}
     return from_dict(AutoSNNSearchConfig, base)
 
+
+def _run_darts(cfg: AutoSNNSearchConfig, out_dir: Path) -> dict[str, Any]:
+    """The in-training search (first-order DARTS over the same block choice) in the AutoSNN ``search.json`` format.
+
+    ``supernet_epochs`` and ``supernet_lr`` drive the relaxed network's training; ``lam`` (<= 0, a discount as in
+    the fitness) becomes DARTS' spike weight ``-lam``. Every epoch's decoded architecture, with its validation
+    accuracy and spikes under the relaxed weights, is one ``evaluated`` row, so reports plot the trajectory as
+    they plot a population.
+    """
+    from nasflow.strategies.darts import DartsConfig, run_darts_autosnn
+
+    try:
+        dcfg = DartsConfig(macro=cfg.macro, channels=cfg.channels, steps=cfg.steps, epochs=cfg.supernet_epochs,
+                           batch_size=cfg.batch_size, lr_w=cfg.supernet_lr, lr_alpha=cfg.arch_lr, lam=-cfg.lam,
+                           seed=cfg.seed, dataset=cfg.dataset, data_dir=cfg.data_dir, device=cfg.device,
+                           progress=cfg.progress)
+    except ValueError as err:
+        raise ConfigError(f"strategy 'darts': {err}") from None
+    full = run_darts_autosnn(dcfg, out_dir)
+    rows = [{"arch": r["arch"], "accuracy": r["decoded_val_accuracy"], "spikes": r["decoded_spikes"],
+             "costs": {"spikes": r["decoded_spikes"]}, "fitness": r["decoded_val_accuracy"], "round": r["epoch"]}
+            for r in full["trajectory"]]
+    best = {**full["best"], "fitness": full["best"]["accuracy"], "round": dcfg.epochs}
+    spikes = [r["spikes"] for r in rows] or [best["costs"]["spikes"]]
+    out = {**full, "strategy": "darts", "lambda": cfg.lam, "cost": "spikes",
+           "cost_avg": {"spikes": sum(spikes) / len(spikes)}, "cost_avg_calibrated": [], "budgets": {},
+           "evaluated": rows, "best": best, "journal_hits": 0, "supernet_seconds": 0.0}
+    write_json(out_dir / "search.json", out, indent=2)
+    return out

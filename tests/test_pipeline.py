@@ -244,3 +244,17 @@ def test_snasnet_space_runs_the_same_steps(tmp_path):
     assert any(word in str(report["netx"]["winner"]) for word in ("residual", "recurrence", "Error", ".net"))
     with pytest.raises(ConfigError, match="space"):
         load_pipeline_config(None, {"space": "darts"})
+
+
+@pytest.mark.slow
+def test_in_training_darts_runs_the_main_job(tmp_path):
+    """The in-training strategy end to end through the main job: search -> decode -> retrain -> NIR -> Lava -> cost."""
+    sets = {**_flat({k: v for k, v in TINY.items() if k != "autosnn"}), "model.steps": 3,
+            "autosnn.strategy": "darts", "autosnn.supernet_epochs": 1, "autosnn.cost": "spikes", "lava.samples": 4}
+    report = run_pipeline(load_pipeline_config(None, sets), tmp_path / "darts", log=lambda _m: None)
+    search = json.loads((tmp_path / "darts" / "search" / "search.json").read_text())
+    assert search["strategy"] == "darts" and search["trajectory"] and search["best"]["arch"] == report["winner"]["arch"]
+    assert len(report["winner"]["arch"].split(",")) == 5
+    assert report["winner"]["lava_accuracy"] is not None and report["winner"]["energy_per_sample_j"] > 0
+    with pytest.raises(ConfigError, match="strategy 'darts' prices spikes only"):
+        load_pipeline_config(None, {"autosnn.strategy": "darts"})  # the default cost is energy:loihi

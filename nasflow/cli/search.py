@@ -46,7 +46,8 @@ def add_autosnn_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     a.add_argument("--budget", action="append", metavar="NAME=N",
                    help="hard budget, e.g. spikes=50000, energy=2e-6 (J per sample), cores=128")
     a.add_argument("--chip", help="chip of hardware budgets when --cost names none (default loihi)")
-    a.add_argument("--strategy", choices=["evolution", "random"], help="search strategy (default evolution)")
+    a.add_argument("--strategy", choices=["evolution", "random", "darts"],
+                   help="search strategy (default evolution; darts: in-training, first-order DARTS)")
     a.add_argument("--evaluations", type=int, help="search budget: evaluated architectures (default 200)")
     a.add_argument("--supernet-epochs", type=int, help="default 80 (digits)")
     a.add_argument("--supernet-lr", type=float, help="Adam learning rate of the supernet (default 5e-3)")
