@@ -93,8 +93,10 @@ def test_search_snasnet_same_seed_same_search(tmp_path):
 
 
 TINY_RUN = {
-    "search": {"channels": 4, "steps": 2, "supernet_epochs": 1, "evaluations": 2, "rounds": 1, "seed": 5,
-               "progress": False},
+    "seed": 5,
+    "progress": False,
+    "model": {"channels": 4, "steps": 2},
+    "autosnn": {"supernet_epochs": 1, "evaluations": 2, "rounds": 1},
     "retrain": {"epochs": 1, "progress": False},
     "lava": {"samples": 1, "fixed_point": False, "timeout_s": 300},
 }
