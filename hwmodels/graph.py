@@ -23,6 +23,7 @@ from exporters.core.compile import CompiledGraph, compile_graph
 from exporters.core.errors import NIRFormatError
 from exporters.core.kinds import NEURON_TYPES, SPIKING_TYPES, STATELESS_TYPES, WEIGHT_TYPES, node_type
 from exporters.core.shapes import conv_pads, ints
+from exporters.core.traversal import flatten_graph
 
 __all__ = [
     "rows_to_units",
@@ -285,10 +286,9 @@ def build_layer_table(graph: nir.NIRGraph | CompiledGraph) -> LayerTable:
     have one input (a fan-in sums at a neuron) and every neuron to be fed through weight nodes.
     """
     try:
-        compiled = graph if isinstance(graph, CompiledGraph) else compile_graph(graph)
-        unwired, wires = without_wires(compiled.graph)
-        if wires:
-            compiled = compile_graph(unwired)
+        flat = graph.graph if isinstance(graph, CompiledGraph) else flatten_graph(graph)
+        unwired, wires = without_wires(flat)
+        compiled = graph if isinstance(graph, CompiledGraph) and not wires else compile_graph(unwired)
     except GraphError:
         raise
     except NIRFormatError as err:

@@ -40,7 +40,7 @@ from nasflow.evaluators.sahd import SAHDConfig, finite_or_none
 from nasflow.evaluators.sahd_eval import SAHDEvaluator
 from nasflow.models import save_model
 from nasflow.snn.blocks import NeuronSpec
-from nasflow.spaces.snasnet import CELL_KINDS, REDUCTIONS, SNASNet, SNASNetSpace, deployment_problem
+from nasflow.spaces.snasnet import CELL_KINDS, REDUCTIONS, SNASNet, SNASNetSpace
 from nasflow.strategies import random_search
 from nasflow.strategies.runner import run_search
 from nasflow.train.trainer import TrainConfig, Trainer, evaluate, resolve_device, seed_everything
@@ -48,7 +48,6 @@ from nasflow.train.trainer import TrainConfig, Trainer, evaluate, resolve_device
 __all__ = [
     "SNASNetSearchConfig",
     "build_candidate",
-    "deployment_problem",
     "discounted_score",
     "retrain_cell",
     "run_snasnet_search",

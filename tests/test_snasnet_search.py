@@ -123,7 +123,8 @@ def test_cli_handler_writes_search_json(tmp_path: Path, capsys) -> None:
 
 
 def test_deployable_only_samples_cells_that_export_and_run_on_lava():
-    from nasflow.snasnet_search import deployment_problem, sample_candidates
+    from nasflow.snasnet_search import sample_candidates
+    from nasflow.spaces.snasnet import deployment_problem
 
     cells = sample_candidates(6, "backward", 0, deployable_only=True)
     assert len(cells) == 6 and all(deployment_problem(c) is None for c in cells)

@@ -101,7 +101,14 @@ class CompiledGraph:
 
     def paths_into(self, target: str) -> list[LinearPath]:
         """The paths ending at ``target``."""
-        return [p for p in self.paths if p.target == target]
+        return list(self._by_target.get(target, ()))
+
+    @cached_property
+    def _by_target(self) -> dict[str, list[LinearPath]]:
+        out: dict[str, list[LinearPath]] = {}
+        for p in self.paths:
+            out.setdefault(p.target, []).append(p)
+        return out
 
     def _paths_into(self, target: str) -> list[LinearPath]:
         found: list[LinearPath] = []

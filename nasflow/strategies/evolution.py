@@ -44,11 +44,6 @@ class Candidate:
     round: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def accuracy(self) -> float:
-        """The value, under the name AutoSNN's (accuracy-valued) evaluators give it."""
-        return self.value
-
     def to_dict(self, arch: str | None = None, value_name: str = "accuracy") -> dict[str, Any]:
         """A search.json row; ``arch`` is the space's spelling (default: block names joined by commas)."""
         text = arch if arch is not None else ",".join(self.arch)  # type: ignore[arg-type]
