@@ -14,14 +14,21 @@ from typing import Any
 import nir
 import numpy as np
 
-from exporters.core.kinds import FIRING_TYPES, node_type
+from exporters.core.kinds import FIRING_TYPES, KINDS, node_type
 
-__all__ = ["accuracy_from_output", "compare_activity", "neuron_nodes"]
+__all__ = ["accuracy_from_output", "compare_activity", "is_membrane_readout", "neuron_nodes"]
 
 
 def neuron_nodes(graph: nir.NIRGraph) -> list[str]:
     """Ids of the graph's spiking neuron nodes (IF, LIF, CubaLIF), in ``graph.nodes`` order."""
     return [k for k, n in graph.nodes.items() if node_type(n) in FIRING_TYPES]
+
+
+def is_membrane_readout(graph: nir.NIRGraph, node: str) -> bool:
+    """Whether ``node`` is a non-firing neuron (``I``, ``LI``, ``CubaLI``): a membrane read-out whose value at the
+    last step is the class score (SpikeDHS), rather than an output whose sum over T is."""
+    kind = KINDS.get(node_type(graph.nodes[node]))
+    return kind is not None and kind.category == "neuron" and not kind.spiking
 
 
 def _is_binary(a: np.ndarray) -> bool:
@@ -36,12 +43,14 @@ def compare_activity(
     reference: Mapping[str, np.ndarray],
     candidate: Mapping[str, np.ndarray],
     nodes: Iterable[str] | nir.NIRGraph | None = None,
+    values: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Per-node event-level precision and recall of ``candidate`` against ``reference``, plus totals.
 
     ``nodes``: node ids, or a graph (its neuron nodes), or ``None`` (every node present in both whose
     reference is binary). Returns ``{"nodes": {id: {reference_spikes, candidate_spikes, matched, precision,
-    recall}}, "total": {...}, "min_precision": float, "min_recall": float}``.
+    recall}}, "total": {...}, "min_precision": float, "min_recall": float}``, plus for each node of ``values``
+    (analog outputs such as a membrane read-out) ``"values": {id: {max_abs_error, max_abs_reference}}``.
     """
     if isinstance(nodes, nir.NIRGraph):
         ids = neuron_nodes(nodes)
@@ -71,21 +80,33 @@ def compare_activity(
     total: dict[str, Any] = dict(tot)
     total["precision"] = _ratio(tot["matched"], tot["candidate_spikes"])
     total["recall"] = _ratio(tot["matched"], tot["reference_spikes"])
-    return {
+    out = {
         "nodes": per,
         "total": total,
         "min_precision": min((e["precision"] for e in per.values()), default=1.0),
         "min_recall": min((e["recall"] for e in per.values()), default=1.0),
     }
+    analog = {}
+    for k in values:
+        ref, cand = np.asarray(reference[k], np.float64), np.asarray(candidate[k], np.float64)
+        if ref.shape != cand.shape:
+            raise ValueError(f"node {k!r}: reference values {ref.shape} and candidate {cand.shape} differ in shape")
+        analog[k] = {"max_abs_error": float(np.abs(ref - cand).max(initial=0.0)),
+                     "max_abs_reference": float(np.abs(ref).max(initial=0.0))}
+    if analog:
+        out["values"] = analog
+    return out
 
 
-def accuracy_from_output(activity: Mapping[str, np.ndarray], labels: np.ndarray | Iterable[int], node: str) -> float:
-    """Accuracy of ``argmax`` over classes of ``activity[node]`` summed over T (``[T, B, classes]``)."""
+def accuracy_from_output(activity: Mapping[str, np.ndarray], labels: np.ndarray | Iterable[int], node: str,
+                         last_step: bool = False) -> float:
+    """Accuracy of ``argmax`` over classes of ``activity[node]`` (``[T, B, classes]``) summed over T, or at the last
+    step with ``last_step`` (a membrane read-out, ``is_membrane_readout``)."""
     if node not in activity:
         raise ValueError(f"output node {node!r} is not in the activity (nodes: {', '.join(sorted(activity))})")
     out = np.asarray(activity[node])
     labels = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels).reshape(-1)
     if out.ndim != 3 or out.shape[1] != labels.shape[0]:
         raise ValueError(f"node {node!r}: expected [T, B, classes] with B = {labels.shape[0]} labels, got {out.shape}")
-    pred = out.sum(0).argmax(-1)
+    pred = (out[-1] if last_step else out.sum(0)).argmax(-1)
     return float((pred == labels).mean()) if labels.size else float("nan")

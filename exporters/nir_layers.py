@@ -8,6 +8,7 @@
   3x3 pool ``AvgPool2d(padding 1)`` (``count_include_pad=True``) or ``SumPool2d(padding 1) → Scale(1/count)``
   (the exact border division, ``count_include_pad=False``), and the voting layer an ``Affine`` with fixed
   weights ``1/group``. Dropout and identities pass their input through (an exported network runs in eval mode).
+* SpikeDHS's membrane read-out (``nasflow.snn.dhs.MembraneReadout``) is a stock NIR ``I`` with ``r = 1/T``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 from exporters.core.shapes import ints
 from exporters.nir_context import ExportContext, ExportError, join, register_converter
 from nasflow.snn.cells import AvgPool3x3
+from nasflow.snn.dhs import MembraneReadout
 from nasflow.snn.layers import (
     DirectEncoder,
     Flatten,
@@ -191,6 +193,13 @@ def _convert_vote(ctx: ExportContext, module: nn.Module, name: str, inputs: list
         raise ExportError(f"{name}: VotingLayer(group={g}) needs an input size divisible by {g}, got {n_in}")
     w = np.kron(np.eye(n_in // g), np.full((1, g), 1.0 / g))
     return [ctx.add_node(name, nir.Affine(weight=w, bias=np.zeros(n_in // g)), inputs)]
+
+
+@register_converter(MembraneReadout)
+def _convert_readout(ctx: ExportContext, module: nn.Module, name: str, inputs: list[str]) -> list[str]:
+    # A non-spiking integrator v ← v + I/T: its value at the last step is the input's mean over the T steps.
+    shape = ctx.shape(inputs, name)
+    return [ctx.add_node(name, nir.I(r=np.full(shape, 1.0 / module.steps)), inputs)]
 
 
 @register_converter(nn.Identity)

@@ -9,14 +9,16 @@ out and listed in ``terms_missing``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from hwmodels.mapping import Mapping
+from hwmodels.profiles import ChipProfile
 from hwmodels.traffic import Counts
 
-__all__ = ["DEFAULT_TERMS", "energy_and_latency", "link_loads"]
+__all__ = ["DEFAULT_TERMS", "EventPrices", "energy_and_latency", "event_prices", "link_loads"]
 
 DEFAULT_TERMS = ("synops", "neuron_updates", "messages")
 ALL_TERMS = DEFAULT_TERMS + ("memory", "static")
@@ -25,6 +27,29 @@ ALL_TERMS = DEFAULT_TERMS + ("memory", "static")
 def _e(m: Mapping, key: str) -> float | None:
     v = m.profile.get(key)
     return None if v is None else float(v)
+
+
+@dataclass(frozen=True)
+class EventPrices:
+    """Joules per synaptic op on binary input, per neuron update and per message (0 where the chip has none).
+
+    What a search needs to price a *candidate* op before any graph exists (SpikeDHS's differentiable energy
+    term); a mapped graph is priced by ``energy_and_latency``, which reads the same profile keys.
+    """
+
+    synop: float
+    update: float
+    message: float
+
+
+def event_prices(profile: ChipProfile) -> EventPrices:
+    """The per-event prices of ``profile``: ``e_synop`` (accelerators: ``e_ac``), the active update price (else the
+    inactive one) and, on neuromorphic chips, ``e_message``."""
+    g = lambda key: None if profile.get(key) is None else float(profile.get(key))  # noqa: E731
+    synop = g("e_synop") if profile.kind != "accelerator" else g("e_ac")
+    update = g("e_update_active") if g("e_update_active") is not None else g("e_update_inactive")
+    message = g("e_message") if profile.kind == "neuromorphic" else None
+    return EventPrices(synop or 0.0, update or 0.0, message or 0.0)
 
 
 def _pair_coords(m: Mapping, src: str, tgt: str) -> tuple[np.ndarray, np.ndarray]:

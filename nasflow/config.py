@@ -47,7 +47,8 @@ class ModelConfig:
     channels: int = 16
     steps: int = 8
     vote: int = 10
-    neuron: NeuronSpec = field(default_factory=NeuronSpec)
+    neuron: NeuronSpec | None = None  # None: the model's own (AutoSNN's PLIF, the SpikeDHS neuron, ...)
+    options: dict[str, Any] = field(default_factory=dict)  # further keyword arguments of the model's factory
 
 
 @dataclass
@@ -86,6 +87,11 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{key}: unexpected value {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")

@@ -223,6 +223,29 @@ def autosnn(**kwargs: Any) -> AutoSNNNet:
     return AutoSNNNet(**kwargs)
 
 
+@register_model("spikedhs")
+def spikedhs(arch: str | None = None, in_shape: Sequence[int] = (1, 8, 8), num_classes: int = 10, channels: int = 8,
+             steps: int = 6, layers: int = 5, stem_multiplier: int = 2, neuron: NeuronSpec | None = None,
+             event_input: bool = False, **_: Any) -> nn.Module:
+    """A decoded SpikeDHS network (``nasflow.snn.dhs.DHSNet``); ``arch`` is a genotype string
+    (``nasflow.spaces.spikedhs``), ``layers`` the macro's cell count (reductions at layers//3, 2·layers//3)."""
+    from nasflow.snn.dhs import SPIKEDHS_NEURON, DHSNet
+    from nasflow.spaces.spikedhs import BASELINE, parse_genotype, reduction_layers
+
+    g = parse_genotype(arch or BASELINE)
+    neuron = neuron or SPIKEDHS_NEURON
+    # Decoded networks mix at the membrane whatever the preset searched with, as the released retrain model does
+    # (``mixed_at_mem``): a node sums currents into its neuron, so every layer is neuron -> weights -> neuron.
+    net = DHSNet(g.normal.nodes, g.reduce.nodes, "membrane", reduction_layers(layers), layers,
+                 in_shape=in_shape, num_classes=num_classes, channels=channels, steps=steps,
+                 stem_multiplier=stem_multiplier, neuron=neuron, event_input=event_input, title=f"spikedhs {g}")
+    net.config = dict(arch=str(g), in_shape=[int(s) for s in in_shape], num_classes=num_classes, channels=channels,
+                      steps=steps, layers=layers, stem_multiplier=stem_multiplier, neuron=neuron.to_dict(),
+                      event_input=event_input)
+    net.arch = (str(g),)
+    return net
+
+
 def build_model(name: str, config: dict[str, Any]) -> nn.Module:
     """Rebuild a registered model from its saved ``config`` (the ``model.config`` dict)."""
     config = dict(config)

@@ -25,6 +25,7 @@ from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig,
 from nasflow.search import AutoSNNSearchConfig, run_autosnn_search
 from nasflow.snasnet_search import SNASNetSearchConfig
 from nasflow.snn.blocks import NeuronSpec
+from nasflow.spikedhs_search import SpikeDHSConfig
 from nasflow.steps import BackendRun, ByRole, ExportedModel, NetxRun, SearchStep, SimulatedModel, TrainedModel
 from nasflow.train.trainer import TrainConfig
 
@@ -52,6 +53,11 @@ class LavaConfig:
 def _default_snasnet() -> SNASNetSearchConfig:
     # Training-free scoring is cheap; the winner is retrained with SNASNet's own recipe (SGD, cosine, CE).
     return SNASNetSearchConfig(candidates=100, epochs=40)
+
+
+def _default_spikedhs() -> SpikeDHSConfig:
+    # The search's own retraining is off: the main job's train_winner step retrains (with retrain_epochs).
+    return SpikeDHSConfig(epochs=10, warmup=3, retrain_epochs=20)
 
 
 @dataclass
@@ -99,6 +105,7 @@ class PipelineConfig:
     model: RunModel = field(default_factory=RunModel)
     autosnn: AutoSNNSearchConfig = field(default_factory=_default_search)
     snasnet: SNASNetSearchConfig = field(default_factory=_default_snasnet)
+    spikedhs: SpikeDHSConfig = field(default_factory=_default_spikedhs)
     retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=32, lr=5e-3))
     baseline: str = "all-SCB_k3"
     chip: str = "loihi"
@@ -113,6 +120,7 @@ class PipelineConfig:
                       progress=self.progress)
         self.autosnn = replace(self.autosnn, **shared, neuron=self.model.neuron or NeuronSpec())
         self.snasnet = replace(self.snasnet, **shared, neuron=self.model.neuron)
+        self.spikedhs = replace(self.spikedhs, **shared, neuron=self.model.neuron)
         if self.retrain.epochs < 1:
             raise ConfigError(f"retrain.epochs must be >= 1, got {self.retrain.epochs}")
         if self.lava.samples < 1:
@@ -308,7 +316,7 @@ def _output_node(graph) -> str:
 
 def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Path, log) -> ByRole[SimulatedModel]:
     from exporters import lava
-    from exporters.equivalence import accuracy_from_output, compare_activity, neuron_nodes
+    from exporters.equivalence import accuracy_from_output, compare_activity, is_membrane_readout, neuron_nodes
     from exporters.nir_io import read_nir
     from exporters.nir_torch import simulate as torch_simulate
 
@@ -317,16 +325,17 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
     for role, entry in exported.items():
         graph = read_nir(entry.nir)
         head = _output_node(graph)
+        last, analog = is_membrane_readout(graph, head), [head] if is_membrane_readout(graph, head) else []
         ref = torch_simulate(graph, x, dt=cfg.dt)
         np.savez_compressed(out_dir / f"{role}_activity.npz", **ref)
-        torch_accuracy = accuracy_from_output(ref, labels, head)
+        torch_accuracy = accuracy_from_output(ref, labels, head, last)
         runs: dict[str, BackendRun] = {}
         for name, fixed in [("lava", False)] + ([("lava_fixed", True)] if cfg.lava.fixed_point else []):
             log(f"    {role}: Lava {'fixed' if fixed else 'floating'} point on {len(labels)} test samples")
             t0 = time.perf_counter()
             act = lava.simulate(graph, x, dt=cfg.dt, fixed_point=fixed, timeout_s=cfg.lava.timeout_s)
-            runs[name] = BackendRun(time.perf_counter() - t0, accuracy_from_output(act, labels, head),
-                                    compare_activity(ref, act, nodes=graph))
+            runs[name] = BackendRun(time.perf_counter() - t0, accuracy_from_output(act, labels, head, last),
+                                    compare_activity(ref, act, nodes=graph, values=analog))
         netx = None
         if entry.netx:
             from exporters.netx import complete_activity, simulate_netx
@@ -339,7 +348,7 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
                 netx = NetxRun(None, error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
                 log(f"    {role}: netx failed ({netx.error}); the report records it")
             else:
-                netx = NetxRun(accuracy_from_output(act, labels, head) if head in act else None,
+                netx = NetxRun(accuracy_from_output(act, labels, head, last) if head in act else None,
                                compare_activity(ref, act, nodes=[n for n in neuron_nodes(graph) if n in act]))
         results[role] = SimulatedModel(int(len(labels)), head, torch_accuracy, runs["lava"], runs.get("lava_fixed"),
                                        netx)
@@ -432,6 +441,27 @@ def _train_snasnet(cfg: PipelineConfig, cell: str, out_dir: Path) -> TrainedMode
                         dir=str(Path(res["model"]).parent))
 
 
+def _spikedhs_search_step(cfg: PipelineConfig, out_dir: Path) -> SearchStep:
+    """The SpikeDHS cell search (its winner is retrained by the next step), in the pipeline's search format."""
+    from nasflow.spikedhs_search import run_spikedhs_search
+
+    full = run_spikedhs_search(replace(cfg.spikedhs, retrain_epochs=0), out_dir)
+    best = {"arch": full["best"]["arch"], "accuracy": full["best"]["accuracy"], "fitness": None,
+            "costs": full["best"]["costs"]}
+    return SearchStep(best=best, cost=cfg.spikedhs.cost, lam=cfg.spikedhs.lam_hw,
+                      search_seconds=full["search_seconds"], dir=str(out_dir), evaluated=[best])
+
+
+def _train_spikedhs(cfg: PipelineConfig, genotype: str, out_dir: Path) -> TrainedModel:
+    """Retrain the decoded SpikeDHS genotype from scratch (``retrain_genotype``); the same fields as ``_train``."""
+    from nasflow.spikedhs_search import retrain_genotype
+
+    result = retrain_genotype(cfg.spikedhs, genotype, out_dir)
+    keys = ("arch", "test_accuracy", "test_samples", "spikes_per_sample", "synops_per_sample", "macs_per_sample",
+            "neuron_updates_per_sample", "firing_rates", "parameters")
+    return TrainedModel(**{k: result[k] for k in keys}, dir=str(out_dir))
+
+
 @dataclass(frozen=True)
 class SpaceSteps:
     """What the main job runs for one search space: its search step and the retraining of its winner."""
@@ -445,4 +475,5 @@ class SpaceSteps:
 SPACES: dict[str, SpaceSteps] = {
     "autosnn": SpaceSteps(_autosnn_search_step, _train),
     "snasnet": SpaceSteps(_snasnet_search_step, _train_snasnet),
+    "spikedhs": SpaceSteps(_spikedhs_search_step, _train_spikedhs),
 }

@@ -1,5 +1,5 @@
 """``nasflow search``: architecture search, one subcommand per search space (``autosnn`` here, ``snasnet`` in
-``nasflow.cli.snasnet``)."""
+``nasflow.cli.snasnet``, ``spikedhs`` in ``nasflow.cli.spikedhs``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 
 from nasflow.cli.common import search_config_mapping
 from nasflow.cli.snasnet import add_snasnet_parser
+from nasflow.cli.spikedhs import add_spikedhs_parser
 
 __all__ = ["add_autosnn_parser", "add_search_parser", "cmd_autosnn"]
 
@@ -22,10 +23,12 @@ def add_search_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     """Add the ``search`` subcommand with its ``autosnn`` and ``snasnet`` spaces; returns its parser."""
     p = subparsers.add_parser("search", help="architecture search",
                               description="Search for a spiking architecture with AutoSNN (a trained supernet and "
-                              "an evolutionary search) or SNASNet (training-free scoring of random cells).")
+                              "an evolutionary search), SNASNet (training-free scoring of random cells) or SpikeDHS "
+                              "(differentiable search of spiking cells).")
     space = p.add_subparsers(dest="space", required=True)
     add_autosnn_parser(space)
     add_snasnet_parser(space)
+    add_spikedhs_parser(space)
     return p
 
 

@@ -169,8 +169,8 @@ def write_simulation(out_dir: str | Path, backend: str, graph, activity: dict[st
 def cmd_simulate(args: argparse.Namespace) -> int:
     """``nasflow simulate MODEL --backend B [--dataset D --samples N | --input x.npy --dt DT] --out DIR``."""
     from exporters.core.shapes import infer_shapes
-    from exporters.core.traversal import input_ids, output_ids
-    from exporters.equivalence import accuracy_from_output, compare_activity
+    from exporters.core.traversal import input_ids, output_ids, predecessors
+    from exporters.equivalence import accuracy_from_output, compare_activity, is_membrane_readout
 
     model_path, out_dir = Path(args.model), Path(args.out)
     if model_path.suffix == ".net":
@@ -197,16 +197,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         raise ValueError("give the input: --dataset NAME (with --samples) or --input x.npy (with --dt)")
     activity = _run_backend(args.backend, graph, model_path, x, dt, args.timeout, out_dir)
-    accuracy = None
-    if labels is not None and graph is not None:
+    accuracy, readout = None, []
+    if graph is not None:
         outs = output_ids(graph)
-        accuracy = accuracy_from_output(activity, labels, outs[0]) if outs else None
+        heads = predecessors(graph, outs[0]) if outs else []
+        readout = heads[:1] if heads and is_membrane_readout(graph, heads[0]) else []
+        if labels is not None and outs:
+            accuracy = accuracy_from_output(activity, labels, outs[0], last_step=bool(readout))
     compare = None
     if args.compare == "torch":
         from exporters.nir_torch import simulate
 
         ref = activity if args.backend == "torch" else simulate(graph, x, dt=dt)
-        compare = compare_activity(ref, activity, graph)
+        compare = compare_activity(ref, activity, graph, values=[r for r in readout if r in activity])
         compare["reference"] = "torch"
     result = write_simulation(out_dir, args.backend, graph, activity, dt, accuracy, compare)
     summary = {k: result[k] for k in ("backend", "steps", "samples", "accuracy", "spikes_per_sample")}

@@ -39,6 +39,8 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--seed", type=int, help="random seed; the same seed, machine and thread count give the same run")
     p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--dgs", help="comma-separated neuron layers whose surrogate temperature DGS searches during "
+                   "training, e.g. stem or stem,cells.4 (every train.dgs_every epochs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. train.lr=0.01")
     p.add_argument("--restart", action="store_true", help="discard a previous run in --out and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -55,6 +57,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainRunConfig.load(args.config) if args.config else TrainRunConfig()
     overrides = {key: getattr(args, flag) for flag, key in _FLAGS.items() if getattr(args, flag) is not None}
+    if args.dgs:
+        overrides["train.dgs"] = [n.strip() for n in args.dgs.split(",") if n.strip()]
     overrides.update(parse_set(args.set))
     if args.no_progress:
         overrides["train.progress"] = False

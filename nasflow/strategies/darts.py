@@ -251,7 +251,7 @@ class DartsConfig:
         autosnn_space(self.macro)  # raises for an unknown macro
 
 
-def _first(loader: DataLoader, n: int, shuffle: bool, seed: int) -> DataLoader:
+def first_samples(loader: DataLoader, n: int, shuffle: bool, seed: int) -> DataLoader:
     """``loader`` over its first ``n`` samples, with its own seeded generator (so the run stays resumable)."""
     subset = Subset(loader.dataset, range(min(n, len(loader.dataset))))
     return DataLoader(subset, batch_size=loader.batch_size, shuffle=shuffle,
@@ -265,8 +265,8 @@ def darts_loaders(cfg: DartsConfig):
     if loaders.spec.kind != "static":
         raise ValueError(f"dataset {cfg.dataset!r} is an event dataset; DARTS over AutoSNN runs static data here")
     if cfg.max_samples is not None:
-        loaders = loaders._replace(train=_first(loaders.train, cfg.max_samples, True, cfg.seed),
-                                   val=_first(loaders.val, max(cfg.max_samples // 4, 1), False, cfg.seed))
+        loaders = loaders._replace(train=first_samples(loaders.train, cfg.max_samples, True, cfg.seed),
+                                   val=first_samples(loaders.val, max(cfg.max_samples // 4, 1), False, cfg.seed))
     return loaders
 
 

@@ -90,6 +90,11 @@ class InTrainingStrategy(ABC):
         """Build (and keep) the relaxed network of ``space``; it exposes ``arch_parameters()`` and
         ``weight_parameters()`` as disjoint parameter lists."""
 
+    def begin_epoch(self, epoch: int) -> None:  # noqa: B027 (optional hook, no-op by default)
+        """Called before each epoch's steps with its 0-based index (learning-rate schedules, warm-up, refreshing
+        measured costs). A resumed run calls it for the epoch it continues with, so it must be a function of
+        ``epoch`` and the strategy's state alone."""
+
     @abstractmethod
     def step(self, batch_train: Batch, batch_val: Batch) -> dict[str, float]:
         """One update from a training and a validation batch; returns the values to log (floats)."""
@@ -146,7 +151,11 @@ def _restore_rng(loaders: SearchLoaders, state: dict[str, Any]) -> None:
 
 
 def _describe(space: SpaceLike) -> dict[str, Any]:
-    """The space as plain data (checkpoints load ``weights_only``; ``search.json`` takes JSON types only)."""
+    """The space as plain data (checkpoints load ``weights_only``; ``search.json`` takes JSON types only): its
+    ``fingerprint()`` when it has one (cell spaces), else the AutoSNN block space's macro and choices."""
+    fingerprint = getattr(space, "fingerprint", None)
+    if callable(fingerprint):
+        return dict(fingerprint())
     return {"macro": get_macro(space.macro).name, "choices": list(space.choices), "num_blocks": int(space.num_blocks)}
 
 
@@ -208,6 +217,7 @@ def run_in_training(
     bar = tqdm(total=epochs, initial=min(start, epochs), desc=f"search ({strategy.name})", disable=not progress)
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
+        strategy.begin_epoch(epoch)
         logs = [strategy.step(bt, bv) for bt, bv in _paired(loaders.train, loaders.val)]
         if not logs:
             raise ValueError("the training loader is empty: no batches to search with")

@@ -81,7 +81,7 @@ def run_training(cfg: TrainRunConfig, out_dir: str | Path, restart: bool = False
     steps = spec.T if event else m.steps
     model = create_model(
         m.name, arch=m.arch, in_shape=spec.image_shape, num_classes=spec.num_classes, channels=m.channels,
-        steps=steps, vote=m.vote, neuron=m.neuron, event_input=event,
+        steps=steps, vote=m.vote, neuron=m.neuron, event_input=event, **m.options,
     )
     train_loader = TimeFirst(loaders.train) if event else loaders.train
     test_loader = TimeFirst(loaders.test) if event else loaders.test
@@ -112,6 +112,7 @@ def run_training(cfg: TrainRunConfig, out_dir: str | Path, restart: bool = False
         "layers": layers,
         "spikes_per_step_per_sample": ev["spikes_per_step_per_sample"],
         "train_seconds_this_session": train_seconds,
+        **({"dgs": trainer.dgs.state_dict()} if trainer.dgs is not None else {}),
         "resumed_from_epoch": resumed_from,
         "device": str(trainer.device),
         "torch_threads": torch.get_num_threads(),
@@ -119,4 +120,8 @@ def run_training(cfg: TrainRunConfig, out_dir: str | Path, restart: bool = False
     save_model(out_dir / "model.pt", trainer.model.cpu(), m.name, meta={"dataset": spec.to_dict(), "result": {
         k: result[k] for k in ("test_accuracy", "spikes_per_sample", "arch", "seed")}})
     write_json(out_dir / "result.json", result, indent=2)
+    if trainer.dgs is not None:
+        from nasflow.train.dgs import plot_history
+
+        plot_history(trainer.dgs.history, trainer.dgs.initial, out_dir / "dgs.png")
     return result

@@ -14,7 +14,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,9 @@ class TrainConfig:
     device: str = "auto"
     grad_clip: float = 0.0
     progress: bool = True
+    dgs: list[str] = field(default_factory=list)  # neuron layers whose surrogate temperature DGS searches
+    dgs_every: int = 5  # DGS runs before every dgs_every-th epoch (not before the first)
+    dgs_batches: int = 200  # at most this many batches per DGS search
 
     def __post_init__(self) -> None:
         checks = {
@@ -59,6 +62,8 @@ class TrainConfig:
             "schedule": self.schedule in ("cosine", "none"),
             "loss": self.loss in ("mse", "ce"),
             "weight_decay": self.weight_decay >= 0,
+            "dgs_every": self.dgs_every >= 1,
+            "dgs_batches": self.dgs_batches >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -156,6 +161,11 @@ class Trainer:
             else None
         )
         self.epoch = 0
+        self.dgs = None
+        if config.dgs:
+            from nasflow.train.dgs import DGS
+
+            self.dgs = DGS(self.model, config.dgs, batches=config.dgs_batches)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -182,6 +192,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                 "train_config": asdict(self.config),
                 "rng": self._rng_states(),
+                "dgs": self.dgs.state_dict() if self.dgs is not None else None,
                 **self.extra_state,
             },
         )
@@ -205,6 +216,8 @@ class Trainer:
         if self.scheduler and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
+        if self.dgs is not None and state.get("dgs"):
+            self.dgs.load_state_dict(state["dgs"])
         self._restore_rng(state.get("rng"))
         return True
 
@@ -263,6 +276,14 @@ class Trainer:
             "train_spikes_per_sample": mon.summary()["spikes_per_sample"],
         }
 
+    def _dgs_round(self) -> dict[str, Any] | None:
+        """A DGS round before every ``dgs_every``-th epoch (``nasflow.train.dgs``), else nothing."""
+        c = self.config
+        if self.dgs is None or self.epoch == 0 or self.epoch % c.dgs_every:
+            return None
+        return self.dgs.search(self.train_loader, lambda out, y: spike_loss(c.loss, out, y, self.num_classes),
+                               self.optimizer.param_groups[0]["lr"], self.device, self.epoch)
+
     def fit(self, resume: bool = True) -> dict[str, Any]:
         """Run the remaining epochs; returns the last epoch's metrics row."""
         if resume:
@@ -274,7 +295,12 @@ class Trainer:
         epochs = tqdm(total=c.epochs, initial=self.epoch, desc="training", disable=not c.progress)
         while self.epoch < c.epochs:
             t0 = time.perf_counter()
+            dgs = self._dgs_round()
             row = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **self.train_epoch()}
+            if self.dgs is not None:
+                row["dgs_temperatures"] = self.dgs.temperatures()
+                if dgs:
+                    row["dgs_search"] = dgs
             if self.scheduler:
                 self.scheduler.step()
             if self.test_loader is not None:
