@@ -256,5 +256,5 @@ def test_spikedhs_runs_the_main_job(tmp_path):
     assert report["winner"]["lava_min_precision"] >= 0.999 and report["winner"]["lava_min_recall"] >= 0.999
     assert report["winner"]["energy_per_sample_j"] > 0
     steps = json.loads((tmp_path / "dhs" / "steps" / "simulate.json").read_text())
-    values = steps["winner"]["lava"]["equivalence"]["values"]["readout"]
+    values = steps["result"]["winner"]["lava_compare"]["values"]["readout"]
     assert values["max_abs_error"] <= 1e-4 * max(1.0, values["max_abs_reference"])
