@@ -47,7 +47,7 @@ class ModelConfig:
     channels: int = 16
     steps: int = 8
     vote: int = 10
-    neuron: NeuronSpec | None = None  # None: the model's own (AutoSNN's PLIF, the SpikeDHS neuron, ...)
+    neuron: NeuronSpec | None = field(default_factory=NeuronSpec)  # None: the model's own
     options: dict[str, Any] = field(default_factory=dict)  # further keyword arguments of the model's factory
 
 

@@ -19,6 +19,7 @@ from hwmodels.profiles import load_profile
 from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, to_dict
 from nasflow.data import make_loaders
 from nasflow.snn.blocks import NeuronSpec
+from nasflow.snn.dhs import SPIKEDHS_NEURON
 from nasflow.spaces.spikedhs import OPS, SpikeDHSSpace
 from nasflow.strategies.intraining import run_in_training
 from nasflow.strategies.spikedhs import SpikeDHSStrategy
@@ -126,7 +127,8 @@ def retrain_genotype(cfg: SpikeDHSConfig, genotype: str, out_dir: str | Path, ep
     the full training split; returns ``result.json``'s content."""
     run_cfg = TrainRunConfig(
         data=DataConfig(name=cfg.dataset, data_dir=cfg.data_dir, augment=cfg.augment),
-        model=ModelConfig(name="spikedhs", arch=genotype, channels=cfg.channels, steps=cfg.steps, neuron=cfg.neuron,
+        model=ModelConfig(name="spikedhs", arch=genotype, channels=cfg.channels, steps=cfg.steps,
+                          neuron=cfg.neuron or SPIKEDHS_NEURON,
                           options={"layers": cfg.layers, "stem_multiplier": cfg.stem_multiplier}),
         train=TrainConfig(epochs=epochs or cfg.retrain_epochs, batch_size=cfg.batch_size, optimizer="sgd",
                           lr=cfg.retrain_lr, momentum=0.9, weight_decay=3e-4, schedule="cosine", loss="ce",
