@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -31,8 +32,8 @@ from nasflow.snn.neurons import Neuron
 from nasflow.snn.wiring import IN, Step, Wired, Wiring, junction, run_wiring, step
 
 __all__ = [
-    "SPIKEDHS_NEURON", "DHSCell", "DHSNet", "MembraneReadout", "Nodes", "Preprocess", "SpikingOp", "make_op",
-    "op_neuron",
+    "SPIKEDHS_NEURON", "CellSlot", "DHSCell", "DHSNet", "MembraneReadout", "Nodes", "Preprocess", "SpikingOp",
+    "macro_layout", "make_head", "make_op", "make_stem", "op_neuron",
 ]
 
 #: A decoded cell's structure: per node, its ``(op, input)`` edges (input 0 = s0, 1 = s1, k >= 2 = node k - 2).
@@ -127,6 +128,46 @@ class Preprocess(nn.Module):
         return self.sn(sum(m(x) for m, x in zip(self.parts, xs)))
 
 
+class CellSlot(NamedTuple):
+    """Where a cell sits in the macro: its inputs' parts (channels), width, and whether it or its predecessor
+    reduces."""
+
+    parts0: list[int]
+    parts1: list[int]
+    c: int
+    reduction: bool
+    reduction_prev: bool
+
+
+def macro_layout(layers: int, reductions: Sequence[int], channels: int, c_stem: int, nodes: int) -> list[CellSlot]:
+    """The cells of the SpikeDHS macro in order (width doubled at each reduction; a cell's output is its nodes)."""
+    parts0 = parts1 = [c_stem]
+    c, reduction_prev = channels, False
+    slots = []
+    for i in range(layers):
+        reduction = i in reductions
+        c = c * 2 if reduction else c
+        slots.append(CellSlot(parts0, parts1, c, reduction, reduction_prev))
+        parts0, parts1, reduction_prev = parts1, [c] * nodes, reduction
+    return slots
+
+
+def make_stem(c_in: int, c_stem: int, steps: int, neuron: NeuronSpec, event_input: bool = False) -> SpikingOp:
+    """``conv3x3-BN-neuron``; direct coding repeats the analog image's current over ``steps``."""
+    conv = nn.Sequential(nn.Conv2d(c_in, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+    return SpikingOp(TimeDistributed(conv) if event_input else DirectEncoder(conv, steps), neuron.build())
+
+
+def make_head(parts: Sequence[int], num_classes: int) -> nn.ModuleDict:
+    """Per node of the last cell: global average pool, flatten, linear (bias on the first only); summed by the
+    read-out."""
+    return nn.ModuleDict({
+        "gap": nn.ModuleList(GlobalAvgPool() for _ in parts),
+        "flat": nn.ModuleList(Flatten() for _ in parts),
+        "fc": nn.ModuleList(TimeDistributed(nn.Linear(p, num_classes, bias=m == 0)) for m, p in enumerate(parts)),
+    })
+
+
 def edge_key(node: int, src: int) -> str:
     return f"n{node}_{src}"
 
@@ -180,25 +221,11 @@ class DHSNet(Wired):
         neuron = neuron or SPIKEDHS_NEURON
         self.steps, self.event_input, self.in_shape, self.title = int(steps), event_input, (c_in, h, w), title
         c_stem = stem_multiplier * channels
-        stem_conv = nn.Sequential(nn.Conv2d(c_in, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-        self.stem = SpikingOp(TimeDistributed(stem_conv) if event_input else DirectEncoder(stem_conv, steps),
-                              neuron.build())
-        parts0 = parts1 = [c_stem]
-        c, reduction_prev = channels, False
-        cells = []
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                c *= 2
-            cells.append(DHSCell(reduce if reduction else normal, mix, parts0, parts1, c, reduction, reduction_prev,
-                                 neuron))
-            parts0, parts1, reduction_prev = parts1, [c] * len(normal), reduction
-        self.cells = nn.ModuleList(cells)
-        self.head = nn.ModuleDict({
-            "gap": nn.ModuleList(GlobalAvgPool() for _ in parts1),
-            "flat": nn.ModuleList(Flatten() for _ in parts1),
-            "fc": nn.ModuleList(TimeDistributed(nn.Linear(p, num_classes, bias=m == 0)) for m, p in enumerate(parts1)),
-        })
+        self.stem = make_stem(c_in, c_stem, steps, neuron, event_input)
+        slots = macro_layout(layers, reductions, channels, c_stem, len(normal))
+        self.cells = nn.ModuleList(DHSCell(reduce if s.reduction else normal, mix, s.parts0, s.parts1, s.c,
+                                           s.reduction, s.reduction_prev, neuron) for s in slots)
+        self.head = make_head([slots[-1].c] * len(normal), num_classes)
         self.readout = MembraneReadout(steps)
         self._wiring = self._build_wiring()
 

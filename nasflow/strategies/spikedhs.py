@@ -38,8 +38,16 @@ from hwmodels.energy import EventPrices, event_prices
 from hwmodels.profiles import load_profile
 from nasflow.models import create_model
 from nasflow.snn.blocks import NeuronSpec
-from nasflow.snn.dhs import SPIKEDHS_NEURON, MembraneReadout, Preprocess, SpikingOp, make_op
-from nasflow.snn.layers import DirectEncoder, Flatten, GlobalAvgPool, TimeDistributed
+from nasflow.snn.dhs import (
+    SPIKEDHS_NEURON,
+    MembraneReadout,
+    Preprocess,
+    SpikingOp,
+    macro_layout,
+    make_head,
+    make_op,
+    make_stem,
+)
 from nasflow.snn.neurons import reset_states
 from nasflow.spaces.spikedhs import SpikeDHSSpace, reduction_layers
 from nasflow.strategies.intraining import InTrainingStrategy
@@ -69,11 +77,11 @@ class RelaxedDHSCell(nn.Module):
         self.nodes = nn.ModuleList(neuron.build() for _ in range(space.nodes)) if space.mix == "membrane" else None
 
     def forward(self, s0: Sequence[torch.Tensor], s1: Sequence[torch.Tensor], weights: torch.Tensor,
-                rates: list[tuple[float, tuple[int, ...]]]) -> list[torch.Tensor]:
-        """The cell's nodes; appends each state's (mean value per neuron and step, shape) to ``rates``."""
+                rates: list[tuple[float, tuple[int, ...]]] | None = None) -> list[torch.Tensor]:
+        """The cell's nodes; with a ``rates`` list, appends each state's (mean value per neuron and step, shape)."""
         states = [self.pre0(s0), self.pre1(s1)]
-        for s in states:
-            rates.append((float(s.detach().mean()), tuple(s.shape[2:])))
+        if rates is not None:
+            rates.extend((float(s.detach().mean()), tuple(s.shape[2:])) for s in states)
         for e, (j, k) in enumerate(self.space.edges()):
             if k == 0:
                 terms = []
@@ -83,7 +91,8 @@ class RelaxedDHSCell(nn.Module):
                 total = sum(terms)
                 node = self.nodes[j](total) if self.nodes is not None else total
                 states.append(node)
-                rates.append((float(node.detach().mean()), tuple(node.shape[2:])))
+                if rates is not None:
+                    rates.append((float(node.detach().mean()), tuple(node.shape[2:])))
         return states[2:]
 
 
@@ -95,29 +104,17 @@ class RelaxedDHSNet(nn.Module):
         super().__init__()
         neuron = neuron or SPIKEDHS_NEURON
         self.space, self.steps = space, int(steps)
-        c_in = int(in_shape[0])
         c_stem = space.stem_multiplier * channels
-        stem = nn.Sequential(nn.Conv2d(c_in, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-        self.stem = SpikingOp(DirectEncoder(stem, steps), neuron.build())
-        reductions = reduction_layers(space.layers)
-        parts0 = parts1 = [c_stem]
-        c, reduction_prev = channels, False
-        cells = []
-        for i in range(space.layers):
-            reduction = i in reductions
-            c = c * 2 if reduction else c
-            cells.append(RelaxedDHSCell(space, parts0, parts1, c, reduction, reduction_prev, neuron))
-            parts0, parts1, reduction_prev = parts1, [c] * space.nodes, reduction
-        self.cells = nn.ModuleList(cells)
-        self.head = nn.ModuleDict({
-            "gap": nn.ModuleList(GlobalAvgPool() for _ in parts1),
-            "flat": nn.ModuleList(Flatten() for _ in parts1),
-            "fc": nn.ModuleList(TimeDistributed(nn.Linear(p, num_classes, bias=m == 0)) for m, p in enumerate(parts1)),
-        })
+        self.stem = make_stem(int(in_shape[0]), c_stem, steps, neuron)
+        slots = macro_layout(space.layers, reduction_layers(space.layers), channels, c_stem, space.nodes)
+        self.cells = nn.ModuleList(RelaxedDHSCell(space, s.parts0, s.parts1, s.c, s.reduction, s.reduction_prev,
+                                                  neuron) for s in slots)
+        self.head = make_head([slots[-1].c] * space.nodes, num_classes)
         self.readout = MembraneReadout(steps)
         n_edges, n_ops = len(space.edges()), len(space.ops or ())
         self.alpha_normal = nn.Parameter(ALPHA_INIT_STD * torch.randn(n_edges, n_ops))
         self.alpha_reduce = nn.Parameter(ALPHA_INIT_STD * torch.randn(n_edges, n_ops))
+        self.record_rates = False  # set for the forward pass whose rates price the ops (one host sync per state)
         self.rates: list[list[tuple[float, tuple[int, ...]]]] = []
 
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -131,15 +128,18 @@ class RelaxedDHSNet(nn.Module):
         return F.softmax(self.alpha_normal, dim=-1), F.softmax(self.alpha_reduce, dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Read-out membrane at the last step ``[B, classes]``; ``self.rates`` holds every cell's state rates."""
+        """Read-out membrane at the last step ``[B, classes]``; with ``record_rates``, ``self.rates`` holds every
+        cell's state rates."""
         p_normal, p_reduce = self.probabilities()
         s = self.stem(x)
         prev0 = prev1 = [s]
-        self.rates = []
+        if self.record_rates:
+            self.rates = []
         for cell in self.cells:
-            rates: list[tuple[float, tuple[int, ...]]] = []
+            rates: list[tuple[float, tuple[int, ...]]] | None = [] if self.record_rates else None
             nodes = cell(prev0, prev1, p_reduce if cell.reduction else p_normal, rates)
-            self.rates.append(rates)
+            if rates is not None:
+                self.rates.append(rates)
             prev0, prev1 = prev1, nodes
         head = self.head
         out = sum(head["fc"][m](head["flat"][m](head["gap"][m](v))) for m, v in enumerate(prev1))
@@ -273,8 +273,12 @@ class SpikeDHSStrategy(InTrainingStrategy):
         if search or self._refresh:
             xv, yv = (t.to(self.device) for t in batch_val)
             reset_states(net)
-            with torch.set_grad_enabled(search):
-                out_v = net(xv)
+            net.record_rates = self._refresh
+            try:
+                with torch.set_grad_enabled(search):
+                    out_v = net(xv)
+            finally:
+                net.record_rates = False
             if self._refresh:
                 self.costs = op_costs(net, self.prices)
                 self._refresh = False
