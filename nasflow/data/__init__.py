@@ -4,6 +4,8 @@
 * ``get_dataset(name, data_dir, split, ...)`` → ``(dataset, spec)`` for every registered name
   (``list_datasets()``); ``dataset_spec`` gives the spec without reading files.
 * ``split_train_val``: the stratified 8:2 D_train / D_val split of the searches.
+* ``stereo-dots`` (generated, ``nasflow.data.stereo``) and ``mvsec`` (``nasflow.data.mvsec``): event stereo,
+  samples ``(x [T, 4, H, W], disparity [H, W])``; the matching head is ``nasflow.snn.stereo``.
 * ``make_loaders``: seeded train / val / test DataLoaders with optional augmentation
   (``nasflow.data.transforms``).
 

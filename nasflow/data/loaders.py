@@ -76,6 +76,11 @@ def resolve_augmentation(augment: bool | str | Transform | None, spec: DatasetSp
     ``t(x, generator)`` is used as given (see ``nasflow.data.transforms``)."""
     if augment is None or augment is False or augment == "none":
         return None
+    if spec.kind == "stereo":
+        raise ValueError(
+            f"dataset {spec.name!r} is stereo: a crop or flip of the input would have to move the disparity map "
+            f"and swap the cameras too, which no augmentation here does; use augment=False (got {augment!r})"
+        )
     if augment is True or augment == "standard":
         return standard_augmentation(spec)
     if augment == "cutout":

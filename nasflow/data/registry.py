@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,12 +17,18 @@ from typing import Literal, NamedTuple
 from torch.utils.data import Dataset
 
 from nasflow.data import transforms as _t
+from nasflow.data.mvsec import MVSEC_LAYOUT, MVSEC_URL
 from nasflow.data.spec import DatasetSpec
 
 __all__ = ["DEFAULT_DATA_DIR", "DatasetHandle", "dataset_spec", "get_dataset", "list_datasets"]
 
 DEFAULT_DATA_DIR = Path("data")
 """Where datasets are looked for when no ``data_dir`` is given (relative to the working directory)."""
+
+STEREO_DOTS_TRAIN_SIZE = 4000
+"""Samples in the generated stereo task's train split (made on access; ``encoding_seed`` seeds the scenes)."""
+STEREO_DOTS_TEST_SIZE = 1000
+"""Samples in its test split (a scene stream disjoint from the train split's)."""
 
 
 class DatasetHandle(NamedTuple):
@@ -48,6 +55,7 @@ class _Entry:
     layout: str  # folder layout under --data-dir, as printed in errors
     load: _Loader
     resizable: bool = False  # event datasets: ``size`` downsamples the events
+    rescale_disparities: bool = False  # stereo read at a fixed sensor size: ``size`` scales the disparity range
 
 
 def _load_digits(spec: DatasetSpec, data_dir: Path, layout: str, o: _Options) -> Dataset:
@@ -76,6 +84,22 @@ def _events(name: str) -> _Loader:
     return load
 
 
+def _stereo_dots(spec: DatasetSpec, data_dir: Path, layout: str, o: _Options) -> Dataset:
+    from nasflow.data.stereo import StereoDotsConfig, StereoDotsDataset
+
+    assert spec.T is not None
+    _, h, w = spec.image_shape
+    config = StereoDotsConfig(height=h, width=w, disparities=spec.num_classes, steps=spec.T)
+    length = STEREO_DOTS_TRAIN_SIZE if o.train else STEREO_DOTS_TEST_SIZE
+    return StereoDotsDataset(length, seed=o.encoding_seed, split="train" if o.train else "test", config=config)
+
+
+def _mvsec(spec: DatasetSpec, data_dir: Path, layout: str, o: _Options) -> Dataset:
+    from nasflow.data.mvsec import load_mvsec
+
+    return load_mvsec(spec, data_dir, o.train, layout, o.binarize)
+
+
 def _static(name: str, shape: tuple[int, int, int], classes: int, source: str, url: str, folder: str,
             mean: tuple[float, ...] | None, std: tuple[float, ...] | None, hflip: bool) -> DatasetSpec:
     return DatasetSpec(name, "static", shape, classes, None, False, source, url, folder, mean, std, hflip)
@@ -84,6 +108,11 @@ def _static(name: str, shape: tuple[int, int, int], classes: int, source: str, u
 def _event(name: str, shape: tuple[int, int, int], classes: int, T: int, source: str, url: str, folder: str,
            binary: bool, hflip: bool) -> DatasetSpec:
     return DatasetSpec(name, "event", (T, *shape), classes, T, binary, source, url, folder, None, None, hflip)
+
+
+def _stereo(name: str, shape: tuple[int, int, int], disparities: int, T: int, source: str, url: str, folder: str,
+            binary: bool) -> DatasetSpec:
+    return DatasetSpec(name, "stereo", (T, *shape), disparities, T, binary, source, url, folder, None, None, False)
 
 
 _DIGITS_URL = "sklearn.datasets.load_digits (ships with scikit-learn)"
@@ -155,6 +184,15 @@ _REGISTRY: dict[str, _Entry] = {
         "  CIFAR10DVS/\n    airplane/*.aedat4\n    automobile/*.aedat4\n    ... (10 class folders)\n    truck/*.aedat4",
         _events("cifar10-dvs"), resizable=True,
     ),
+    "stereo-dots": _Entry(
+        _stereo("stereo-dots", (4, 48, 48), 8, 6, "nasflow", "generated on access by nasflow.data.stereo", "",
+                True),
+        "(nothing: generated)", _stereo_dots, resizable=True,
+    ),
+    "mvsec": _Entry(
+        _stereo("mvsec", (4, 260, 346), 38, 6, "nasflow", MVSEC_URL, "mvsec", False),
+        MVSEC_LAYOUT, _mvsec, resizable=True, rescale_disparities=True,
+    ),
 }
 
 
@@ -178,8 +216,9 @@ def dataset_spec(
     """The spec of a dataset as ``get_dataset`` would load it, without reading any file.
 
     ``T`` (event datasets only; static datasets ignore it, their T is the model's) sets the number of frames;
-    ``size`` (``H`` or ``(H, W)``, event camera datasets only) downsamples the events, e.g. 128 → 32;
-    ``binarize`` clips event-frame counts to 0/1.
+    ``size`` (``H`` or ``(H, W)``, event camera datasets only) downsamples the events, e.g. 128 → 32 (stereo:
+    ``stereo-dots`` is generated at that size; ``mvsec`` is resized and its disparity levels scale with the
+    width); ``binarize`` clips event-frame counts to 0/1.
     """
     entry = _entry(name)
     spec = entry.spec
@@ -197,7 +236,10 @@ def dataset_spec(
     steps = spec.T if T is None else int(T)
     if steps is None or steps < 1:
         raise ValueError(f"T must be at least 1, got {T}")
-    return replace(spec, input_shape=(steps, c, h, w), T=steps, binary=spec.binary or binarize)
+    classes = spec.num_classes
+    if entry.rescale_disparities and w != spec.image_shape[2]:
+        classes = math.ceil((classes - 1) * w / spec.image_shape[2]) + 1  # the largest disparity shrinks with w
+    return replace(spec, input_shape=(steps, c, h, w), T=steps, binary=spec.binary or binarize, num_classes=classes)
 
 
 def get_dataset(
@@ -218,8 +260,9 @@ def get_dataset(
     spec's mean/std, digits in ``[0, 1]``) or ``[T, C, H, W]`` (event: rate-coded digits, or event-camera
     recordings binned into ``T`` frames, by equal event counts (``split_by="number"``) or equal durations).
     ``data_dir`` defaults to ``./data``; the layout each dataset needs under it is in the ``DatasetNotFoundError``
-    raised when files are missing. ``encoding_seed`` seeds the digits-events spike trains. For the D_train/D_val
-    split of a search use ``split_train_val`` on the train split.
+    raised when files are missing. ``encoding_seed`` seeds the digits-events spike trains and the scenes of
+    ``stereo-dots``. Stereo samples are ``(x [T, 4, H, W], disparity [H, W])`` (see ``DatasetSpec``). For the
+    D_train/D_val split of a search use ``split_train_val`` on the train split.
     """
     spec = dataset_spec(name, T=T, size=size, binarize=binarize)
     entry = _REGISTRY[spec.name]

@@ -16,11 +16,15 @@ class DatasetSpec:
     Attributes:
         name: registry name (``"digits"``, ``"cifar10"``, ``"dvs128-gesture"``, ...).
         kind: ``"static"``: one image ``[C, H, W]`` per sample, fed to the network by direct coding (the
-            model repeats it over its own T steps); ``"event"``: a stream ``[T, C, H, W]`` per sample.
+            model repeats it over its own T steps); ``"event"``: a stream ``[T, C, H, W]`` per sample;
+            ``"stereo"``: two event cameras ``[T, 4, H, W]`` (left ON, left OFF, right ON, right OFF) labelled
+            with the left view's disparity map, float32 ``[H, W]``, ``NaN`` where unknown
+            (``nasflow.data.stereo``).
         input_shape: the shape of one sample (``[C, H, W]`` or ``[T, C, H, W]``); a DataLoader batch adds a
             leading batch dimension, so event batches are ``[B, T, C, H, W]`` (see ``to_time_first``).
-        num_classes: number of labels (labels are ``0 .. num_classes - 1``).
-        T: number of time steps carried by the data (event datasets), ``None`` for static datasets.
+        num_classes: number of labels (labels are ``0 .. num_classes - 1``); for stereo, the number of
+            disparity levels ``D`` a cost volume needs (disparities ``0 .. D - 1``; see ``disparities``).
+        T: number of time steps carried by the data (event and stereo datasets), ``None`` for static datasets.
         binary: whether every input value is 0 or 1 (spikes; synaptic operations count as ACs, not MACs).
         source: the library that reads the files (``"scikit-learn"``, ``"torchvision"``, ``"tonic"``).
         url: where the data comes from.
@@ -31,7 +35,7 @@ class DatasetSpec:
     """
 
     name: str
-    kind: Literal["static", "event"]
+    kind: Literal["static", "event", "stereo"]
     input_shape: tuple[int, ...]
     num_classes: int
     T: int | None
@@ -45,14 +49,16 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         expected = 3 if self.kind == "static" else 4
-        if self.kind not in ("static", "event"):
-            raise ValueError(f"DatasetSpec {self.name!r}: kind must be 'static' or 'event', got {self.kind!r}")
+        if self.kind not in ("static", "event", "stereo"):
+            raise ValueError(
+                f"DatasetSpec {self.name!r}: kind must be 'static', 'event' or 'stereo', got {self.kind!r}"
+            )
         if len(self.input_shape) != expected:
             raise ValueError(
                 f"DatasetSpec {self.name!r}: a {self.kind} sample has {expected} dimensions, got {self.input_shape}"
             )
-        if (self.kind == "event") != (self.T is not None):
-            raise ValueError(f"DatasetSpec {self.name!r}: T is set for event datasets only, got T={self.T}")
+        if (self.kind != "static") != (self.T is not None):
+            raise ValueError(f"DatasetSpec {self.name!r}: T is set for event and stereo datasets only, got T={self.T}")
         if self.T is not None and self.input_shape[0] != self.T:
             raise ValueError(f"DatasetSpec {self.name!r}: input_shape {self.input_shape} must start with T={self.T}")
 
@@ -61,6 +67,11 @@ class DatasetSpec:
         """``(C, H, W)`` of one frame, whatever the kind."""
         c, h, w = self.input_shape[-3:]
         return (c, h, w)
+
+    @property
+    def disparities(self) -> int | None:
+        """Disparity levels ``D`` of a stereo dataset (its ``num_classes``), ``None`` for other kinds."""
+        return self.num_classes if self.kind == "stereo" else None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON view (tuples become lists)."""
