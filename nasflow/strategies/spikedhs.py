@@ -60,15 +60,20 @@ ALPHA_INIT_STD = 1e-3
 
 
 class RelaxedDHSCell(nn.Module):
-    """A cell whose every edge runs all non-``zero`` ops (``edges[n{j}_{k}][op]``) and mixes them by weight."""
+    """A cell whose every edge runs all non-``zero`` ops (``edges[n{j}_{k}][op]``) and mixes them by weight.
+
+    ``preprocess=False`` leaves out the two input neurons' preprocessing: the caller passes the cell's two input
+    states themselves (the layer trellis builds them from several resolutions, ``nasflow.snn.trellis``)."""
 
     def __init__(self, space: SpikeDHSSpace, parts0: Sequence[int], parts1: Sequence[int], c: int, reduction: bool,
-                 reduction_prev: bool, neuron: NeuronSpec) -> None:
+                 reduction_prev: bool, neuron: NeuronSpec, preprocess: bool = True) -> None:
         super().__init__()
         self.space, self.reduction, self.c = space, reduction, c
         self.ops = tuple(space.ops or ())
-        self.pre0 = Preprocess(parts0, c, 2 if reduction_prev else 1, neuron)
-        self.pre1 = Preprocess(parts1, c, 1, neuron)
+        if preprocess:
+            self.pre0 = Preprocess(parts0, c, 2 if reduction_prev else 1, neuron)
+            self.pre1 = Preprocess(parts1, c, 1, neuron)
+        self.preprocess = preprocess
         self.edges = nn.ModuleDict()
         for j, k in space.edges():
             stride = 2 if reduction and k < 2 else 1
@@ -79,7 +84,7 @@ class RelaxedDHSCell(nn.Module):
     def forward(self, s0: Sequence[torch.Tensor], s1: Sequence[torch.Tensor], weights: torch.Tensor,
                 rates: list[tuple[float, tuple[int, ...]]] | None = None) -> list[torch.Tensor]:
         """The cell's nodes; with a ``rates`` list, appends each state's (mean value per neuron and step, shape)."""
-        states = [self.pre0(s0), self.pre1(s1)]
+        states = [self.pre0(s0), self.pre1(s1)] if self.preprocess else [s0[0], s1[0]]
         if rates is not None:
             rates.extend((float(s.detach().mean()), tuple(s.shape[2:])) for s in states)
         for e, (j, k) in enumerate(self.space.edges()):

@@ -1,0 +1,62 @@
+"""The relaxed layer trellis as modules: resampling, β-mixed cell inputs, gradients only where a path can go."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from nasflow.snn.dhs import SPIKEDHS_NEURON
+from nasflow.snn.neurons import reset_states
+from nasflow.snn.trellis import MixedInput, Resample, level_factor
+from nasflow.spaces.spikedhs import SpikeDHSSpace
+from nasflow.spaces.trellis import Trellis
+from nasflow.strategies.spikedhs_trellis import RelaxedTrellisNet
+
+
+def test_level_factor_is_the_product_of_the_rates_between_levels():
+    assert level_factor((3, 2, 2, 2), 0, 2) == 4
+    assert level_factor((3, 2, 2, 2), 3, 1) == 4
+    assert level_factor((3, 2, 2, 2), 1, 1) == 1
+
+
+def test_resample_up_equals_conv_bn_of_the_nearest_upsampled_spikes():
+    torch.manual_seed(0)
+    up = Resample([3], 4, (2, 2, 2), src=2, dst=0).eval()
+    x = (torch.rand(2, 1, 3, 2, 2) < 0.5).float()
+    y = up([x])
+    assert y.shape == (2, 1, 4, 8, 8)
+    conv, bn = up.parts[0].module[0], up.parts[0].module[1]
+    ref = bn(conv(F.interpolate(x.flatten(0, 1), scale_factor=4, mode="nearest"))).view(2, 1, 4, 8, 8)
+    assert torch.allclose(y, ref, atol=1e-6)
+    down = Resample([3], 4, (2, 2, 2), src=0, dst=1)
+    assert down([torch.ones(2, 1, 3, 8, 8)]).shape == (2, 1, 4, 4, 4)
+
+
+def test_mixed_input_is_the_weighted_sum_of_resampled_sources_into_one_neuron():
+    torch.manual_seed(1)
+    mixed = MixedInput({"0": ([2], 0), "1": ([3, 3], 1)}, 4, 1, (2, 2), SPIKEDHS_NEURON).eval()
+    xs = {"0": [torch.rand(3, 1, 2, 8, 8)], "1": [torch.rand(3, 1, 3, 4, 4), torch.rand(3, 1, 3, 4, 4)]}
+    w = {"0": torch.tensor(0.3), "1": torch.tensor(0.7)}
+    y = mixed(xs, w)
+    current = 0.3 * mixed.sources["0"](xs["0"]) + 0.7 * mixed.sources["1"](xs["1"])
+    neuron = SPIKEDHS_NEURON.build()
+    reset_states(neuron)
+    assert torch.equal(y, neuron(current))
+
+
+def test_beta_gets_gradient_exactly_where_a_path_can_move():
+    torch.manual_seed(0)
+    trellis = Trellis(layers=4, levels=3, rates=(2, 2, 2))
+    net = RelaxedTrellisNet(SpikeDHSSpace(), trellis, (2, 16, 16), channels=4)
+    x = (torch.rand(3, 2, 2, 16, 16) < 0.3).float()
+    y = net(x)
+    assert y.shape == (3, 2, 4, 8, 8) and set(y.unique().tolist()) <= {0.0, 1.0}
+    y.mean().backward()
+    g = net.beta.grad.abs().sum(-1)
+    for layer in range(trellis.layers):
+        for level in range(trellis.levels):
+            assert (g[layer, level] > 0) == (level in trellis.sources(layer)), (layer, level)
+    probs = net.move_probabilities()
+    assert torch.allclose(probs.sum(-1), torch.ones(4, 3))
+    assert probs[:, 0, 2].eq(0).all() and probs[:, 2, 0].eq(0).all()  # no up from the top, no down from the bottom
+    assert net.alpha.grad.abs().sum() > 0
