@@ -332,6 +332,12 @@ def build_layer_table(graph: nir.NIRGraph | CompiledGraph) -> LayerTable:
             layers[tgt].incoming.append(c)
     connections += _pool_connections(graph, order, layers, fed, succs, raw)
     for nid, layer in layers.items():
+        direct = [p for p in preds[nid] if p in layers]
+        if direct and layer.type != "Accumulator":
+            raise GraphError(
+                f"neuron node {nid!r} is fed by {direct} without a weight node; on a chip a population reaches "
+                "another only through synapses (insert an identity Affine or a depthwise 1x1 Conv2d of ones)"
+            )
         if not layer.incoming and layer.type != "Accumulator":
             bad = [p for p in preds[nid] if node_type(nodes[p]) not in WEIGHT_TYPES]
             if bad:

@@ -12,6 +12,7 @@ from _paths import INTEROP
 
 from hwmodels import (
     ActivityError,
+    GraphError,
     HardwareCost,
     ProfileError,
     build_layer_table,
@@ -266,6 +267,25 @@ def test_profiles_load_and_bad_profile_errors(tmp_path):
         f.write_text(json.dumps(bad))
         with pytest.raises(ProfileError, match=f"mychip.json: {msg}"):
             load_profile(f)
+
+
+def test_a_neuron_fed_by_a_neuron_without_synapses_is_refused_even_beside_weights():
+    """NIR allows a bare edge between two neurons (an identity map); a chip has no such connection, and silently
+    dropping it would under-count the layer's synaptic ops, so it is refused by name."""
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([10])}),
+        "fc1": nir.Affine(np.ones((10, 10)), np.zeros(10)),
+        "a": _lif(10),
+        "fc2": nir.Affine(np.ones((10, 10)), np.zeros(10)),
+        "b": _lif(10),
+        "output": nir.Output(output_type={"output": np.array([10])}),
+    }
+    edges = [("input", "fc1"), ("fc1", "a"), ("a", "fc2"), ("fc2", "b"), ("a", "b"), ("b", "output")]
+    with pytest.raises(GraphError, match=r"neuron node 'b' is fed by \['a'\] without a weight node"):
+        build_layer_table(nir.NIRGraph(nodes=nodes, edges=edges))
+    edges.remove(("a", "b"))
+    table = build_layer_table(nir.NIRGraph(nodes=nodes, edges=edges))
+    assert [c.node_id for c in table.layers["b"].incoming] == ["fc2"]
 
 
 def test_bad_activity_errors():

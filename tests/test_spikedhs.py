@@ -193,7 +193,12 @@ def test_decoded_network_exports_and_inherits_weights(tmp_path):
         assert type(graph.nodes["readout"]).__name__ == "I"
         act = simulate(graph, x.unsqueeze(0).expand(3, *x.shape).numpy(), dt=1e-3)
         np.testing.assert_allclose(act["readout"], seq.numpy(), atol=1e-5)
-        assert hw_report(graph, "loihi", activity=act).energy_per_sample_j > 0
+        report = hw_report(graph, "loihi", activity=act)
+        assert report.energy_per_sample_j > 0
+        skip = graph.nodes["cells.0.edges.n0_0"]  # skip@0 into node 0: one fixed synapse per neuron
+        assert type(skip).__name__ == "Conv2d" and np.array_equal(np.asarray(skip.weight).ravel(), np.ones(3))
+        row = next(r for r in report.layers if r["layer"] == "cells.0.nodes.0")
+        assert "cells.0.edges.n0_0" in row["inputs"]
     strategy = SpikeDHSStrategy((1, 8, 8), 10, channels=2, steps=2)
     net = strategy.relax(SpikeDHSSpace(layers=3))
     decoded = strategy.decoded_network()

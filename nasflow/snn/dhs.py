@@ -33,7 +33,7 @@ from nasflow.snn.wiring import IN, Step, Wired, Wiring, junction, run_wiring, st
 
 __all__ = [
     "SPIKEDHS_NEURON", "CellSlot", "DHSCell", "DHSNet", "MembraneReadout", "Nodes", "Preprocess", "SpikingOp",
-    "macro_layout", "make_head", "make_op", "make_stem", "op_neuron",
+    "identity_synapse", "macro_layout", "make_head", "make_op", "make_stem", "op_neuron",
 ]
 
 #: A decoded cell's structure: per node, its ``(op, input)`` edges (input 0 = s0, 1 = s1, k >= 2 = node k - 2).
@@ -82,6 +82,16 @@ def _avg_conv(c: int, stride: int) -> nn.Conv2d:
     nn.init.constant_(conv.weight, 1.0 / 9.0)
     conv.weight.requires_grad_(False)
     return conv
+
+
+def identity_synapse(c: int) -> TimeDistributed:
+    """``skip`` into a node neuron on a chip: one fixed synapse of weight 1 per neuron (a frozen depthwise 1x1
+    conv). A neuron cannot be wired to a neuron without synapses (NIR would carry a bare edge that chips and
+    ``hwmodels`` cannot map), and the search prices ``skip`` as exactly these synapses and their messages."""
+    conv = nn.Conv2d(c, c, 1, groups=c, bias=False)
+    del conv.weight  # a constant, not state: models saved with a bare skip edge load unchanged
+    conv.register_buffer("weight", torch.ones(c, 1, 1, 1), persistent=False)
+    return TimeDistributed(conv)
 
 
 def op_neuron(neuron: NeuronSpec, op: str) -> NeuronSpec:
@@ -187,6 +197,8 @@ class DHSCell(nn.Module):
             for op, k in node:
                 module = make_op(op, c, 2 if reduction and k < 2 else 1, mix, neuron)
                 assert module is not None
+                if isinstance(module, nn.Identity) and mix == "membrane":
+                    module = identity_synapse(c)
                 self.edges[edge_key(j, k)] = module
         self.nodes = nn.ModuleList(neuron.build() for _ in genotype) if mix == "membrane" else None
 
