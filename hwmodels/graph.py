@@ -95,6 +95,7 @@ class Connection:
     nz: np.ndarray  # bool mask of non-zero weights: (out, in) for affine, (Cout, Cin/g, kh, kw) for conv
     geom: ConvGeom | None = None
     static_binary: bool = True  # fed by a spiking node through Flatten only
+    bare: bool = False  # a bare NIR edge between two populations: identity synapses, ``node_id`` is "src->tgt"
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -255,6 +256,34 @@ def _pool_connections(graph, order, layers, fed, succs, raw) -> list[Connection]
     return out
 
 
+def _bare_connections(order, layers, preds, raw) -> list[Connection]:
+    """Bare edges from one population into another (NIR: an identity map; AutoSNN's residual shortcut, a SpikeDHS
+    skip) as connections of one weight-1 synapse per neuron: on a chip every input of a neuron is a synapse, so
+    these count synaptic ops, synapse memory and messages like any other connection (a 1x1 depthwise kernel
+    on 3-D maps, a diagonal on vectors)."""
+    out = []
+    for nid in order:
+        if nid not in layers or layers[nid].type == "Accumulator":
+            continue
+        for src in (p for p in preds[nid] if p in layers):
+            shape, src_shape = norm_shape(raw[nid]), norm_shape(raw[src])
+            if shape != src_shape:
+                raise GraphError(f"node {src!r} (shape {raw[src]}) feeds neuron node {nid!r} (shape {raw[nid]}) "
+                                 "without a weight node, so their shapes must match")
+            binary = layers[src].spiking
+            if len(shape) == 3:
+                ch = shape[0]
+                c = Connection(f"{src}->{nid}", "conv", src, [], nid, shape, shape, np.ones((ch, 1, 1, 1), bool),
+                               ConvGeom((1, 1), (1, 1), (0, 0), (1, 1), ch), binary, bare=True)
+            else:
+                n = int(np.prod(shape))
+                c = Connection(f"{src}->{nid}", "affine", src, [], nid, (n,), (n,), np.eye(n, dtype=bool),
+                               static_binary=binary, bare=True)
+            out.append(c)
+            layers[nid].incoming.append(c)
+    return out
+
+
 def without_wires(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, frozenset[str]]:
     """``graph`` without its identity ``Scale`` nodes (every scale 1), and their ids.
 
@@ -331,13 +360,8 @@ def build_layer_table(graph: nir.NIRGraph | CompiledGraph) -> LayerTable:
             connections.append(c)
             layers[tgt].incoming.append(c)
     connections += _pool_connections(graph, order, layers, fed, succs, raw)
+    connections += _bare_connections(order, layers, preds, raw)
     for nid, layer in layers.items():
-        direct = [p for p in preds[nid] if p in layers]
-        if direct and layer.type != "Accumulator":
-            raise GraphError(
-                f"neuron node {nid!r} is fed by {direct} without a weight node; on a chip a population reaches "
-                "another only through synapses (insert an identity Affine or a depthwise 1x1 Conv2d of ones)"
-            )
         if not layer.incoming and layer.type != "Accumulator":
             bad = [p for p in preds[nid] if node_type(nodes[p]) not in WEIGHT_TYPES]
             if bad:

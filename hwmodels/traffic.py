@@ -174,6 +174,8 @@ def measured_synops(table: LayerTable, activity: dict[str, np.ndarray]) -> dict[
     steps, batch = _check(activity, table)
     out: dict[str, dict[str, dict]] = {}
     for conn in table.connections:
+        if conn.bare:  # no weight node to record it under; its count is exact from the source's spikes anyway
+            continue
         per_out, binary = connection_synops(table, conn, activity, steps, batch)
         total = float(per_out.sum())
         out.setdefault(conn.node_id, {})[conn.target] = {
@@ -199,7 +201,8 @@ def counts_from_activity(m: Mapping, activity: dict[str, np.ndarray], input_spik
             c.layer_synops_conv[conn.target] = c.layer_synops_conv.get(conn.target, 0.0) + total
     for name, lay in table.layers.items():
         out = np.asarray(activity[name]).reshape(steps, batch, -1) if name in activity else None
-        pre = [np.asarray(activity[k.node_id]).reshape(steps, batch, -1) for k in lay.incoming if k.node_id in activity]
+        feeds = [k.source if k.bare else k.node_id for k in lay.incoming]  # what each input adds to the neurons
+        pre = [np.asarray(activity[f]).reshape(steps, batch, -1) for f in feeds if f in activity]
         active = None
         if out is not None and len(pre) == len(lay.incoming):
             got = sum(pre) != 0 if pre else np.zeros_like(out, dtype=bool)
@@ -338,7 +341,7 @@ def counts_from_totals(
     table = m.table
     estimated: list[str] = []
     for conn in table.connections:
-        if measured and (not estimate_unmeasured or _has_measured(totals, conn)):
+        if measured and not conn.bare and (not estimate_unmeasured or _has_measured(totals, conn)):
             acs, macs = _measured(totals, conn)
             total = acs + macs
             if acs or not macs:
@@ -349,7 +352,7 @@ def counts_from_totals(
             total, binary = _estimated(totals, conn, m, steps, stats, input_spiking)
             ops = c.acs if binary else c.macs
             ops[conn.node_id] = ops.get(conn.node_id, 0.0) + total
-            if measured:
+            if measured and not conn.bare:  # a bare edge's fan-out is 1: its count is exact
                 estimated.append(f"{conn.node_id} (into {conn.target})")
         per_out = (stats.out_share[conn.node_id] * total / steps)[None, :].repeat(steps, 0)
         c.synops_step[:, m.blocks_of(conn.target)] += _block_sum(m, conn.target, per_out)

@@ -12,10 +12,10 @@ from _paths import INTEROP
 
 from hwmodels import (
     ActivityError,
-    GraphError,
     HardwareCost,
     ProfileError,
     build_layer_table,
+    hw_report,
     list_profiles,
     load_profile,
     map_layers,
@@ -269,9 +269,10 @@ def test_profiles_load_and_bad_profile_errors(tmp_path):
             load_profile(f)
 
 
-def test_a_neuron_fed_by_a_neuron_without_synapses_is_refused_even_beside_weights():
-    """NIR allows a bare edge between two neurons (an identity map); a chip has no such connection, and silently
-    dropping it would under-count the layer's synaptic ops, so it is refused by name."""
+def test_a_bare_edge_between_neurons_is_one_identity_synapse_per_neuron():
+    """NIR allows a bare edge between two neurons (an identity map: a residual shortcut, a skip edge); on a chip
+    it is a weight-1 synapse per neuron, so each spike of the source is one synaptic op, whether the activity is
+    per neuron or per-node totals, and next to the target's other inputs."""
     nodes = {
         "input": nir.Input(input_type={"input": np.array([10])}),
         "fc1": nir.Affine(np.ones((10, 10)), np.zeros(10)),
@@ -281,11 +282,18 @@ def test_a_neuron_fed_by_a_neuron_without_synapses_is_refused_even_beside_weight
         "output": nir.Output(output_type={"output": np.array([10])}),
     }
     edges = [("input", "fc1"), ("fc1", "a"), ("a", "fc2"), ("fc2", "b"), ("a", "b"), ("b", "output")]
-    with pytest.raises(GraphError, match=r"neuron node 'b' is fed by \['a'\] without a weight node"):
-        build_layer_table(nir.NIRGraph(nodes=nodes, edges=edges))
-    edges.remove(("a", "b"))
-    table = build_layer_table(nir.NIRGraph(nodes=nodes, edges=edges))
-    assert [c.node_id for c in table.layers["b"].incoming] == ["fc2"]
+    graph = nir.NIRGraph(nodes=nodes, edges=edges)
+    assert [c.node_id for c in build_layer_table(graph).layers["b"].incoming] == ["fc2", "a->b"]
+    rng = np.random.default_rng(0)
+    act = {"input": _spikes(rng, 10, 30), "a": _spikes(rng, 10, 7), "b": _spikes(rng, 10, 4)}
+    plain = nir.NIRGraph(nodes=nodes, edges=[e for e in edges if e != ("a", "b")])
+    with_edge = hw_report(graph, "loihi", activity=act)
+    without = hw_report(plain, "loihi", activity=act)
+    assert with_edge.synops_per_sample - without.synops_per_sample == pytest.approx(7.0)  # a's 7 spikes, fan-out 1
+    totals = {k: {"spikes_per_sample": float(v.sum())} for k, v in act.items()}
+    t_with = hw_report(graph, "loihi", activity=totals, steps=10)
+    t_without = hw_report(plain, "loihi", activity=totals, steps=10)
+    assert t_with.synops_per_sample - t_without.synops_per_sample == pytest.approx(7.0)
 
 
 def test_bad_activity_errors():
