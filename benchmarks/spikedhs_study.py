@@ -1,17 +1,18 @@
 """The SpikeDHS study on digits: searches with and without the hardware term, and DGS against a fixed temperature.
 
     .venv/bin/python benchmarks/spikedhs_study.py --study runs/spikedhs [--seeds 0 1 2] [--lam 0.05] [--chip loihi]
-        [--threads 1] [--summary-only]
+        [--threads 1] [--wide 16] [--summary-only]
 
 Part 1 (issue 14): per seed, ``nasflow search spikedhs --seed S --cost energy:CHIP --lambda-hw L`` for L = 0 and
 ``--lam`` with the search defaults (C = 8, T = 6, 5 cells, 20 epochs of which 5 warm-up), each winner retrained
 with the same recipe (30 epochs, SGD 0.05 cosine, cross-entropy). Every retrained winner is then costed on the
 chip from its activity on the whole digits test split (the monitor's spike and synaptic-op counts, the same
-counts the search prices). Part 2: a fixed genotype (``DGS_GENOTYPE``) with the SpikeDHS neuron (Dspike, b = 3)
-trained at T = 4 for 15 epochs with and without ``--dgs stem`` (a DGS round every 5 epochs on 10 batches), per
-seed.
+counts the search prices). With ``--wide W`` (default 16) every winner is also retrained at C = W into
+``retrain_cW`` (DARTS' practice of retraining wider than searched), same recipe otherwise. Part 2: a fixed
+genotype (``DGS_GENOTYPE``) with the SpikeDHS neuron (Dspike, b = 3) trained at T = 4 for 15 epochs with and
+without ``--dgs stem`` (a DGS round every 5 epochs on 10 batches), per seed.
 
-Every run is a resumable nasflow command in ``STUDY/`` (run again to continue; finished runs are reused), so the
+Every run is a resumable nasflow run in ``STUDY/`` (run again to continue; finished runs are reused), so the
 figures come from the same code a user runs. Writes ``STUDY/study.json`` and ``STUDY/study.md``.
 """
 
@@ -44,6 +45,24 @@ def run_searches(study: Path, seeds: list[int], lams: list[float], chip: str, th
             _nasflow(["search", "spikedhs", "--seed", str(seed), "--cost", f"energy:{chip}", "--lambda-hw",
                       f"{lam:g}", "--threads", str(threads), "--no-progress", "--out", str(out)],
                      study / f"s{seed}_lam{lam:g}.log")
+
+
+def run_wide_retrains(study: Path, seeds: list[int], lams: list[float], channels: int, threads: int) -> None:
+    """Retrain every winner again at ``channels`` (the search's recipe otherwise) into ``retrain_c{channels}``."""
+    import torch
+
+    from nasflow.spikedhs_search import SpikeDHSConfig, retrain_genotype
+
+    torch.set_num_threads(threads)
+    for seed in seeds:
+        for lam in lams:
+            d = study / f"s{seed}_lam{lam:g}"
+            out = d / f"retrain_c{channels}"
+            if (out / "result.json").exists():
+                continue
+            print(f"retraining {d.name} at C = {channels}", file=sys.stderr)
+            genotype = json.loads((d / "search.json").read_text())["best"]["arch"]
+            retrain_genotype(SpikeDHSConfig(seed=seed, channels=channels, progress=False), genotype, out)
 
 
 def run_dgs(study: Path, seeds: list[int], threads: int) -> None:
@@ -95,16 +114,19 @@ def _mean_sd(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.4f} ± {statistics.stdev(xs):.4f}" if len(xs) > 1 else f"{xs[0]:.4f}"
 
 
-def summarise(study: Path, seeds: list[int], lams: list[float], chip: str) -> dict[str, Any]:
+def summarise(study: Path, seeds: list[int], lams: list[float], chip: str, wide: int | None = None) -> dict[str, Any]:
     searches = []
     for seed in seeds:
         for lam in lams:
             d = study / f"s{seed}_lam{lam:g}"
             s = json.loads((d / "search.json").read_text())
             res = json.loads((d / "retrain" / "result.json").read_text())
-            searches.append({"seed": seed, "lam_hw": lam, "genotype": s["best"]["arch"],
-                             "search_seconds": s["search_seconds"], "search_val_accuracy": s["best"]["accuracy"],
-                             "test_accuracy": res["test_accuracy"], **chip_cost(d / "retrain" / "model.pt", chip)})
+            row = {"seed": seed, "lam_hw": lam, "genotype": s["best"]["arch"], "search_seconds": s["search_seconds"],
+                   "search_val_accuracy": s["best"]["accuracy"], "test_accuracy": res["test_accuracy"],
+                   **chip_cost(d / "retrain" / "model.pt", chip)}
+            if wide and (d / f"retrain_c{wide}" / "result.json").exists():
+                row["wide"] = {"channels": wide, **chip_cost(d / f"retrain_c{wide}" / "model.pt", chip)}
+            searches.append(row)
     dgs = []
     for seed in seeds:
         for mode in ("fixed", "dgs"):
@@ -115,7 +137,8 @@ def summarise(study: Path, seeds: list[int], lams: list[float], chip: str) -> di
             dgs.append({"seed": seed, "mode": mode, "test_accuracy": json.loads((d / "result.json").read_text())
                         ["test_accuracy"], "temperatures": [r.get("dgs_temperatures") for r in rows],
                         "test_accuracy_curve": [r["test_accuracy"] for r in rows]})
-    return {"schema_version": 1, "chip": chip, "seeds": seeds, "lams": lams, "searches": searches, "dgs": dgs}
+    return {"schema_version": 1, "chip": chip, "seeds": seeds, "lams": lams, "wide": wide, "searches": searches,
+            "dgs": dgs}
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -136,6 +159,22 @@ def markdown(res: dict[str, Any]) -> str:
     n = len(res["seeds"])
     lines.append(f"\nWith λ_hw = {lam1:g} the winner's energy is lower in {lower} of {n} seeds; its accuracy is "
                  f"within 1 point in {within} of {n}.")
+    if all("wide" in r for r in res["searches"]):
+        w = res["wide"]
+        lines += ["", f"## The same winners retrained at C = {w}", "", "| seed | λ_hw | test acc | energy nJ |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r['seed']} | {r['lam_hw']:g} | {r['wide']['accuracy']:.4f} | {r['wide']['energy_nj']:.1f} |"
+                  for r in res["searches"]]
+        for lam in res["lams"]:
+            accs = [by[(s, lam)]["wide"]["accuracy"] for s in res["seeds"]]
+            energy = [by[(s, lam)]["wide"]["energy_nj"] for s in res["seeds"]]
+            lines.append(f"\nλ_hw = {lam:g} at C = {w}: test accuracy {_mean_sd(accs)}, energy "
+                         f"{statistics.mean(energy):.1f} nJ")
+        lower = sum(by[(s, lam1)]["wide"]["energy_nj"] < by[(s, lam0)]["wide"]["energy_nj"] for s in res["seeds"])
+        within = sum(abs(by[(s, lam1)]["wide"]["accuracy"] - by[(s, lam0)]["wide"]["accuracy"]) <= 0.01
+                     for s in res["seeds"])
+        lines.append(f"\nAt C = {w}, λ_hw = {lam1:g}: energy lower in {lower} of {n} seeds, accuracy within 1 point "
+                     f"in {within} of {n}.")
     if res["dgs"]:
         lines += ["", "## DGS (stem) against a fixed temperature", "",
                   "| seed | mode | test acc | stem b per epoch |", "|---|---|---|---|"]
@@ -157,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lam", type=float, default=0.05)
     parser.add_argument("--chip", default="loihi")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--wide", type=int, default=16,
+                        help="also retrain every winner at this C (0: no); the search's C stays as searched")
     parser.add_argument("--summary-only", action="store_true", help="only summarise the finished runs")
     args = parser.parse_args(argv)
     study = Path(args.study)
@@ -164,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     lams = [0.0, args.lam]
     if not args.summary_only:
         run_searches(study, args.seeds, lams, args.chip, args.threads)
+        if args.wide:
+            run_wide_retrains(study, args.seeds, lams, args.wide, args.threads)
         run_dgs(study, args.seeds, args.threads)
-    res = summarise(study, args.seeds, lams, args.chip)
+    res = summarise(study, args.seeds, lams, args.chip, args.wide or None)
     (study / "study.json").write_text(json.dumps(res, indent=2))
     text = markdown(res)
     (study / "study.md").write_text(text)

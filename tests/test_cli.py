@@ -120,3 +120,25 @@ def test_summary_prints_every_step_and_the_total(tmp_path):
     (tmp_path / "steps" / "report.json").write_text('{"seconds": 2.5, "result": {}}')
     line = next(ln for ln in summary_screen(report, str(tmp_path)).splitlines() if ln.startswith("seconds:"))
     assert "report 2.5" in line and f"total {sum(steps.values()) + 2.5:.1f}" in line
+
+
+def test_train_keeps_the_models_own_neuron_unless_one_is_named(tmp_path):
+    from nasflow.cli.train import train_config
+    from nasflow.models import create_model
+    from nasflow.snn.dhs import SPIKEDHS_NEURON
+
+    parser = build_parser()
+    arch = ("paper:normal=conv3x3@1+skip@0,conv3x3@2+skip@1,conv3x3@3+skip@2;"
+            "reduce=conv3x3@0+skip@1,conv3x3@0+skip@1,conv3x3@0+skip@1")
+    cfg = train_config(parser.parse_args(["train", "--set", "model.name=spikedhs", "--arch", arch, "--out", "x"]))
+    assert cfg.model.neuron is None
+    model = create_model("spikedhs", arch=arch, in_shape=(1, 8, 8), num_classes=10, channels=2, steps=2,
+                         neuron=cfg.model.neuron)
+    assert model.config["neuron"] == SPIKEDHS_NEURON.to_dict()
+    named = train_config(parser.parse_args(["train", "--set", "model.name=spikedhs", "--set", "model.neuron.tau=3",
+                                            "--out", "x"]))
+    assert named.model.neuron is not None and named.model.neuron.tau == 3.0
+    yml = tmp_path / "run.yaml"
+    yml.write_text("model:\n  name: spikedhs\n  neuron:\n    kind: if\n")
+    from_yaml = train_config(parser.parse_args(["train", "--config", str(yml), "--out", "x"]))
+    assert from_yaml.model.neuron is not None and from_yaml.model.neuron.kind == "if"

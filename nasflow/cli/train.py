@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nasflow.cli.common import parse_set
 
-__all__ = ["add_train_parser", "cmd_train"]
+if TYPE_CHECKING:
+    from nasflow.config import TrainRunConfig
+
+__all__ = ["add_train_parser", "cmd_train", "train_config"]
 
 _FLAGS = {
     "dataset": "data.name", "data_dir": "data.data_dir", "augment": "data.augment", "arch": "model.arch",
@@ -48,12 +53,24 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     return p
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train as the parsed ``args`` say; prints a summary of the result and returns 0."""
-    import torch
+def _names_neuron(config: str | None, overrides: dict) -> bool:
+    """Whether the user chose a neuron: a ``model.neuron`` key in the overrides or in the YAML's model section."""
+    if any(k == "model.neuron" or k.startswith("model.neuron.") for k in overrides):
+        return True
+    if not config:
+        return False
+    import yaml
 
+    data = yaml.safe_load(Path(config).read_text()) or {}
+    model = data.get("model") if isinstance(data, dict) else None
+    return isinstance(model, dict) and "neuron" in model
+
+
+def train_config(args: argparse.Namespace) -> TrainRunConfig:
+    """The run's config: the YAML (or the defaults), then the flags and ``--set`` overrides. Without a neuron
+    named anywhere the model keeps its own (SpikeDHS's for ``spikedhs``, PLIF for AutoSNN), so choosing a model
+    never silently swaps its neuron for another model's default."""
     from nasflow.config import TrainRunConfig, apply_overrides
-    from nasflow.train.run import run_training
 
     cfg = TrainRunConfig.load(args.config) if args.config else TrainRunConfig()
     overrides = {key: getattr(args, flag) for flag, key in _FLAGS.items() if getattr(args, flag) is not None}
@@ -63,6 +80,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides["train.progress"] = False
     cfg = apply_overrides(cfg, overrides)
+    if not _names_neuron(args.config, overrides):
+        cfg.model.neuron = None
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train as the parsed ``args`` say; prints a summary of the result and returns 0."""
+    import torch
+
+    from nasflow.train.run import run_training
+
+    cfg = train_config(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run_training(cfg, args.out, restart=args.restart)
