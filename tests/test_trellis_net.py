@@ -60,3 +60,24 @@ def test_beta_gets_gradient_exactly_where_a_path_can_move():
     assert torch.allclose(probs.sum(-1), torch.ones(4, 3))
     assert probs[:, 0, 2].eq(0).all() and probs[:, 2, 0].eq(0).all()  # no up from the top, no down from the bottom
     assert net.alpha.grad.abs().sum() > 0
+
+
+def test_trellis_stereo_loss_reaches_weights_alpha_and_beta():
+    from nasflow.data.stereo import StereoDotsConfig, stereo_dots_sample
+    from nasflow.snn.stereo import subpixel_cross_entropy, subpixel_map
+    from nasflow.strategies.spikedhs_trellis import TrellisStereo
+
+    torch.manual_seed(0)
+    cfg = StereoDotsConfig(height=16, width=16, disparities=4, steps=3)
+    xs, ds = zip(*(stereo_dots_sample(0, i, cfg) for i in range(2)))
+    x, d = torch.stack(xs), torch.stack(ds)
+    trellis = Trellis(layers=3, levels=2, rates=(2, 2))
+    feats = RelaxedTrellisNet(SpikeDHSSpace(), trellis, (2, 16, 16), channels=4)
+    model = TrellisStereo(feats, (16, 16), (8, 8), disparities=4)
+    assert model.disparity_step == 2 and model.levels == 3  # disparities 0, 2, 4 input pixels
+    cost = model(x)
+    assert cost.shape == (2, 3, 16, 16)
+    loss = subpixel_cross_entropy(cost, d, disparity_step=model.disparity_step)
+    loss.backward()
+    assert feats.alpha.grad.abs().sum() > 0 and feats.beta.grad.abs().sum() > 0 and model.scale.grad is not None
+    assert subpixel_map(cost.detach(), disparity_step=2).shape == (2, 16, 16)
