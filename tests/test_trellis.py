@@ -92,3 +92,29 @@ def test_level_sizes_and_too_many_levels_for_the_input():
         Trellis().sizes(12)
     with pytest.raises(ValueError, match="4 levels need 4 down-sampling rates"):
         Trellis(levels=4, rates=(2, 2))
+
+
+def test_trellis_arch_round_trips_and_decodes_alpha_and_beta():
+    from nasflow.spaces.spikedhs import SpikeDHSSpace, edge_index
+    from nasflow.spaces.trellis import TrellisSpace, parse_trellis_arch
+
+    text = "paper:cell=conv3x3@1+skip@0,conv5x5@2+avg_pool3x3@1,dil_conv3x3@3+skip@2;path=0,0,1,1,1,2,2,2"
+    arch = parse_trellis_arch(text, Trellis())
+    assert str(arch) == text and arch.path == RELEASED_PATH and hash(arch) == hash(parse_trellis_arch(text))
+    with pytest.raises(ValueError, match="jumps"):
+        parse_trellis_arch(text.replace("path=0,0,1", "path=0,0,2"), Trellis())
+    with pytest.raises(ValueError, match="'PRESET:cell=...;path=l0,l1,...'"):
+        parse_trellis_arch("paper:cell=conv3x3@1+skip@0")
+    with pytest.raises(ValueError, match="not ops of the 'released' preset"):
+        parse_trellis_arch(text.replace("paper:", "released:"))
+    space = TrellisSpace(SpikeDHSSpace(), Trellis(layers=3, levels=2, rates=(2, 2)))
+    ops = space.cells.ops
+    alpha = [[0.0] * len(ops) for _ in edge_index(3)]
+    for e, (j, k) in enumerate(edge_index(3)):
+        if k in (j, j + 1):  # the two latest inputs of every node, conv3x3
+            alpha[e][ops.index("conv3x3")] = 2.0
+    beta = _beta(space.trellis, {(0, 0): {0: 0.6, 1: 0.4}, (1, 0): {0: 0.55, 1: 0.45}, (1, 1): {1: 0.9, 0: 0.1},
+                                 (2, 0): {0: 0.5, 1: 0.5}, (2, 1): {1: 0.8, 0: 0.2}})
+    decoded = space.decode(alpha, beta)
+    assert str(decoded) == "paper:cell=conv3x3@0+conv3x3@1,conv3x3@1+conv3x3@2,conv3x3@2+conv3x3@3;path=1,1,1"
+    assert space.fingerprint()["trellis"] == {"layers": 3, "levels": 2, "rates": [2, 2]}

@@ -45,7 +45,7 @@ from nasflow.snn.dhs import SPIKEDHS_NEURON
 
 __all__ = [
     "BASELINE", "DEFAULT_NEURON", "NODE_CHOICES", "OPS", "PRESETS", "CellGenotype", "Genotype", "SpikeDHSSpace",
-    "decode_cell", "format_genotype", "parse_genotype", "reduction_layers",
+    "decode_cell", "format_genotype", "parse_cell", "parse_genotype", "reduction_layers",
 ]
 
 #: Every op the cell ops can be built from, with what it computes (help texts and error messages).
@@ -178,7 +178,8 @@ def format_genotype(g: Genotype) -> str:
     return f"{g.preset}:normal={g.normal.format()};reduce={g.reduce.format()}"
 
 
-def _parse_cell(text: str, where: str) -> CellGenotype:
+def parse_cell(text: str, where: str = "cell") -> CellGenotype:
+    """The cell ``CellGenotype.format`` wrote (``op@k+op@k,...``); a ``ValueError`` naming ``where`` otherwise."""
     nodes = []
     for j, node in enumerate(text.split(",")):
         edges = []
@@ -206,7 +207,7 @@ def parse_genotype(text: str) -> Genotype:
     if set(parts) != {"normal", "reduce"}:
         raise ValueError(f"SpikeDHS genotype {text!r} needs exactly 'normal=...' and 'reduce=...' separated by ';'")
     try:
-        normal, reduce = _parse_cell(parts["normal"], "normal cell"), _parse_cell(parts["reduce"], "reduce cell")
+        normal, reduce = parse_cell(parts["normal"], "normal cell"), parse_cell(parts["reduce"], "reduce cell")
         return Genotype(preset, normal, reduce)
     except ValueError as err:
         raise ValueError(f"SpikeDHS genotype {text!r}: {err}") from None

@@ -13,7 +13,8 @@ probability is the product of its moves' probabilities and the decoded path (``v
 one, found by dynamic programming (greedy choices can miss it). The released code never decodes β: its path is
 hard-coded (``RELEASED_PATH``).
 
-Declarations only (no torch): the relaxed trellis network and the path network live in ``nasflow.snn``.
+Declarations only (no modules): the relaxed trellis network is ``nasflow.strategies.spikedhs_trellis``, its
+resampling modules ``nasflow.snn.trellis``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["MOVES", "RELEASED_PATH", "Trellis", "check_path", "level_sizes", "path_log_prob", "viterbi"]
+from nasflow.spaces.spikedhs import PRESETS, CellGenotype, SpikeDHSSpace, decode_cell, parse_cell
+
+__all__ = [
+    "MOVES", "RELEASED_PATH", "Trellis", "TrellisArch", "TrellisSpace", "check_path", "level_sizes",
+    "parse_trellis_arch", "path_log_prob", "viterbi",
+]
 
 #: The moves between consecutive layers and their level change.
 MOVES: tuple[tuple[str, int], ...] = (("down", 1), ("same", 0), ("up", -1))
@@ -143,3 +150,63 @@ def viterbi(beta: Sequence[Sequence[Sequence[float]]], trellis: Trellis) -> tupl
         best = nxt
     top = max(best.values(), key=lambda v: v[0])[0]
     return min((v for v in best.values() if v[0] >= top - 1e-12), key=lambda v: v[1][-1])[1]
+
+
+@dataclass(frozen=True)
+class TrellisArch:
+    """A decoded layer-level architecture: one cell genotype (every node of the path uses it) and the path.
+
+    String form ``paper:cell=conv3x3@1+skip@0,...;path=0,0,1,1,1,2,2,2`` (``parse_trellis_arch`` reads it)."""
+
+    preset: str
+    cell: CellGenotype
+    path: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown SpikeDHS preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        foreign = sorted({op for edges in self.cell.nodes for op, _ in edges} - set(PRESETS[self.preset].ops))
+        if foreign:
+            raise ValueError(f"the cell uses {foreign}, not ops of the {self.preset!r} preset")
+
+    def __str__(self) -> str:
+        return f"{self.preset}:cell={self.cell.format()};path={','.join(map(str, self.path))}"
+
+
+def parse_trellis_arch(text: str, trellis: Trellis | None = None) -> TrellisArch:
+    """The architecture ``text`` spells; with ``trellis`` its path is checked against it (``check_path``)."""
+    preset, sep, rest = str(text).strip().partition(":")
+    parts = dict(p.partition("=")[::2] for p in rest.split(";")) if sep else {}
+    if set(parts) != {"cell", "path"}:
+        raise ValueError(f"trellis architecture {text!r} must read 'PRESET:cell=...;path=l0,l1,...'")
+    try:
+        path = tuple(int(k) for k in parts["path"].split(","))
+    except ValueError:
+        raise ValueError(f"trellis architecture {text!r}: the path must be comma-separated levels") from None
+    arch = TrellisArch(preset, parse_cell(parts["cell"], "trellis cell"), path)
+    if trellis is not None:
+        check_path(arch.path, trellis)
+    return arch
+
+
+@dataclass(frozen=True)
+class TrellisSpace:
+    """SpikeDHS's joint search space for dense prediction: the cell space (its normal cell; resampling happens in
+    the trellis, so no reduction cell) and the trellis of resolutions."""
+
+    cells: SpikeDHSSpace
+    trellis: Trellis
+
+    @property
+    def name(self) -> str:
+        return "spikedhs-trellis"
+
+    def decode(self, alpha: Sequence[Sequence[float]], beta: Sequence[Sequence[Sequence[float]]]) -> TrellisArch:
+        """The cell ``alpha`` selects (``decode_cell``) and the most probable path under ``beta`` (``viterbi``)."""
+        assert self.cells.ops is not None
+        return TrellisArch(self.cells.preset, decode_cell(alpha, self.cells.ops, self.cells.nodes),
+                           viterbi(beta, self.trellis))
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {**self.cells.fingerprint(), "space": self.name, "trellis": {
+            "layers": self.trellis.layers, "levels": self.trellis.levels, "rates": list(self.trellis.rates)}}
