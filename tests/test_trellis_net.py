@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.nn import functional as F
 
@@ -81,3 +82,16 @@ def test_trellis_stereo_loss_reaches_weights_alpha_and_beta():
     loss.backward()
     assert feats.alpha.grad.abs().sum() > 0 and feats.beta.grad.abs().sum() > 0 and model.scale.grad is not None
     assert subpixel_map(cost.detach(), disparity_step=2).shape == (2, 16, 16)
+
+
+def test_s0_mixes_the_nodes_two_layers_back_by_two_move_probability():
+    trellis = Trellis(layers=3, levels=3, rates=(2, 2, 2))
+    net = RelaxedTrellisNet(SpikeDHSSpace(), trellis, (2, 16, 16), channels=2)
+    with torch.no_grad():
+        net.beta.zero_()  # uniform over the valid moves
+    p = net.move_probabilities()
+    w = net.two_move_weights(p, 2, 1)  # layer 0 reaches levels 0 and 1; both lead to level 1 at layer 2
+    # from 0: 0→0→1 (1/2·1/2) + 0→1→1 (1/2·1/3); from 1: 1→0→1 (1/3·1/2) + 1→1→1 (1/3·1/3) + 1→2→1 (1/3·1/2)
+    a, b = 1 / 4 + 1 / 6, 1 / 6 + 1 / 9 + 1 / 6
+    assert set(w) == {"0", "1"}
+    assert float(w["0"]) == pytest.approx(a / (a + b)) and float(w["1"]) == pytest.approx(b / (a + b))

@@ -33,7 +33,7 @@ from nasflow.snn.wiring import IN, Step, Wired, Wiring, junction, run_wiring, st
 
 __all__ = [
     "SPIKEDHS_NEURON", "CellSlot", "DHSCell", "DHSNet", "MembraneReadout", "Nodes", "Preprocess", "SpikingOp",
-    "identity_synapse", "macro_layout", "make_head", "make_op", "make_stem", "op_neuron",
+    "cell_steps", "identity_synapse", "macro_layout", "make_head", "make_op", "make_stem", "op_neuron",
 ]
 
 #: A decoded cell's structure: per node, its ``(op, input)`` edges (input 0 = s0, 1 = s1, k >= 2 = node k - 2).
@@ -187,11 +187,12 @@ class DHSCell(nn.Module):
     membrane, one neuron per node (``nodes[j]``). Its data flow is written out by ``DHSNet.wiring``."""
 
     def __init__(self, genotype: Nodes, mix: str, parts0: Sequence[int], parts1: Sequence[int], c: int,
-                 reduction: bool, reduction_prev: bool, neuron: NeuronSpec) -> None:
+                 reduction: bool, reduction_prev: bool, neuron: NeuronSpec, preprocess: bool = True) -> None:
         super().__init__()
         self.genotype, self.mix, self.reduction = genotype, mix, reduction
-        self.pre0 = Preprocess(parts0, c, 2 if reduction_prev else 1, neuron)
-        self.pre1 = Preprocess(parts1, c, 1, neuron)
+        if preprocess:  # without it the owner feeds the two input states (the layer trellis, ``nasflow.snn.trellis``)
+            self.pre0 = Preprocess(parts0, c, 2 if reduction_prev else 1, neuron)
+            self.pre1 = Preprocess(parts1, c, 1, neuron)
         self.edges = nn.ModuleDict()
         for j, node in enumerate(genotype):
             for op, k in node:
@@ -201,6 +202,26 @@ class DHSCell(nn.Module):
                     module = identity_synapse(c)
                 self.edges[edge_key(j, k)] = module
         self.nodes = nn.ModuleList(neuron.build() for _ in genotype) if mix == "membrane" else None
+
+
+def cell_steps(cell: DHSCell, prefix: str, module: str, inputs: Sequence[str], steps: list[Step]) -> list[str]:
+    """Append the wiring steps of a decoded cell (module path ``module``, value names ``prefix.*``) fed the two
+    states ``inputs``; returns its node values."""
+    states = list(inputs)
+    for j, node in enumerate(cell.genotype):
+        terms = []
+        for _, k in node:
+            key = edge_key(j, k)
+            if isinstance(cell.edges[key], nn.Identity):
+                terms.append(states[k])
+            else:
+                steps.append(Step(f"{prefix}.{key}", f"{module}.edges.{key}", (states[k],)))
+                terms.append(f"{prefix}.{key}")
+        out = f"{prefix}.n{j}"
+        steps.append(Step(out, f"{module}.nodes.{j}", tuple(terms)) if cell.nodes is not None
+                     else junction(out, *terms))
+        states.append(out)
+    return states[2:]
 
 
 class DHSNet(Wired):
@@ -251,20 +272,7 @@ class DHSNet(Wired):
                 steps.extend(Step(t, f"cells.{i}.{name}.parts.{m}", (v,)) for m, (t, v) in enumerate(zip(terms, parts)))
                 steps.append(Step(f"c{i}.{name}", f"cells.{i}.{name}.sn", tuple(terms)))
                 states.append(f"c{i}.{name}")
-            for j, node in enumerate(cell.genotype):
-                terms = []
-                for _, k in node:
-                    key = edge_key(j, k)
-                    if isinstance(cell.edges[key], nn.Identity):
-                        terms.append(states[k])
-                    else:
-                        steps.append(Step(f"c{i}.{key}", f"cells.{i}.edges.{key}", (states[k],)))
-                        terms.append(f"c{i}.{key}")
-                out = f"c{i}.n{j}"
-                steps.append(Step(out, f"cells.{i}.nodes.{j}", tuple(terms)) if cell.nodes is not None
-                             else junction(out, *terms))
-                states.append(out)
-            prev0, prev1 = prev1, states[2:]
+            prev0, prev1 = prev1, cell_steps(cell, f"c{i}", f"cells.{i}", states, steps)
         fcs = []
         for m, v in enumerate(prev1):
             steps += [Step(f"gap{m}", f"head.gap.{m}", (v,)), Step(f"flat{m}", f"head.flat.{m}", (f"gap{m}",)),

@@ -6,8 +6,9 @@ Every reachable (layer, level) of the trellis (``nasflow.spaces.trellis``) holds
 * ``s1``: the β-weighted mixture, at its input neuron's membrane, of the previous layer's nodes that can move
   into it (down, same, up; the weight is the probability of that move, a softmax over the moves valid from
   the source: Auto-DeepLab's outgoing normalisation), each resampled to the node's level (``MixedInput``);
-* ``s0``: the node two layers back at the same level, or the reachable one closest to it (the stem for the
-  first two layers), resampled.
+* ``s0``: the nodes two layers back within two levels, each resampled, mixed by the probability that a path
+  through it reaches this node in two moves (normalised over them); the stem for the first two layers. A
+  decoded path's ``s0`` is the one node two layers back on the path, so its weights carry over.
 
 The stem (conv3x3 with stride ``rates[0]``, BN, neuron) puts the input at level 0. The output is the sum over
 the last layer's levels of each node resampled to level 0 at ``features`` channels, into one neuron: spikes
@@ -72,8 +73,8 @@ class RelaxedTrellisNet(nn.Module):
                 self.cells[key] = RelaxedDHSCell(space, [], [], c, False, False, neuron, preprocess=False)
                 srcs = [s for s in trellis.sources(layer) if abs(s - level) <= 1]
                 self.in1[key] = MixedInput({str(s): (parts(layer - 1, s), s) for s in srcs}, c, level, rates, neuron)
-                s0 = self.s0_level(layer, level)
-                self.in0[key] = MixedInput({str(s0): (parts(layer - 2, s0), s0)}, c, level, rates, neuron)
+                self.in0[key] = MixedInput({str(s): (parts(layer - 2, s), s) for s in self.s0_levels(layer, level)},
+                                           c, level, rates, neuron)
         last = trellis.layers - 1
         self.head = MixedInput({str(k): (parts(last, k), k) for k in trellis.reachable(last)}, self.features, 0,
                                rates, neuron)
@@ -81,11 +82,26 @@ class RelaxedTrellisNet(nn.Module):
         self.alpha = nn.Parameter(ALPHA_INIT_STD * torch.randn(n_edges, n_ops))
         self.beta = nn.Parameter(ALPHA_INIT_STD * torch.randn(trellis.layers, trellis.levels, len(MOVES)))
 
-    def s0_level(self, layer: int, level: int) -> int:
-        """The level ``s0`` of node (layer, level) is read from (the stem's 0 for the first two layers)."""
+    def s0_levels(self, layer: int, level: int) -> list[int]:
+        """Levels two layers back that a path into (layer, level) can come from (the stem's 0 for layers 0, 1)."""
         if layer < 2:
-            return 0
-        return min(level, max(self.trellis.reachable(layer - 2)))
+            return [0]
+        return [s for s in self.trellis.reachable(layer - 2) if abs(s - level) <= 2]
+
+    def two_move_weights(self, p_moves: torch.Tensor, layer: int, level: int) -> dict[str, torch.Tensor]:
+        """``P(two moves lead from level s at layer - 2 to level at layer)`` normalised over the ``s0`` sources."""
+        if layer < 2:
+            return {"0": p_moves.new_ones(())}
+        raw = {}
+        for s in self.s0_levels(layer, level):
+            total = p_moves.new_zeros(())
+            for mid in self.trellis.reachable(layer - 1):
+                if abs(mid - s) <= 1 and abs(level - mid) <= 1:
+                    first = p_moves[layer - 1, s, self._move(s, mid)]
+                    total = total + first * p_moves[layer, mid, self._move(mid, level)]
+            raw[str(s)] = total
+        norm = sum(raw.values())
+        return {k: v / norm for k, v in raw.items()}
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alpha, self.beta]
@@ -121,8 +137,9 @@ class RelaxedTrellisNet(nn.Module):
                 xs = {k: out(layer - 1, int(k)) for k in mixed.sources}
                 weights = {k: p_moves[layer, int(k), self._move(int(k), level)] for k in mixed.sources}
                 s1 = mixed(xs, weights)
-                s0_src = self.s0_level(layer, level)
-                s0 = self.in0[key]({str(s0_src): out(layer - 2, s0_src)})
+                mixed0 = self.in0[key]
+                s0 = mixed0({k: out(layer - 2, int(k)) for k in mixed0.sources},
+                            self.two_move_weights(p_moves, layer, level))
                 here[level] = self.cells[key]([s0], [s1], p_ops)
             layers.append(here)
         last = self.trellis.layers - 1
