@@ -10,7 +10,8 @@ chip from its activity on the whole digits test split (the monitor's spike and s
 counts the search prices). With ``--wide W`` (default 16) every winner is also retrained at C = W into
 ``retrain_cW`` (DARTS' practice of retraining wider than searched), same recipe otherwise. Part 2: a fixed
 genotype (``DGS_GENOTYPE``) with the SpikeDHS neuron (Dspike, b = 3) trained at T = 4 for 15 epochs with and
-without ``--dgs stem`` (a DGS round every 5 epochs on 10 batches), per seed.
+without ``--dgs stem`` (a DGS round every 5 epochs on 10 batches), per seed. (``nasflow search spikedhs
+--retrain-channels W`` retrains a winner wider the same way.)
 
 Every run is a resumable nasflow run in ``STUDY/`` (run again to continue; finished runs are reused), so the
 figures come from the same code a user runs. Writes ``STUDY/study.json`` and ``STUDY/study.md``.
@@ -62,7 +63,7 @@ def run_wide_retrains(study: Path, seeds: list[int], lams: list[float], channels
                 continue
             print(f"retraining {d.name} at C = {channels}", file=sys.stderr)
             genotype = json.loads((d / "search.json").read_text())["best"]["arch"]
-            retrain_genotype(SpikeDHSConfig(seed=seed, channels=channels, progress=False), genotype, out)
+            retrain_genotype(SpikeDHSConfig(seed=seed, retrain_channels=channels, progress=False), genotype, out)
 
 
 def run_dgs(study: Path, seeds: list[int], threads: int) -> None:

@@ -54,6 +54,7 @@ class SpikeDHSConfig:
     lam_hw: float = 0.0
     neuron: NeuronSpec | None = None  # None: the SpikeDHS neuron
     retrain_epochs: int = 30
+    retrain_channels: int | None = None  # C of the retrained winner (None: the search's C); DARTS retrains wider
     retrain_lr: float = 0.05
     seed: int = 0
     dataset: str = "digits"
@@ -69,6 +70,7 @@ class SpikeDHSConfig:
                   "warmup": 0 <= self.warmup, "batch_size": self.batch_size >= 1, "lr_w": self.lr_w > 0,
                   "lr_alpha": self.lr_alpha > 0, "lam_hw": math.isfinite(self.lam_hw) and self.lam_hw >= 0,
                   "retrain_epochs": self.retrain_epochs >= 0, "retrain_lr": self.retrain_lr > 0,
+                  "retrain_channels": self.retrain_channels is None or self.retrain_channels >= 1,
                   "augment": self.augment in ("none", "standard", "cutout"),
                   "max_samples": self.max_samples is None or self.max_samples >= 2}
         bad = [k for k, ok in checks.items() if not ok]
@@ -123,11 +125,12 @@ def search_loaders(cfg: SpikeDHSConfig):
 def retrain_genotype(cfg: SpikeDHSConfig, genotype: str, out_dir: str | Path, epochs: int | None = None,
                      dgs: list[str] | None = None) -> dict[str, Any]:
     """Train ``genotype`` from scratch in ``out_dir`` (resumable) with the same recipe for every winner: SGD
-    (momentum 0.9, weight decay 3e-4), cosine from ``retrain_lr``, cross-entropy, the search's C, T and layers on
-    the full training split; returns ``result.json``'s content."""
+    (momentum 0.9, weight decay 3e-4), cosine from ``retrain_lr``, cross-entropy, the search's T and layers and
+    ``retrain_channels`` (default: the search's C) on the full training split; returns ``result.json``'s content."""
     run_cfg = TrainRunConfig(
         data=DataConfig(name=cfg.dataset, data_dir=cfg.data_dir, augment=cfg.augment),
-        model=ModelConfig(name="spikedhs", arch=genotype, channels=cfg.channels, steps=cfg.steps,
+        model=ModelConfig(name="spikedhs", arch=genotype, channels=cfg.retrain_channels or cfg.channels,
+                          steps=cfg.steps,
                           neuron=cfg.neuron or SPIKEDHS_NEURON,
                           options={"layers": cfg.layers, "stem_multiplier": cfg.stem_multiplier}),
         train=TrainConfig(epochs=epochs or cfg.retrain_epochs, batch_size=cfg.batch_size, optimizer="sgd",

@@ -237,7 +237,7 @@ def test_search_resumes_to_the_same_alpha(tmp_path):
 def test_cli_refuses_bad_input(tmp_path):
     cases = {("--nodes", "5"): "3 or 4 nodes", ("--preset", "dhs"): "unknown SpikeDHS preset",
              ("--ops", "conv3x3,maxpool"): "unknown SpikeDHS op", ("--lambda-hw", "1"): "needs a hardware cost",
-             ("--cost", "latency:loihi"): "energy:CHIP"}
+             ("--cost", "latency:loihi"): "energy:CHIP", ("--retrain-channels", "0"): "retrain_channels=0"}
     for args, match in cases.items():
         p = subprocess.run([sys.executable, "-m", "nasflow.cli", "search", "spikedhs", *args, "--out",
                             str(tmp_path / "x")], capture_output=True, text=True)

@@ -17,6 +17,7 @@ _FLAGS = {
     "dataset": "dataset", "data_dir": "data_dir", "preset": "preset", "nodes": "nodes", "ops": "ops",
     "layers": "layers", "channels": "channels", "steps": "steps", "epochs": "epochs", "warmup": "warmup",
     "batch_size": "batch_size", "cost": "cost", "lam_hw": "lam_hw", "retrain_epochs": "retrain_epochs",
+    "retrain_channels": "retrain_channels",
     "seed": "seed", "device": "device",
 }
 
@@ -44,6 +45,8 @@ def add_spikedhs_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--cost", help="hardware term: energy:CHIP, e.g. energy:loihi (with --lambda-hw)")
     p.add_argument("--lambda-hw", dest="lam_hw", type=float, help="weight of the hardware term (default 0)")
     p.add_argument("--retrain-epochs", type=int, help="epochs of the winner's retraining (default 30; 0: none)")
+    p.add_argument("--retrain-channels", type=int,
+                   help="C of the retrained winner (default: the search's --channels; 16 retrains digits wider)")
     p.add_argument("--seed", type=int, help="random seed; the same seed, machine and thread count give the same search")
     p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
