@@ -1,6 +1,7 @@
 """The layer trellis as modules: resampling between resolution levels and the cell inputs built from them.
 
-The trellis itself (levels, moves, paths, Viterbi) is declared in ``nasflow.spaces.trellis``. Moving between
+The trellis itself (levels, moves, paths, Viterbi) is declared in ``nasflow.spaces.trellis``; the decoded
+network of one path is ``TrellisPathNet``. Moving between
 levels is a 1x1 conv + BN per part of the source cell (its nodes, as ``nasflow.snn.dhs.Preprocess`` does), with
 stride ``s`` to go ``s`` times coarser, or followed by nearest-neighbour up-sampling by ``s`` to go finer
 (the paper keeps maps binary with nearest up-sampling; a 1x1 conv and BN commute with it, so up-sampling the
@@ -22,9 +23,12 @@ import torch
 from torch import nn
 
 from nasflow.snn.blocks import NeuronSpec
+from nasflow.snn.dhs import SPIKEDHS_NEURON, DHSCell, Nodes, SpikingOp, cell_steps
 from nasflow.snn.layers import TimeDistributed
+from nasflow.snn.wiring import IN, Step, Wired, Wiring, run_wiring, step
+from nasflow.spaces.trellis import Trellis, check_path
 
-__all__ = ["MixedInput", "Resample", "level_factor"]
+__all__ = ["MixedInput", "Resample", "TrellisPathNet", "level_factor", "mixed_input_steps"]
 
 
 def level_factor(rates: Sequence[int], src: int, dst: int) -> int:
@@ -79,3 +83,83 @@ class MixedInput(nn.Module):
             raise ValueError(f"trellis input at level {self.level} is missing source(s) {missing}")
         total = sum((1.0 if weights is None else weights[k]) * m(xs[k]) for k, m in self.sources.items())
         return self.sn(total)
+
+
+def mixed_input_steps(prefix: str, module: str, sources: Mapping[str, Sequence[str]], steps: list[Step]) -> str:
+    """Append the wiring steps of a ``MixedInput`` with weight 1 per source (a decoded path's input) fed the
+    part values ``sources[key]``; returns its value name."""
+    terms = []
+    for key, values in sources.items():
+        for m, v in enumerate(values):
+            steps.append(Step(f"{prefix}.{key}.{m}", f"{module}.sources.{key}.parts.{m}", (v,)))
+            terms.append(f"{prefix}.{key}.{m}")
+    steps.append(Step(prefix, f"{module}.sn", tuple(terms)))
+    return prefix
+
+
+class TrellisPathNet(Wired):
+    """The decoded feature network of a trellis path: the stem, then one cell per layer at the path's level (the
+    cell genotype's edges and node neurons, ``DHSCell`` without its own preprocessing), its ``s1`` the previous
+    path node and its ``s0`` the node two layers back, each resampled (``MixedInput`` with one source), and the
+    last node resampled to level 0 into ``features`` neurons. Input ``[T, B, C, H, W]`` (events), output spikes
+    ``[T, B, features, h0, w0]``. Module names follow ``RelaxedTrellisNet``'s per node, so searched weights carry
+    over (``inherit``)."""
+
+    def __init__(self, cell: Nodes, path: Sequence[int], trellis: Trellis, in_shape: Sequence[int],
+                 channels: int = 8, features: int | None = None, neuron: NeuronSpec | None = None) -> None:
+        super().__init__()
+        neuron = neuron or SPIKEDHS_NEURON
+        self.path = check_path(path, trellis)
+        c_in, h, w = (int(s) for s in in_shape)
+        trellis.sizes(min(h, w))
+        self.trellis, self.in_shape, self.cell = trellis, (c_in, h, w), cell
+        self.features = int(features or channels)
+        rates, nodes = trellis.rates, len(cell)
+
+        def width(level: int) -> int:
+            return channels * 2 ** level
+
+        self.stem = SpikingOp(TimeDistributed(nn.Sequential(
+            nn.Conv2d(c_in, width(0), 3, stride=rates[0], padding=1, bias=False), nn.BatchNorm2d(width(0)))),
+            neuron.build())
+
+        def parts(layer: int) -> tuple[list[int], int]:
+            return ([width(0)], 0) if layer < 0 else ([width(self.path[layer])] * nodes, self.path[layer])
+
+        self.in0, self.in1, self.cells = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for layer, level in enumerate(self.path):
+            c = width(level)
+            p1, src1 = parts(layer - 1)
+            p0, src0 = parts(layer - 2)
+            self.in1.append(MixedInput({str(src1): (p1, src1)}, c, level, rates, neuron))
+            self.in0.append(MixedInput({str(src0): (p0, src0)}, c, level, rates, neuron))
+            self.cells.append(DHSCell(cell, "membrane", [], [], c, False, False, neuron, preprocess=False))
+        p_last, last = parts(len(self.path) - 1)
+        self.head = MixedInput({str(last): (p_last, last)}, self.features, 0, rates, neuron)
+        self._wiring = self._build_wiring()
+
+    def _build_wiring(self) -> Wiring:
+        steps: list[Step] = [step("stem", IN)]
+        outs: list[list[str]] = []
+
+        def values(layer: int) -> tuple[str, list[str]]:
+            return ("0", ["stem"]) if layer < 0 else (str(self.path[layer]), outs[layer])
+
+        for layer in range(len(self.path)):
+            k1, v1 = values(layer - 1)
+            k0, v0 = values(layer - 2)
+            s1 = mixed_input_steps(f"l{layer}.s1", f"in1.{layer}", {k1: v1}, steps)
+            s0 = mixed_input_steps(f"l{layer}.s0", f"in0.{layer}", {k0: v0}, steps)
+            outs.append(cell_steps(self.cells[layer], f"l{layer}", f"cells.{layer}", [s0, s1], steps))
+        k, v = values(len(self.path) - 1)
+        mixed_input_steps("head", "head", {k: v}, steps)
+        return Wiring(tuple(steps), title=f"spikedhs trellis path {','.join(map(str, self.path))}")
+
+    def wiring(self) -> Wiring:
+        return self._wiring
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5 or tuple(x.shape[2:]) != self.in_shape:
+            raise ValueError(f"the trellis path network expects [T, B, {', '.join(map(str, self.in_shape))}], "
+                             f"got {tuple(x.shape)}")
+        return run_wiring(self, self._wiring, x)
