@@ -67,6 +67,11 @@ def _fold(module: nn.Module, name: str) -> nn.Module:
             return _fold(layers[0], name)
         if len(layers) == 2 and isinstance(layers[1], (nn.BatchNorm1d, nn.BatchNorm2d)):
             return fold_bn(layers[0], layers[1])
+        if any(isinstance(m, nn.Upsample) for m in layers):
+            raise ExportError(
+                f"{name}: up-sampling has no NIR node (NIR 1.0.8 has neither up-sampling, transposed convolution nor "
+                "reshape); a trellis path that moves up, or resamples to a finer level, cannot be exported yet"
+            )
     raise ExportError(
         f"{name}: expected Conv2d/Linear, optionally followed by BatchNorm, got {type(module).__name__}"
     )

@@ -95,3 +95,18 @@ def test_s0_mixes_the_nodes_two_layers_back_by_two_move_probability():
     a, b = 1 / 4 + 1 / 6, 1 / 6 + 1 / 9 + 1 / 6
     assert set(w) == {"0", "1"}
     assert float(w["0"]) == pytest.approx(a / (a + b)) and float(w["1"]) == pytest.approx(b / (a + b))
+
+
+def test_a_path_network_with_up_sampling_refuses_export_clearly():
+    from exporters.nir_context import ExportError
+    from exporters.nir_export import to_nir
+    from nasflow.snn.trellis import TrellisPathNet
+    from nasflow.spaces.trellis import parse_trellis_arch
+
+    arch = parse_trellis_arch("paper:cell=conv3x3@1+skip@0,conv5x5@2+skip@1,conv3x3@3+skip@2;path=0,1,1")
+    net = TrellisPathNet(arch.cell.nodes, arch.path, Trellis(layers=3, levels=2, rates=(2, 2)), (2, 16, 16),
+                         channels=2).eval()
+    x = (torch.rand(2, 1, 2, 16, 16) < 0.3).float()
+    assert net(x).shape == (2, 1, 2, 8, 8)
+    with pytest.raises(ExportError, match="up-sampling has no NIR node"):
+        to_nir(net, dt=1e-3)
