@@ -97,16 +97,52 @@ def test_s0_mixes_the_nodes_two_layers_back_by_two_move_probability():
     assert float(w["0"]) == pytest.approx(a / (a + b)) and float(w["1"]) == pytest.approx(b / (a + b))
 
 
-def test_a_path_network_with_up_sampling_refuses_export_clearly():
+def test_a_down_path_exports_and_its_head_equals_up_sampling_before_the_neurons():
+    import numpy as np
+
     from exporters.nir_context import ExportError
     from exporters.nir_export import to_nir
+    from exporters.nir_torch import simulate
     from nasflow.snn.trellis import TrellisPathNet
     from nasflow.spaces.trellis import parse_trellis_arch
 
+    torch.manual_seed(0)
+    trellis = Trellis(layers=3, levels=2, rates=(2, 2))
     arch = parse_trellis_arch("paper:cell=conv3x3@1+skip@0,conv5x5@2+skip@1,conv3x3@3+skip@2;path=0,1,1")
-    net = TrellisPathNet(arch.cell.nodes, arch.path, Trellis(layers=3, levels=2, rates=(2, 2)), (2, 16, 16),
-                         channels=2).eval()
-    x = (torch.rand(2, 1, 2, 16, 16) < 0.3).float()
-    assert net(x).shape == (2, 1, 2, 8, 8)
+    net = TrellisPathNet(arch.cell.nodes, arch.path, trellis, (2, 16, 16), channels=2).eval()
+    with torch.no_grad():
+        for m in net.modules():  # non-trivial BN statistics, so folding is exercised
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    x = (torch.rand(3, 2, 2, 16, 16) < 0.3).float()
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape == (3, 2, 2, 4, 4) and net.output_factor == 2
+    act = simulate(to_nir(net, dt=1e-3), x.numpy(), dt=1e-3)
+    np.testing.assert_array_equal(act["head.sn"].reshape(y.shape), y.numpy())
+    # the head at the last level, then nearest up-sampling (host) == up-sampling the current before the neurons
+    head_up = MixedInput({"1": ([4, 4, 4], 1)}, 2, 0, (2, 2), SPIKEDHS_NEURON).eval()
+    head_up.load_state_dict(net.head.state_dict())
+    with torch.no_grad():
+        parts = _last_nodes(net, x)
+        reset_states(head_up)
+        before = head_up({"1": parts})
+    after = F.interpolate(y.flatten(0, 1), scale_factor=2, mode="nearest").view(3, 2, 2, 8, 8)
+    assert torch.equal(before, after)
+    up = parse_trellis_arch("paper:cell=conv3x3@1+skip@0,conv5x5@2+skip@1,conv3x3@3+skip@2;path=0,1,0")
     with pytest.raises(ExportError, match="up-sampling has no NIR node"):
-        to_nir(net, dt=1e-3)
+        to_nir(TrellisPathNet(up.cell.nodes, up.path, trellis, (2, 16, 16), channels=2).eval(), dt=1e-3)
+
+
+def _last_nodes(net, x: torch.Tensor) -> list[torch.Tensor]:
+    """The last path cell's node spikes for ``x`` (forward hooks on its node neurons)."""
+    got: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: got.append(o)) for m in net.cells[-1].nodes]
+    try:
+        reset_states(net)
+        net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return got

@@ -100,10 +100,13 @@ def mixed_input_steps(prefix: str, module: str, sources: Mapping[str, Sequence[s
 class TrellisPathNet(Wired):
     """The decoded feature network of a trellis path: the stem, then one cell per layer at the path's level (the
     cell genotype's edges and node neurons, ``DHSCell`` without its own preprocessing), its ``s1`` the previous
-    path node and its ``s0`` the node two layers back, each resampled (``MixedInput`` with one source), and the
-    last node resampled to level 0 into ``features`` neurons. Input ``[T, B, C, H, W]`` (events), output spikes
-    ``[T, B, features, h0, w0]``. Module names follow ``RelaxedTrellisNet``'s per node, so searched weights carry
-    over (``inherit``)."""
+    path node and its ``s0`` the node two layers back, each resampled (``MixedInput`` with one source), and a
+    head of ``features`` neurons fed by a 1x1 conv-BN of the last node *at its own level*. Input
+    ``[T, B, C, H, W]`` (events), output spikes ``[T, B, features, h_last, w_last]``; the host brings them to level
+    0 by nearest up-sampling (``output_factor``). That equals the relaxed head, which up-samples the current
+    before its neurons: per-pixel BN and neurons commute with nearest up-sampling, and NIR has no up-sampling
+    node, so the chip stops before it. Module names follow ``RelaxedTrellisNet``'s per node, so searched weights
+    carry over (``TrellisStereoStrategy.decoded_network``)."""
 
     def __init__(self, cell: Nodes, path: Sequence[int], trellis: Trellis, in_shape: Sequence[int],
                  channels: int = 8, features: int | None = None, neuron: NeuronSpec | None = None) -> None:
@@ -135,7 +138,8 @@ class TrellisPathNet(Wired):
             self.in0.append(MixedInput({str(src0): (p0, src0)}, c, level, rates, neuron))
             self.cells.append(DHSCell(cell, "membrane", [], [], c, False, False, neuron, preprocess=False))
         p_last, last = parts(len(self.path) - 1)
-        self.head = MixedInput({str(last): (p_last, last)}, self.features, 0, rates, neuron)
+        self.head = MixedInput({str(last): (p_last, last)}, self.features, last, rates, neuron)
+        self.output_factor = level_factor(rates, 0, last)
         self._wiring = self._build_wiring()
 
     def _build_wiring(self) -> Wiring:

@@ -65,11 +65,13 @@ class TrellisStereoStrategy(InTrainingStrategy):
                 "lr_min": self.lr_min, "lr_alpha": self.lr_alpha, "weight_decay": self.weight_decay,
                 "alpha_weight_decay": self.alpha_weight_decay, "neuron": self.neuron.to_dict()}
 
-    def _stereo(self, features: nn.Module, feature_level: int = 0) -> TrellisStereo:
+    def _stereo(self, features: nn.Module, upsample: int = 1) -> TrellisStereo:
+        """The stereo model on ``features`` whose output reaches level 0 after ``upsample`` (host)."""
         assert self.space is not None
         _, _, h, w = self.in_shape
-        size = self.space.trellis.sizes(min(h, w))[feature_level]
-        return TrellisStereo(features, (h, w), (size * h // min(h, w), size * w // min(h, w)), self.disparities)
+        size = self.space.trellis.sizes(min(h, w))[0]
+        return TrellisStereo(features, (h, w), (size * h // min(h, w), size * w // min(h, w)), self.disparities,
+                             upsample)
 
     def relax(self, space: Any) -> TrellisStereo:
         if not isinstance(space, TrellisSpace):
@@ -168,7 +170,7 @@ class TrellisStereoStrategy(InTrainingStrategy):
         path_net.head.sn.load_state_dict(net.head.sn.state_dict())
         last = str(arch.path[-1])
         path_net.head.sources[last].load_state_dict(net.head.sources[last].state_dict())
-        model = self._stereo(path_net)
+        model = self._stereo(path_net, upsample=path_net.output_factor)
         model.scale.data.copy_(self._model().scale.data)
         return model.to(self.device)
 
