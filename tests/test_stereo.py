@@ -301,3 +301,19 @@ def test_disparity_metrics_on_hand_made_predictions() -> None:
     # depth = 6 / disparity: |6/1 - 6/1.5| = 2, |6/4 - 6/2| = 1.5, |6/3 - 6/2| = 1
     assert mean_depth_error(prediction, target, 6.0).item() == pytest.approx(4.5 / 3, abs=1e-5)
     assert math.isnan(mean_disparity_error(prediction, torch.full_like(target, NAN)).item())
+
+
+def test_noise_adds_unmatched_events_only_and_stays_seeded():
+    from nasflow.data.stereo import StereoDotsConfig, stereo_dots_sample
+
+    clean_x, clean_d = stereo_dots_sample(3, 7, StereoDotsConfig(height=16, width=16, disparities=4, steps=3))
+    cfg = StereoDotsConfig(height=16, width=16, disparities=4, steps=3, noise=0.2)
+    x, d = stereo_dots_sample(3, 7, cfg)
+    again, _ = stereo_dots_sample(3, 7, cfg)
+    assert torch.equal(x, again)
+    assert torch.equal(torch.nan_to_num(d, nan=-1.0), torch.nan_to_num(clean_d, nan=-1.0))  # the same scene
+    assert bool((x >= clean_x).all()) and set(x.unique().tolist()) <= {0.0, 1.0}
+    added = float((x - clean_x).sum()) / float((clean_x == 0).sum())
+    assert 0.15 < added < 0.25  # about a fraction `noise` of the silent places fire
+    with pytest.raises(ConfigError, match="noise is a probability"):
+        StereoDotsConfig(noise=1.0)

@@ -61,6 +61,8 @@ class StereoDotsConfig:
         objects: least and most foreground objects per scene.
         dot_density: fraction of texture pixels that are bright dots.
         mask_occlusions: also mark half-occluded pixels (visible in the left view only) ``NaN``.
+        noise: probability of a spurious event per pixel, step, camera and polarity (an event camera's background
+            activity), independent between the cameras, so it never matches across them.
     """
 
     height: int = 48
@@ -70,8 +72,11 @@ class StereoDotsConfig:
     objects: tuple[int, int] = (1, 3)
     dot_density: float = 0.3
     mask_occlusions: bool = False
+    noise: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.noise < 1.0:
+            raise ConfigError(f"StereoDotsConfig.noise is a probability per pixel and step in [0, 1), got {self.noise}")
         if self.height < 1 or self.width < 1:
             raise ConfigError(f"StereoDotsConfig: height and width must be positive, got {self.height}x{self.width}")
         if self.disparities < 2:
@@ -264,7 +269,10 @@ def stereo_dots_sample(
     rng = np.random.default_rng([int(seed), _SPLIT_STREAM[split], int(index)])
     frames = render_frames(random_scene(rng, config), config.height, config.width, config.steps,
                            config.mask_occlusions)
-    return torch.from_numpy(stereo_events(frames)), torch.from_numpy(frames.disparity)
+    x = stereo_events(frames)
+    if config.noise > 0:  # drawn after the scene, so a noise-free sample is the same scene
+        x = np.maximum(x, (rng.random(x.shape) < config.noise).astype(x.dtype))
+    return torch.from_numpy(x), torch.from_numpy(frames.disparity)
 
 
 @dataclass(eq=False)
