@@ -32,3 +32,23 @@ def test_trellis_search_runs_decodes_and_resumes_exactly(tmp_path):
     _run(tmp_path, "b", 1)
     resumed = _run(tmp_path, "b", 2)
     assert resumed["best"]["arch_weights"] == full["best"]["arch_weights"]
+
+
+def test_cli_stereo_search_writes_search_json_and_refuses_bad_input(tmp_path, capsys):
+    import json
+
+    from nasflow.cli import main
+
+    tiny = ["--size", "12", "--layers", "2", "--levels", "2", "--steps", "2", "--channels", "2", "--epochs", "1",
+            "--warmup", "0", "--max-samples", "4", "--batch-size", "4", "--no-progress"]
+    assert main(["search", "spikedhs", "--task", "stereo", *tiny, "--out", str(tmp_path / "s")]) == 0
+    out = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert out["strategy"] == "spikedhs-trellis" and ";path=" in out["best"]["arch"]
+    assert out["space"]["trellis"] == {"layers": 2, "levels": 2, "rates": [3, 2]}
+    cases = {("--task", "stereo", "--size", "13"): "13 is not divisible by 3",
+             ("--task", "stereo", "--lambda-hw", "1"): "--lambda-hw not available with --task stereo",
+             ("--levels", "2"): "--levels belong(s) to --task stereo",
+             ("--task", "stereo", "--dataset", "digits"): "needs a stereo dataset"}
+    for args, match in cases.items():
+        assert main(["search", "spikedhs", *args, "--out", str(tmp_path / "x")]) == 2, args
+        assert match in capsys.readouterr().err, args

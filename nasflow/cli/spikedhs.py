@@ -20,6 +20,15 @@ _FLAGS = {
     "retrain_channels": "retrain_channels",
     "seed": "seed", "device": "device",
 }
+#: The flags of ``--task stereo`` (the trellis search) and what it does not take yet.
+_STEREO_FLAGS = {
+    "dataset": "dataset", "data_dir": "data_dir", "preset": "preset", "nodes": "nodes", "ops": "ops",
+    "layers": "layers", "levels": "levels", "size": "size", "channels": "channels", "steps": "steps",
+    "epochs": "epochs", "warmup": "warmup", "batch_size": "batch_size", "max_samples": "max_samples", "seed": "seed",
+    "device": "device",
+}
+_NOT_STEREO = {"cost": "--cost", "lam_hw": "--lambda-hw", "retrain_epochs": "--retrain-epochs",
+               "retrain_channels": "--retrain-channels"}
 
 
 def add_spikedhs_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,13 +39,21 @@ def add_spikedhs_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                               "mixture weights on half of the training split, decode the two strongest edges per "
                               "node, then retrain the decoded network from scratch. The run directory receives "
                               "search.json, a per-epoch checkpoint that lets a killed search resume, and retrain/.")
-    p.add_argument("--config", help="YAML with SpikeDHSConfig keys; flags given here override it")
+    p.add_argument("--task", choices=("classify", "stereo"), default="classify",
+                   help="classify (default): the cell search with fixed down-sampling; stereo: the joint cell and "
+                   "resolution-path search (trellis, Viterbi-decoded) on a stereo dataset (stereo-dots, mvsec)")
+    p.add_argument("--config", help="YAML with SpikeDHSConfig keys (TrellisSearchConfig with --task stereo); flags "
+                   "given here override it")
     p.add_argument("--dataset", help="dataset name (digits, cifar10, ...)")
     p.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
     p.add_argument("--preset", help="paper (mix at the membrane; default) or released (mix at spikes)")
     p.add_argument("--nodes", type=int, help="nodes per cell: 3 (default) or 4")
     p.add_argument("--ops", help="comma-separated op subset of the preset, e.g. conv3x3,skip,zero")
-    p.add_argument("--layers", type=int, help="cells in the macro (default 5; reductions at layers//3, 2·layers//3)")
+    p.add_argument("--layers", type=int, help="cells in the macro (default 5; reductions at layers//3, 2·layers//3); "
+                   "with --task stereo the trellis layers (default 6)")
+    p.add_argument("--levels", type=int, help="--task stereo: resolution levels of the trellis (default 3)")
+    p.add_argument("--size", type=int, help="--task stereo: input size in pixels (default 24)")
+    p.add_argument("--max-samples", type=int, help="--task stereo: samples per half of the training split (400)")
     p.add_argument("--channels", type=int, help="C of the first cells (default 8)")
     p.add_argument("--steps", type=int, help="time steps T (default 6)")
     p.add_argument("--epochs", type=int, help="search epochs (default 20)")
@@ -64,6 +81,13 @@ def cmd_spikedhs(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.task == "stereo":
+        return _stereo(args)
+    given = [f"--{k.replace('_', '-')}" for k in ("levels", "size", "max_samples") if getattr(args, k) is not None]
+    if given:
+        from nasflow.config import ConfigError
+
+        raise ConfigError(f"{', '.join(given)} belong(s) to --task stereo")
     cfg = search_config_from_args(search_config_mapping(args, _FLAGS))
     out = run_spikedhs_search(cfg, args.out)
     best = out["best"]
@@ -72,4 +96,21 @@ def cmd_spikedhs(args: argparse.Namespace) -> int:
         summary["retrained_test_accuracy"] = out["retrain"]["test_accuracy"]
     print(json.dumps(summary, indent=2))
     print(f"wrote {args.out}/search.json" + (" and retrain/" if "retrain" in out else ""))
+    return 0
+
+
+def _stereo(args: argparse.Namespace) -> int:
+    from nasflow.config import ConfigError
+    from nasflow.trellis_search import run_trellis_search, trellis_config_from_args
+
+    given = [flag for k, flag in _NOT_STEREO.items() if getattr(args, k) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} not available with --task stereo yet (no hardware term or "
+                          "retraining in the trellis search)")
+    cfg = trellis_config_from_args(search_config_mapping(args, _STEREO_FLAGS))
+    out = run_trellis_search(cfg, args.out)
+    best = out["best"]
+    print(json.dumps({"best": best["arch"], "inherited_val_one_pixel_accuracy": best["accuracy"],
+                      "inherited_val_mean_disparity_error": best["costs"]["mean_disparity_error"]}, indent=2))
+    print(f"wrote {args.out}/search.json")
     return 0
