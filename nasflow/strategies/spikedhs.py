@@ -54,9 +54,30 @@ from nasflow.strategies.intraining import InTrainingStrategy
 from nasflow.train.supernet import path_costs
 from nasflow.train.trainer import evaluate
 
-__all__ = ["ALPHA_INIT_STD", "RelaxedDHSCell", "RelaxedDHSNet", "SpikeDHSStrategy", "op_fanout"]
+__all__ = ["ALPHA_INIT_STD", "RelaxedDHSCell", "RelaxedDHSNet", "SpikeDHSStrategy", "op_fanout", "set_cosine_lr",
+           "weight_step"]
 
 ALPHA_INIT_STD = 1e-3
+
+
+def set_cosine_lr(opt: torch.optim.Optimizer, epoch: int, epochs: int, lr_max: float, lr_min: float) -> float:
+    """Set ``opt``'s learning rate for ``epoch`` on a cosine from ``lr_max`` to ``lr_min`` over ``epochs``; a
+    function of the epoch alone, so a resumed search sets the same rate."""
+    lr = lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * min(epoch, epochs) / epochs))
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def weight_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter], what: str) -> None:
+    """The weight half of a bi-level step: refuse a non-finite loss (naming ``what``), backward into ``params``
+    only (the architecture's gradients stay untouched), clip the norm at 5, step."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{what} weight loss became {float(loss)}; lower lr_w")
+    opt.zero_grad(set_to_none=True)
+    loss.backward(inputs=params)
+    nn.utils.clip_grad_norm_(params, 5.0)
+    opt.step()
 
 
 class RelaxedDHSCell(nn.Module):
@@ -253,10 +274,7 @@ class SpikeDHSStrategy(InTrainingStrategy):
 
     def begin_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        lr = self.lr_min + 0.5 * (self.lr_w - self.lr_min) * (1 + math.cos(math.pi * min(epoch, self.epochs)
-                                                                          / self.epochs))
-        for group in self.opt_w.param_groups:
-            group["lr"] = lr
+        set_cosine_lr(self.opt_w, epoch, self.epochs, self.lr_w, self.lr_min)
         self._refresh = True
 
     def hw_term(self) -> tuple[torch.Tensor, float]:
@@ -301,12 +319,7 @@ class SpikeDHSStrategy(InTrainingStrategy):
         reset_states(net)
         out_t = net(xt)
         loss_t = F.cross_entropy(out_t, yt)
-        if not torch.isfinite(loss_t):
-            raise FloatingPointError(f"SpikeDHS weight loss became {float(loss_t)}; lower lr_w")
-        self.opt_w.zero_grad(set_to_none=True)
-        loss_t.backward(inputs=net.weight_parameters())
-        nn.utils.clip_grad_norm_(net.weight_parameters(), 5.0)
-        self.opt_w.step()
+        weight_step(self.opt_w, loss_t, net.weight_parameters(), "SpikeDHS")
         self.updates += 1
         logs.update(train_loss=float(loss_t), train_accuracy=float((out_t.argmax(1) == yt).float().mean()),
                     lr_w=self.opt_w.param_groups[0]["lr"])

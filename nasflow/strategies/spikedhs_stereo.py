@@ -11,7 +11,6 @@ with the weights it inherits and reports one-pixel accuracy as ``accuracy`` and 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from nasflow.snn.stereo import disparity_metrics, subpixel_cross_entropy, subpix
 from nasflow.snn.trellis import TrellisPathNet
 from nasflow.spaces.trellis import TrellisSpace
 from nasflow.strategies.intraining import InTrainingStrategy
+from nasflow.strategies.spikedhs import set_cosine_lr, weight_step
 from nasflow.strategies.spikedhs_trellis import RelaxedTrellisNet, TrellisStereo, node_key
 
 __all__ = ["TrellisStereoStrategy"]
@@ -98,10 +98,7 @@ class TrellisStereoStrategy(InTrainingStrategy):
 
     def begin_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        lr = self.lr_min + 0.5 * (self.lr_w - self.lr_min) * (1 + math.cos(math.pi * min(epoch, self.epochs)
-                                                                          / self.epochs))
-        for group in self.opt_w.param_groups:
-            group["lr"] = lr
+        set_cosine_lr(self.opt_w, epoch, self.epochs, self.lr_w, self.lr_min)
 
     def _loss(self, model: TrellisStereo, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, d = (t.to(self.device) for t in batch)
@@ -120,13 +117,7 @@ class TrellisStereoStrategy(InTrainingStrategy):
             self.opt_alpha.step()
             logs["val_loss"] = float(loss_v)
         loss_t, cost, d = self._loss(model, batch_train)
-        if not torch.isfinite(loss_t):
-            raise FloatingPointError(f"trellis weight loss became {float(loss_t)}; lower lr_w")
-        params = [p for g in self.opt_w.param_groups for p in g["params"]]
-        self.opt_w.zero_grad(set_to_none=True)
-        loss_t.backward(inputs=params)
-        nn.utils.clip_grad_norm_(params, 5.0)
-        self.opt_w.step()
+        weight_step(self.opt_w, loss_t, [p for g in self.opt_w.param_groups for p in g["params"]], "trellis")
         self.updates += 1
         metrics = disparity_metrics(subpixel_map(cost.detach(), disparity_step=model.disparity_step), d)
         logs.update(train_loss=float(loss_t), train_one_pixel=metrics["one_pixel_accuracy"],
