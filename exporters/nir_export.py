@@ -89,8 +89,13 @@ def to_nir(
     ``>`` instead of the model's ``>=`` (differs only on exact ties); ``allow_lossy`` exports ALIF as LIF;
     ``soft_reset`` is ``"warn"`` or ``"error"``. ``validate=False`` skips the final shape check of every node
     (for hot loops exporting many candidates of an already-validated space). Raises ``ExportError`` naming the
-    module that fails.
+    module that fails. A model whose last stage has no NIR form (stereo matching on the host) names the part
+    a chip runs with ``chip_network()``; that part is exported, with the model's metadata.
     """
+    outer = model
+    chip = getattr(model, "chip_network", None)
+    if callable(chip):
+        model = chip()
     if soft_reset not in ("warn", "error"):
         raise ValueError(f"soft_reset must be 'warn' or 'error', got {soft_reset!r}")
     if not (dt > 0 and math.isfinite(dt)):
@@ -108,11 +113,12 @@ def to_nir(
     out_shape = ctx.shape(outs, "output")
     ctx.add_node("output", nir.Output(output_type={"output": np.array(out_shape)}), outs)
     metadata: dict[str, Any] = {**ctx.conventions(strict_threshold).to_metadata(), "producer": "nasflow"}
-    config = getattr(model, "config", None)
+    config = getattr(outer, "config", None)
     if isinstance(config, dict):
+        arch = config.get("arch", [])
         metadata["steps"] = int(config.get("steps", 0)) or None
         metadata["input_encoding"] = "events" if config.get("event_input") else "direct"
-        metadata["model_arch"] = ",".join(config.get("arch", []))
+        metadata["model_arch"] = arch if isinstance(arch, str) else ",".join(arch)
     graph = nir.NIRGraph(nodes=ctx.nodes, edges=ctx.edges, metadata=_sanitize(metadata), type_check=False)
     if validate:
         infer_shapes(graph)  # every node consistent (raises naming the node otherwise)

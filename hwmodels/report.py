@@ -100,6 +100,7 @@ class HwReport:
     static_energy_per_sample_j: float | None = None
     per_core: dict[str, list[float]] | None = None
     latency_steps_s: list[float] | None = None
+    host: dict[str, Any] | None = None  # work after the chip that has no NIR node (e.g. stereo matching), not priced
 
     @property
     def costed(self) -> bool:
@@ -129,7 +130,8 @@ class HwReport:
             "latency_per_step_s", "links", "activity", "steps", "notes", "terms_included", "terms_missing",
             "update_pricing", "input_events", "static_energy_per_sample_j", "layers", "per_core", "latency_steps_s",
         )
-        return head | {k: getattr(self, k) for k in keys} | {"counting": _COUNTING}
+        return (head | {k: getattr(self, k) for k in keys} | {"counting": _COUNTING}
+                | ({"host": self.host} if self.host else {}))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HwReport:
@@ -266,5 +268,8 @@ def write_report(report: HwReport, out_dir: str | Path) -> Path:
             )
     else:
         lines.append("- capacity only (no activity given)")
+    if r.host:
+        ops = ", ".join(f"{k} {v:,}" for k, v in r.host.get("ops", {}).items())
+        lines += ["", f"Host, after the chip (no NIR node; not priced here), per {r.host.get('unit', 'sample')}: {ops}"]
     (d / "hw.md").write_text("\n".join(lines) + "\n")
     return path

@@ -36,6 +36,15 @@ class DataConfig:
     augment: str = "standard"  # none | standard | cutout
     T: int | None = None  # time bins of event datasets (their default when unset)
     num_workers: int = 0
+    size: int | None = None  # event/stereo frames resized (stereo-dots generated) at size x size; None: native
+    train_samples: int | None = None  # train on the first N samples of the train split (None: all)
+    test_samples: int | None = None  # evaluate on the first N samples of the test split (None: all)
+
+    def __post_init__(self) -> None:
+        bad = [k for k in ("size", "train_samples", "test_samples") if getattr(self, k) is not None
+               and getattr(self, k) < 1]
+        if bad:
+            raise ConfigError(f"data.{bad[0]} must be at least 1 (or unset), got {getattr(self, bad[0])}")
 
 
 @dataclass

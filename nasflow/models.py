@@ -246,6 +246,40 @@ def spikedhs(arch: str | None = None, in_shape: Sequence[int] = (1, 8, 8), num_c
     return net
 
 
+@register_model("spikedhs-stereo")
+def spikedhs_stereo(arch: str | None = None, in_shape: Sequence[int] = (4, 24, 24), num_classes: int = 8,
+                    channels: int = 4, steps: int = 4, layers: int = 6, levels: int = 3,
+                    rates: Sequence[int] = (3, 2, 2, 2), features: int | None = None, neuron: NeuronSpec | None = None,
+                    **_: Any) -> nn.Module:
+    """A decoded SpikeDHS trellis path as a stereo model (``nasflow.snn.stereo.SiameseStereo`` on
+    ``nasflow.snn.trellis.TrellisPathNet``); ``arch`` is a trellis architecture ``PRESET:cell=...;path=...``
+    (``nasflow.spaces.trellis``), ``in_shape`` one stereo frame ``(4, H, W)``, ``num_classes`` the disparity
+    levels. The chip runs the features of one camera (``chip_network()``); matching runs on the host."""
+    from nasflow.snn.dhs import SPIKEDHS_NEURON
+    from nasflow.snn.stereo import SiameseStereo
+    from nasflow.snn.trellis import TrellisPathNet
+    from nasflow.spaces.trellis import Trellis, parse_trellis_arch
+
+    c, h, w = (int(s) for s in in_shape[-3:])
+    if c != 4:
+        raise ValueError(f"a stereo model takes (4, H, W) frames (left ON/OFF, right ON/OFF), got in_shape {in_shape}")
+    if arch is None:
+        raise ValueError("model spikedhs-stereo needs arch=PRESET:cell=...;path=... (a decoded trellis architecture)")
+    trellis = Trellis(int(layers), int(levels), tuple(int(r) for r in rates))
+    parsed = parse_trellis_arch(arch, trellis)
+    neuron = neuron or SPIKEDHS_NEURON
+    net = TrellisPathNet(parsed.cell.nodes, parsed.path, trellis, (2, h, w), channels, features, neuron)
+    net.event_input = True  # each camera's ON/OFF event frames
+    size = trellis.sizes(min(h, w))[0]
+    model = SiameseStereo(net, (h, w), (size * h // min(h, w), size * w // min(h, w)), num_classes,
+                          net.output_factor)
+    model.config = dict(arch=str(parsed), in_shape=[4, h, w], num_classes=int(num_classes), channels=int(channels),
+                        steps=int(steps), layers=int(layers), levels=int(levels), rates=[int(r) for r in rates],
+                        features=net.features, neuron=neuron.to_dict(), event_input=True)
+    model.arch = (str(parsed),)
+    return model
+
+
 def build_model(name: str, config: dict[str, Any]) -> nn.Module:
     """Rebuild a registered model from its saved ``config`` (the ``model.config`` dict)."""
     config = dict(config)

@@ -111,7 +111,7 @@ def search_config_from_args(base: dict[str, Any]) -> SpikeDHSConfig:
 
 
 def search_loaders(cfg: SpikeDHSConfig):
-    from nasflow.strategies.darts import first_samples
+    from nasflow.data.loaders import first_samples
 
     loaders = make_loaders(cfg.dataset, cfg.batch_size, data_dir=cfg.data_dir, seed=cfg.seed, val_split=0.5)
     if loaders.spec.kind != "static":

@@ -6,6 +6,12 @@
 step of 8 + 8 samples): generated event stereo at 24x24 (rates 3, 2, 2: levels 8, 4, 2), 6 layers over 3
 levels, C = 4, T = 4, 400 samples per half, 10 epochs of which 3 warm-up. The issue's full size is
 ``--size 48 --layers 8 --levels 4`` (about 20 minutes per epoch of 2,000 + 2,000 samples on 2 cores).
+
+With ``retrain_epochs > 0`` the winner is then trained from scratch (``retrain_trellis``: ``retrain/`` with
+``model.pt`` and ``result.json``) by nasflow's trainer with one recipe for every path, so that a searched path
+and a fixed one (``nasflow.spaces.trellis.released_path``) compare at equal budget: SGD (momentum 0.9, weight
+decay 3e-4, gradients clipped at 5), cosine from ``retrain_lr``, PDS's sub-pixel cross-entropy, on the first
+``retrain_samples`` of the training split, tested on the first ``test_samples`` of the test split.
 """
 
 from __future__ import annotations
@@ -14,15 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasflow.config import ConfigError, from_dict, to_dict
+from exporters.core.jsonio import write_json
+from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, to_dict
 from nasflow.data import dataset_spec, make_loaders
+from nasflow.data.loaders import first_samples
 from nasflow.spaces.spikedhs import SpikeDHSSpace
 from nasflow.spaces.trellis import Trellis, TrellisSpace
 from nasflow.strategies.intraining import run_in_training
 from nasflow.strategies.spikedhs_stereo import TrellisStereoStrategy
-from nasflow.train.trainer import resolve_device
+from nasflow.train.run import run_training
+from nasflow.train.trainer import TrainConfig, resolve_device
 
-__all__ = ["TrellisSearchConfig", "run_trellis_search", "trellis_config_from_args"]
+__all__ = ["TrellisSearchConfig", "retrain_trellis", "run_trellis_search", "trellis_config_from_args"]
 
 
 @dataclass
@@ -49,9 +58,16 @@ class TrellisSearchConfig:
     data_dir: str | None = None
     device: str = "auto"
     progress: bool = True
+    retrain_epochs: int = 0  # the winner's retraining from scratch (0: none)
+    retrain_lr: float = 0.05
+    retrain_samples: int | None = 800  # first N of the training split (None: all)
+    test_samples: int | None = 400  # first N of the test split (None: all)
 
     def __post_init__(self) -> None:
-        checks = {"channels": self.channels >= 1, "steps": self.steps >= 1, "epochs": self.epochs >= 1,
+        checks = {"retrain_epochs": self.retrain_epochs >= 0, "retrain_lr": self.retrain_lr > 0,
+                  "retrain_samples": self.retrain_samples is None or self.retrain_samples >= 1,
+                  "test_samples": self.test_samples is None or self.test_samples >= 1,
+                  "channels": self.channels >= 1, "steps": self.steps >= 1, "epochs": self.epochs >= 1,
                   "warmup": self.warmup >= 0, "batch_size": self.batch_size >= 1, "size": self.size >= 1,
                   "max_samples": self.max_samples is None or self.max_samples >= 2}
         bad = [k for k, ok in checks.items() if not ok]
@@ -80,8 +96,6 @@ def trellis_config_from_args(base: dict[str, Any]) -> TrellisSearchConfig:
 
 def run_trellis_search(cfg: TrellisSearchConfig, out_dir: str | Path) -> dict[str, Any]:
     """Run (or resume) the search in ``out_dir``; returns ``search.json``'s content."""
-    from nasflow.strategies.darts import first_samples
-
     if dataset_spec(cfg.dataset).kind != "stereo":
         raise ConfigError(f"the trellis search needs a stereo dataset (stereo-dots, mvsec), got {cfg.dataset!r}")
     loaders = make_loaders(cfg.dataset, cfg.batch_size, data_dir=cfg.data_dir, seed=cfg.seed, val_split=0.5,
@@ -93,6 +107,30 @@ def run_trellis_search(cfg: TrellisSearchConfig, out_dir: str | Path) -> dict[st
     strategy = TrellisStereoStrategy(spec.input_shape, spec.num_classes, channels=cfg.channels, epochs=cfg.epochs,
                                      warmup=cfg.warmup, lr_w=cfg.lr_w, lr_alpha=cfg.lr_alpha,
                                      device=resolve_device(cfg.device))
-    out = run_in_training(strategy, cfg.space(), loaders, Path(out_dir), cfg.epochs, seed=cfg.seed,
+    out_dir = Path(out_dir)
+    out = run_in_training(strategy, cfg.space(), loaders, out_dir, cfg.epochs, seed=cfg.seed,
                           progress=cfg.progress, extra={"dataset": cfg.dataset, "config": to_dict(cfg)})
+    if cfg.retrain_epochs > 0:
+        res = retrain_trellis(cfg, out["best"]["arch"], out_dir / "retrain")
+        out["retrain"] = {k: res[k] for k in ("test_accuracy", "test_mean_disparity_error", "test_samples",
+                                              "spikes_per_sample", "synops_per_sample", "epochs")}
+        out["retrain"]["model"] = str(out_dir / "retrain" / "model.pt")
+        write_json(out_dir / "search.json", out, indent=2)
     return out
+
+
+def retrain_trellis(cfg: TrellisSearchConfig, arch: str, out_dir: str | Path, epochs: int | None = None,
+                    restart: bool = False) -> dict[str, Any]:
+    """Train the trellis architecture ``arch`` (``PRESET:cell=...;path=...``) from scratch in ``out_dir``
+    (resumable) with the recipe of the module docstring and the search's task, C, T and trellis; returns
+    ``result.json``'s content (``test_accuracy`` is the one-pixel accuracy)."""
+    run_cfg = TrainRunConfig(
+        data=DataConfig(name=cfg.dataset, data_dir=cfg.data_dir, augment="none", T=cfg.steps, size=cfg.size,
+                        train_samples=cfg.retrain_samples, test_samples=cfg.test_samples),
+        model=ModelConfig(name="spikedhs-stereo", arch=arch, channels=cfg.channels, steps=cfg.steps, neuron=None,
+                          options={"layers": cfg.layers, "levels": cfg.levels, "rates": list(cfg.rates)}),
+        train=TrainConfig(epochs=epochs or cfg.retrain_epochs or 1, batch_size=cfg.batch_size, optimizer="sgd",
+                          lr=cfg.retrain_lr, momentum=0.9, weight_decay=3e-4, schedule="cosine", grad_clip=5.0,
+                          seed=cfg.seed, device=cfg.device, progress=cfg.progress),
+    )
+    return run_training(run_cfg, out_dir, restart=restart)

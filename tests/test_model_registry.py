@@ -17,7 +17,12 @@ from nasflow.snn.neurons import Neuron
 
 T, B = 4, 2
 TINY = dict(in_shape=(1, 8, 8), num_classes=4, channels=4, steps=T, vote=2)
-OVERRIDES = {"snasnet": dict(hidden=16, second_pool=2)}  # a 16-neuron classifier, one pool step on 8x8
+OVERRIDES = {
+    "snasnet": dict(hidden=16, second_pool=2),  # a 16-neuron classifier, one pool step on 8x8
+    # stereo frames (4, H, W); the chip runs the features of one camera, (2, H, W)
+    "spikedhs-stereo": dict(in_shape=(4, 12, 12), layers=2, levels=2, channels=2,
+                            arch="paper:cell=conv3x3@1+skip@0,conv5x5@2+skip@1,conv3x3@3+skip@2;path=0,1"),
+}
 
 
 def _liven(model: nn.Module) -> nn.Module:
@@ -56,17 +61,19 @@ def _torch_spikes(model: nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
 def test_registered_model_exports_simulates_identically_and_maps(name: str, encoding: str) -> None:
     torch.manual_seed(0)
     event = encoding == "events"
-    model = _liven(create_model(name, **TINY, **OVERRIDES.get(name, {}), event_input=event))
+    model = _liven(create_model(name, **{**TINY, **OVERRIDES.get(name, {})}, event_input=event))
+    chip = model.chip_network() if hasattr(model, "chip_network") else model
+    in_shape = tuple(chip.in_shape)
     gen = torch.Generator().manual_seed(1)
-    if event:
-        x = (torch.rand(T, B, *TINY["in_shape"], generator=gen, dtype=torch.float64) < 0.5).double()
+    if event or chip is not model:  # a stereo model's features take event frames [T, B, 2, H, W]
+        x = (torch.rand(T, B, *in_shape, generator=gen, dtype=torch.float64) < 0.5).double()
         xs = x.numpy()
     else:
-        x = torch.rand(B, *TINY["in_shape"], generator=gen, dtype=torch.float64) * 3
+        x = torch.rand(B, *in_shape, generator=gen, dtype=torch.float64) * 3
         xs = np.broadcast_to(x.numpy(), (T, *x.shape)).copy()  # direct coding: the image at every step
 
     graph = to_nir(model)
-    ref = _torch_spikes(model, x)
+    ref = _torch_spikes(chip, x)
     act = simulate(graph, xs)
     assert sorted(neuron_nodes(graph)) == sorted(ref), "every neuron module is one NIR neuron node"
     report = compare_activity(ref, act, nodes=graph)

@@ -72,6 +72,15 @@ def test_the_released_path_is_a_valid_path_of_the_default_trellis():
     assert check_path(RELEASED_PATH, Trellis()) == RELEASED_PATH
 
 
+def test_the_released_path_maps_onto_other_trellises_by_relative_depth():
+    from nasflow.spaces.trellis import released_path
+
+    assert released_path(Trellis(layers=8, levels=4)) == RELEASED_PATH
+    assert released_path(Trellis(layers=6, levels=3)) == (0, 0, 1, 1, 2, 2)  # floor(i·8/6) = 0,1,2,4,5,6
+    assert released_path(Trellis(layers=8, levels=2)) == (0, 0, 1, 1, 1, 1, 1, 1)  # capped at the last level
+    assert released_path(Trellis(layers=4, levels=3)) == (0, 1, 1, 2)  # floor(i·8/4) = 0,2,4,6
+
+
 def test_a_path_that_jumps_two_levels_is_refused_clearly():
     with pytest.raises(ValueError, match=r"jumps from level 0 at layer 1 to level 2 at layer 2.*at most one"):
         check_path((0, 0, 2, 2, 2, 2, 2, 2), Trellis())

@@ -65,8 +65,7 @@ def test_beta_gets_gradient_exactly_where_a_path_can_move():
 
 def test_trellis_stereo_loss_reaches_weights_alpha_and_beta():
     from nasflow.data.stereo import StereoDotsConfig, stereo_dots_sample
-    from nasflow.snn.stereo import subpixel_cross_entropy, subpixel_map
-    from nasflow.strategies.spikedhs_trellis import TrellisStereo
+    from nasflow.snn.stereo import SiameseStereo, subpixel_cross_entropy, subpixel_map
 
     torch.manual_seed(0)
     cfg = StereoDotsConfig(height=16, width=16, disparities=4, steps=3)
@@ -74,7 +73,7 @@ def test_trellis_stereo_loss_reaches_weights_alpha_and_beta():
     x, d = torch.stack(xs), torch.stack(ds)
     trellis = Trellis(layers=3, levels=2, rates=(2, 2))
     feats = RelaxedTrellisNet(SpikeDHSSpace(), trellis, (2, 16, 16), channels=4)
-    model = TrellisStereo(feats, (16, 16), (8, 8), disparities=4)
+    model = SiameseStereo(feats, (16, 16), (8, 8), disparities=4)
     assert model.disparity_step == 2 and model.levels == 3  # disparities 0, 2, 4 input pixels
     cost = model(x)
     assert cost.shape == (2, 3, 16, 16)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from nasflow.data import make_loaders
+from nasflow.data.loaders import first_samples
 from nasflow.spaces.spikedhs import SpikeDHSSpace
 from nasflow.spaces.trellis import Trellis, TrellisSpace, parse_trellis_arch
-from nasflow.strategies.darts import first_samples
 from nasflow.strategies.intraining import run_in_training
 from nasflow.strategies.spikedhs_stereo import TrellisStereoStrategy
 

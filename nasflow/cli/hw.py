@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 __all__ = ["add_hw_parser", "cmd_hw"]
 
@@ -16,7 +18,7 @@ def add_hw_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                               "chip model and estimate cores used, spike traffic, latency and energy per sample. "
                               "Activity from nasflow simulate makes the estimates count real spikes. The output "
                               "folder receives hw.json, hw.md and plots.")
-    p.add_argument("model", nargs="?", help="MODEL.nir")
+    p.add_argument("model", nargs="?", help="MODEL.nir, or a model.pt (exported on the fly)")
     p.add_argument("--chip", default="loihi", help="chip name (see --list-chips) or a profile .json file")
     p.add_argument("--activity", help="DIR/activity.npz (per-neuron) or DIR/simulate.json (per-node totals; synaptic "
                    "ops as measured by nasflow simulate when the file records them)")
@@ -32,6 +34,16 @@ def add_hw_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--list-chips", action="store_true", help="list the bundled chip profiles")
     p.set_defaults(handler=cmd_hw)
     return p
+
+
+def _host_ops(activity: str) -> dict[str, Any] | None:
+    """Host operations ``nasflow simulate`` recorded next to the activity (stereo matching), or None."""
+    sim = Path(activity).with_name("simulate.json")
+    data = json.loads(sim.read_text()) if sim.is_file() else {}
+    if "host_ops_per_stereo_sample" not in data:
+        return None
+    return {"unit": f"stereo sample ({data['chip_samples_per_stereo_sample']} chip samples: one per camera)",
+            "ops": data["host_ops_per_stereo_sample"]}
 
 
 def cmd_hw(args: argparse.Namespace) -> int:
@@ -55,7 +67,12 @@ def cmd_hw(args: argparse.Namespace) -> int:
         return 0
     if not args.model or not args.out:
         raise ValueError("nasflow hw needs MODEL.nir and --out DIR (or --list-chips)")
-    graph = read_graph(args.model)
+    if str(args.model).endswith(".pt"):
+        from nasflow.cli.simulate import load_graph
+
+        graph = load_graph(args.model)
+    else:
+        graph = read_graph(args.model)
     activity, steps = load_activity(args.activity) if args.activity else (None, None)
     terms = DEFAULT_TERMS + (("static",) if args.include_static else ())
     spiking = {"auto": None, "spikes": True, "analog": False}[args.input]
@@ -65,6 +82,9 @@ def cmd_hw(args: argparse.Namespace) -> int:
         raise GraphError(f"{args.model}: {err}") from None
     except ActivityError as err:
         raise ActivityError(f"{args.activity}: {err}") from None
+    host = _host_ops(args.activity) if args.activity else None
+    if host:
+        report = dataclasses.replace(report, host=host)
     path = write_report(report, args.out)
     if activity is not None:
         from nasflow.hw_plots import plot_layer_energy, plot_traffic_heatmap

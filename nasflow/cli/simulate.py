@@ -84,6 +84,51 @@ def _dataset_input(name: str, samples: int, steps: int | None, data_dir: str | N
     return x.to(torch.float32).numpy(), y.numpy()
 
 
+def _stereo_model(model_path: Path):
+    """The stereo model saved in ``model_path`` (a ``model.pt`` whose host part matches the two cameras), else
+    None."""
+    if model_path.suffix != ".pt":
+        return None
+    from nasflow.models import load_model
+
+    model, _ = load_model(model_path)
+    return model.eval() if callable(getattr(model, "match", None)) else None
+
+
+def _stereo_input(model, name: str, samples: int, steps: int | None, data_dir: str | None):
+    """The first ``samples`` stereo test samples as the chip's input ``[T, 2B, 2, H, W]`` (``camera_streams``)
+    and their disparity maps."""
+    import torch
+
+    from nasflow.data import make_loaders
+
+    if samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {samples}")
+    loaders = make_loaders(name, batch_size=samples, data_dir=data_dir, T=steps, size=tuple(model.in_hw))
+    if loaders.spec.kind != "stereo":
+        raise ValueError(f"the model is a stereo model; dataset {name!r} is not stereo (stereo-dots, mvsec)")
+    x, d = next(iter(loaders.test))
+    return model.camera_streams(x.to(torch.float32)).contiguous().numpy(), d
+
+
+def _stereo_result(model, graph, activity: dict[str, np.ndarray], disparity) -> dict[str, Any]:
+    """Disparity from the backend's feature spikes through the host part: one-pixel accuracy, mean disparity
+    error, and the host operations per stereo sample (two chip samples: one per camera)."""
+    import torch
+
+    from exporters.core.traversal import output_ids
+    from nasflow.train.tasks import StereoTask
+
+    out = output_ids(graph)[0]
+    task = StereoTask(model.disparity_step)
+    with torch.no_grad():
+        cost = model.match(torch.as_tensor(np.asarray(activity[out]), dtype=torch.float32))
+    metrics = task.metrics(task.tally(cost, disparity))
+    return {"stereo_samples": int(disparity.shape[0]), "one_pixel_accuracy": metrics["accuracy"],
+            "mean_disparity_error": metrics["mean_disparity_error"], "chip_samples_per_stereo_sample": 2,
+            "host_ops_per_stereo_sample": model.host_ops()}
+
+
 def _run_backend(backend: str, graph, model_path: Path, x: np.ndarray, dt: float | None, timeout: float,
                  out_dir: Path) -> dict[str, np.ndarray]:
     if backend == "torch":
@@ -121,8 +166,10 @@ def _measured_synops(graph, activity: dict[str, np.ndarray]) -> tuple[dict[str, 
 
 
 def write_simulation(out_dir: str | Path, backend: str, graph, activity: dict[str, np.ndarray], dt: float | None,
-                     accuracy: float | None, compare: dict[str, Any] | None) -> dict[str, Any]:
-    """Write ``simulate.json`` and ``activity.npz`` into ``out_dir``; returns the JSON dict."""
+                     accuracy: float | None, compare: dict[str, Any] | None,
+                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``simulate.json`` and ``activity.npz`` into ``out_dir``; returns the JSON dict. ``extra`` adds
+    task fields (stereo: disparity metrics from the backend's spikes, host operations)."""
     from exporters.core.kinds import FIRING_TYPES, node_type
     from exporters.core.shapes import infer_shapes
     from exporters.core.traversal import input_ids
@@ -157,7 +204,7 @@ def write_simulation(out_dir: str | Path, backend: str, graph, activity: dict[st
         "accuracy": accuracy, "spikes_per_sample": total,
         "synops_per_sample": sum(r["acs_per_sample"] for r in conns) if synops is not None else None,
         "macs_per_sample": sum(r["macs_per_sample"] for r in conns) if synops is not None else None,
-        "nodes": nodes, "compare": compare,
+        "nodes": nodes, "compare": compare, **(extra or {}),
     }
     if why is not None:
         result["synops_note"] = why
@@ -182,9 +229,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         graph = load_graph(model_path, args.dt if args.dt else 1e-3)
     meta = graph.metadata if graph is not None and isinstance(graph.metadata, dict) else {}
     dt = args.dt if args.dt is not None else (float(meta["dt"]) if "dt" in meta else None)
-    labels = None
+    labels = disparity = None
+    stereo = _stereo_model(model_path) if args.dataset and not args.input else None
     if args.input:
         x = np.load(args.input).astype(np.float32)
+    elif stereo is not None:
+        steps = args.steps or (int(meta["steps"]) if "steps" in meta else None)
+        x, disparity = _stereo_input(stereo, args.dataset, args.samples, steps, args.data_dir)
     elif args.dataset:
         steps = args.steps or (int(meta["steps"]) if "steps" in meta else None)
         if graph is None:  # a .net file written by nasflow: its input layer holds the NIR (C, H, W) shape
@@ -211,8 +262,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         ref = activity if args.backend == "torch" else simulate(graph, x, dt=dt)
         compare = compare_activity(ref, activity, graph, values=[r for r in readout if r in activity])
         compare["reference"] = "torch"
-    result = write_simulation(out_dir, args.backend, graph, activity, dt, accuracy, compare)
-    summary = {k: result[k] for k in ("backend", "steps", "samples", "accuracy", "spikes_per_sample")}
+    extra = _stereo_result(stereo, graph, activity, disparity) if stereo is not None else {}
+    if extra:
+        accuracy = extra["one_pixel_accuracy"]
+    result = write_simulation(out_dir, args.backend, graph, activity, dt, accuracy, compare, extra)
+    summary = {k: result[k] for k in ("backend", "steps", "samples", "accuracy", "spikes_per_sample",
+                                      "mean_disparity_error") if k in result}
     if compare is not None:
         summary.update(min_precision=compare["min_precision"], min_recall=compare["min_recall"])
     print(json.dumps(summary))

@@ -18,7 +18,8 @@ _FLAGS = {
     "dataset": "data.name", "data_dir": "data.data_dir", "augment": "data.augment", "arch": "model.arch",
     "steps": "model.steps", "channels": "model.channels", "epochs": "train.epochs", "batch_size": "train.batch_size",
     "lr": "train.lr", "optimizer": "train.optimizer", "loss": "train.loss", "seed": "train.seed",
-    "device": "train.device",
+    "device": "train.device", "model": "model.name", "size": "data.size", "train_samples": "data.train_samples",
+    "test_samples": "data.test_samples",
 }
 
 
@@ -31,10 +32,15 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--config", help="YAML file with data/model/train sections (defaults fill the rest)")
     p.add_argument("--dataset", help="dataset name (digits, digits-events, cifar10, ...)")
     p.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
-    p.add_argument("--arch", help="architecture: all-SCB_k3, all-SRB_k3 or five comma-separated AutoSNN blocks")
+    p.add_argument("--model", help="registered model (autosnn, spikedhs, snasnet, spikedhs-stereo; default autosnn)")
+    p.add_argument("--arch", help="architecture: all-SCB_k3, all-SRB_k3 or five comma-separated AutoSNN blocks; a "
+                   "genotype for spikedhs; PRESET:cell=...;path=... for spikedhs-stereo")
     p.add_argument("--out", required=True, help="run directory (resumes a killed run found there)")
     p.add_argument("--epochs", type=int, help="training epochs")
     p.add_argument("--steps", type=int, help="time steps T for static (direct-coded) data")
+    p.add_argument("--size", type=int, help="event/stereo frames at SIZE x SIZE (stereo-dots is generated at it)")
+    p.add_argument("--train-samples", type=int, help="train on the first N samples of the train split")
+    p.add_argument("--test-samples", type=int, help="evaluate on the first N samples of the test split")
     p.add_argument("--channels", type=int, help="initial channel count C")
     p.add_argument("--batch-size", type=int, help="samples per training batch")
     p.add_argument("--lr", type=float, help="learning rate")
@@ -95,8 +101,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run_training(cfg, args.out, restart=args.restart)
-    summary = {k: result[k] for k in ("dataset", "arch", "seed", "test_accuracy", "spikes_per_sample",
-                                      "synops_per_sample", "macs_per_sample")}
+    keys = ("dataset", "arch", "seed", "test_accuracy", "test_mean_disparity_error", "spikes_per_sample",
+            "synops_per_sample", "macs_per_sample")
+    summary = {k: result[k] for k in keys if k in result}
     print(json.dumps(summary, indent=2))
     print(f"wrote {args.out}/result.json, model.pt, metrics.jsonl, config.yaml")
     return 0

@@ -8,14 +8,14 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Subset, get_worker_info
 
 from nasflow.data.datasets import dataset_targets, split_train_val
 from nasflow.data.registry import get_dataset
 from nasflow.data.spec import DatasetSpec
 from nasflow.data.transforms import Transform, standard_augmentation
 
-__all__ = ["AugmentedDataset", "Loaders", "make_loaders", "resolve_augmentation"]
+__all__ = ["AugmentedDataset", "Loaders", "first_samples", "make_loaders", "resolve_augmentation"]
 
 _MIX = 0x9E3779B97F4A7C15  # golden-ratio constant: derives independent seeds from one
 
@@ -79,7 +79,8 @@ def resolve_augmentation(augment: bool | str | Transform | None, spec: DatasetSp
     if spec.kind == "stereo":
         raise ValueError(
             f"dataset {spec.name!r} is stereo: a crop or flip of the input would have to move the disparity map "
-            f"and swap the cameras too, which no augmentation here does; use augment=False (got {augment!r})"
+            f"and swap the cameras too, which no augmentation here does; use augment=False (--augment none), "
+            f"got {augment!r}"
         )
     if augment is True or augment == "standard":
         return standard_augmentation(spec)
@@ -158,3 +159,10 @@ def make_loaders(
         test=loader(test_set, False, 5, eval_bs, False),
         spec=spec,
     )
+
+
+def first_samples(loader: DataLoader, n: int, shuffle: bool, seed: int) -> DataLoader:
+    """``loader`` over its first ``n`` samples, with its own seeded generator (so the run stays resumable)."""
+    subset = Subset(loader.dataset, range(min(n, len(loader.dataset))))
+    return DataLoader(subset, batch_size=loader.batch_size, shuffle=shuffle,
+                      generator=torch.Generator().manual_seed(seed))

@@ -29,11 +29,14 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 __all__ = [
     "PDS_DIVERSITY",
     "PDS_SUPPORT",
+    "SiameseStereo",
     "cost_volume",
+    "disparity_errors",
     "disparity_levels",
     "disparity_metrics",
     "matching_head_ops",
@@ -145,7 +148,8 @@ def subpixel_cross_entropy(
     return per_pixel[known].mean()
 
 
-def _known_errors(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def disparity_errors(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``|prediction - target|`` at the pixels with known disparity (a flat tensor): what every metric averages."""
     if prediction.shape != target.shape:
         raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape")
     known = torch.isfinite(target)
@@ -154,14 +158,14 @@ def _known_errors(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 def mean_disparity_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute disparity error over the pixels with known disparity (``NaN`` when there are none)."""
-    errors = _known_errors(prediction, target)
+    errors = disparity_errors(prediction, target)
     return errors.mean() if errors.numel() else torch.tensor(float("nan"))
 
 
 def one_pixel_accuracy(prediction: torch.Tensor, target: torch.Tensor, threshold: float = 1.0) -> torch.Tensor:
     """Fraction of known pixels whose disparity error is at most ``threshold`` pixels (1PA; PDS's n-pixel error
     counts ``|error| > n`` as wrong, so ``|error| = 1`` is right). ``NaN`` when no pixel is known."""
-    errors = _known_errors(prediction, target)
+    errors = disparity_errors(prediction, target)
     return (errors <= threshold).float().mean() if errors.numel() else torch.tensor(float("nan"))
 
 
@@ -216,3 +220,61 @@ def matching_head_ops(
         "estimator_exps": window * pixels,
         "estimator_macs": window * pixels,
     }
+
+
+class SiameseStereo(nn.Module):
+    """Siamese stereo on a feature network: both cameras' events ``[B, T, 4, H, W]`` (left ON/OFF, right ON/OFF)
+    go through ``features`` as one batch, their spike rates over T are correlated into a cost volume at the
+    features' resolution (``nasflow.snn.stereo.cost_volume``), scaled by a learnt temperature, and up-sampled to
+    ``H x W``. The output is the cost volume whose level ``k`` means disparity ``k · disparity_step`` input
+    pixels (``disparity_step`` = the features' down-sampling), what PDS's estimator and loss read. ``upsample``
+    brings features from a coarser level to ``feature_hw`` by nearest up-sampling first (on the host).
+
+    Only ``features`` runs on a chip: ``chip_network()`` is what export and the hardware models see, and
+    ``host_ops()`` counts the rest per sample (``matching_head_ops``)."""
+
+    def __init__(self, features: nn.Module, in_hw: tuple[int, int], feature_hw: tuple[int, int],
+                 disparities: int, upsample: int = 1) -> None:
+        super().__init__()
+        if in_hw[0] % feature_hw[0] or in_hw[1] % feature_hw[1]:
+            raise ValueError(f"features at {feature_hw} do not divide the input {in_hw}")
+        self.features, self.in_hw, self.upsample = features, (int(in_hw[0]), int(in_hw[1])), int(upsample)
+        self.disparity_step = self.in_hw[1] // int(feature_hw[1])
+        self.levels = disparity_levels(int(disparities), self.disparity_step)
+        self.scale = nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5 or x.shape[2] != 4:
+            raise ValueError(f"stereo input must be [B, T, 4, H, W] (left ON/OFF, right ON/OFF), got {tuple(x.shape)}")
+        return self.match(self.features(self.camera_streams(x)))
+
+    @staticmethod
+    def camera_streams(x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, 4, H, W]`` stereo events as the chip's input: ``[T, 2B, 2, H, W]``, the left camera's ``B``
+        streams, then the right camera's."""
+        seq = x.transpose(0, 1)
+        return torch.cat([seq[:, :, :2], seq[:, :, 2:]], dim=1)
+
+    def match(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The host part: feature spikes ``[T, 2B, C, h, w]`` (``camera_streams`` order, from torch or from a
+        chip) to the cost volume ``[B, levels, H, W]``."""
+        rates = spikes.mean(0)
+        if self.upsample > 1:  # features computed at a coarser level (``TrellisPathNet``)
+            rates = F.interpolate(rates, scale_factor=self.upsample, mode="nearest")
+        b = rates.shape[0] // 2
+        cost = cost_volume(rates[:b], rates[b:], self.levels) * self.scale
+        return upsample_cost(cost, self.in_hw)
+
+    def chip_network(self) -> nn.Module:
+        """The part with a NIR form (the spiking features of one camera); the rest runs on the host."""
+        return self.features
+
+    def host_ops(self) -> dict[str, int]:
+        """Host operations per stereo sample after the chip: nearest up-sampling of both cameras' rates (one copy
+        per output value), the cost volume, its up-sampling and the estimator (``matching_head_ops``)."""
+        h, w = self.in_hw
+        fh, fw = h // self.disparity_step, w // self.disparity_step
+        channels = int(self.features.features)  # type: ignore[arg-type]  # the feature network's output channels
+        ops = matching_head_ops(channels, (fh, fw), self.levels, self.in_hw, disparity_step=self.disparity_step)
+        ops["feature_upsample_copies"] = 0 if self.upsample == 1 else 2 * channels * fh * fw
+        return ops

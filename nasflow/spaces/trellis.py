@@ -28,7 +28,7 @@ from nasflow.spaces.spikedhs import PRESETS, CellGenotype, SpikeDHSSpace, decode
 
 __all__ = [
     "MOVES", "RELEASED_PATH", "Trellis", "TrellisArch", "TrellisSpace", "check_path", "level_sizes",
-    "parse_trellis_arch", "path_log_prob", "viterbi",
+    "parse_trellis_arch", "path_log_prob", "released_path", "viterbi",
 ]
 
 #: The moves between consecutive layers and their level change.
@@ -105,6 +105,15 @@ class Trellis:
         ok = len(beta) == shape[0] and all(len(r) == shape[1] and all(len(c) == shape[2] for c in r) for r in beta)
         if not ok:
             raise ValueError(f"β must have shape {list(shape)} (layers, levels, moves down/same/up)")
+
+
+def released_path(trellis: Trellis) -> tuple[int, ...]:
+    """``RELEASED_PATH`` mapped onto ``trellis``: layer ``i`` of ``L`` takes the released level at the same relative
+    depth, ``RELEASED_PATH[floor(i · 8 / L)]``, capped at the trellis's last level. For ``L = 8`` with 3 or more
+    levels it is the released path itself; for the default 6 layers it is ``0,0,1,1,2,2``."""
+    n = len(RELEASED_PATH)
+    path = [min(RELEASED_PATH[i * n // trellis.layers], trellis.levels - 1) for i in range(trellis.layers)]
+    return check_path(path, trellis)
 
 
 def check_path(path: Sequence[int], trellis: Trellis) -> tuple[int, ...]:

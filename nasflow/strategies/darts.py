@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Subset
 
 from nasflow.data import make_loaders
+from nasflow.data.loaders import first_samples
 from nasflow.snn.activity import ActivityMonitor
 from nasflow.snn.blocks import NeuronSpec
 from nasflow.snn.neurons import reset_states
@@ -249,13 +249,6 @@ class DartsConfig:
         if bad:
             raise ValueError(f"invalid DARTS config value(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
         autosnn_space(self.macro)  # raises for an unknown macro
-
-
-def first_samples(loader: DataLoader, n: int, shuffle: bool, seed: int) -> DataLoader:
-    """``loader`` over its first ``n`` samples, with its own seeded generator (so the run stays resumable)."""
-    subset = Subset(loader.dataset, range(min(n, len(loader.dataset))))
-    return DataLoader(subset, batch_size=loader.batch_size, shuffle=shuffle,
-                      generator=torch.Generator().manual_seed(seed))
 
 
 def darts_loaders(cfg: DartsConfig):

@@ -1,6 +1,6 @@
 """SpikeDHS's joint cell and path search on stereo (paper §4.1.2, §4.5): first-order bi-level over α and β.
 
-The relaxed network is ``TrellisStereo(RelaxedTrellisNet)`` (``nasflow.strategies.spikedhs_trellis``); its loss
+The relaxed network is ``SiameseStereo(RelaxedTrellisNet)`` (``nasflow.strategies.spikedhs_trellis``); its loss
 is PDS's sub-pixel cross-entropy on the up-sampled cost volume. As in the cell search, per pair of batches α and
 β take one Adam step (lr 1e-3, weight decay 1e-3, betas (0.5, 0.999)) on half B after ``warmup`` epochs, then
 the weights take one SGD step (momentum 0.9, weight decay 3e-4, clipped at 5, cosine from ``lr_w`` to
@@ -17,16 +17,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasflow.snn.activity import ActivityMonitor
 from nasflow.snn.blocks import NeuronSpec
 from nasflow.snn.dhs import SPIKEDHS_NEURON
 from nasflow.snn.neurons import reset_states
-from nasflow.snn.stereo import disparity_metrics, subpixel_cross_entropy, subpixel_map
+from nasflow.snn.stereo import SiameseStereo, disparity_metrics, subpixel_cross_entropy, subpixel_map
 from nasflow.snn.trellis import TrellisPathNet
 from nasflow.spaces.trellis import TrellisSpace
 from nasflow.strategies.intraining import InTrainingStrategy
 from nasflow.strategies.spikedhs import set_cosine_lr, weight_step
-from nasflow.strategies.spikedhs_trellis import RelaxedTrellisNet, TrellisStereo, node_key
+from nasflow.strategies.spikedhs_trellis import RelaxedTrellisNet, node_key
+from nasflow.train.tasks import StereoTask
 
 __all__ = ["TrellisStereoStrategy"]
 
@@ -55,7 +55,7 @@ class TrellisStereoStrategy(InTrainingStrategy):
         self.weight_decay, self.alpha_weight_decay = float(weight_decay), float(alpha_weight_decay)
         self.neuron = neuron or SPIKEDHS_NEURON
         self.device = torch.device(device)
-        self.model: TrellisStereo | None = None
+        self.model: SiameseStereo | None = None
         self.space: TrellisSpace | None = None
         self.epoch, self.updates = 0, 0
 
@@ -65,15 +65,15 @@ class TrellisStereoStrategy(InTrainingStrategy):
                 "lr_min": self.lr_min, "lr_alpha": self.lr_alpha, "weight_decay": self.weight_decay,
                 "alpha_weight_decay": self.alpha_weight_decay, "neuron": self.neuron.to_dict()}
 
-    def _stereo(self, features: nn.Module, upsample: int = 1) -> TrellisStereo:
+    def _stereo(self, features: nn.Module, upsample: int = 1) -> SiameseStereo:
         """The stereo model on ``features`` whose output reaches level 0 after ``upsample`` (host)."""
         assert self.space is not None
         _, _, h, w = self.in_shape
         size = self.space.trellis.sizes(min(h, w))[0]
-        return TrellisStereo(features, (h, w), (size * h // min(h, w), size * w // min(h, w)), self.disparities,
+        return SiameseStereo(features, (h, w), (size * h // min(h, w), size * w // min(h, w)), self.disparities,
                              upsample)
 
-    def relax(self, space: Any) -> TrellisStereo:
+    def relax(self, space: Any) -> SiameseStereo:
         if not isinstance(space, TrellisSpace):
             raise TypeError(f"the trellis strategy searches a TrellisSpace, got {type(space).__name__}")
         self.space = space
@@ -88,7 +88,7 @@ class TrellisStereoStrategy(InTrainingStrategy):
         self.epoch, self.updates = 0, 0
         return self.model
 
-    def _model(self) -> TrellisStereo:
+    def _model(self) -> SiameseStereo:
         if self.model is None:
             raise RuntimeError("call relax(space) before using the strategy")
         return self.model
@@ -100,7 +100,7 @@ class TrellisStereoStrategy(InTrainingStrategy):
         self.epoch = epoch
         set_cosine_lr(self.opt_w, epoch, self.epochs, self.lr_w, self.lr_min)
 
-    def _loss(self, model: TrellisStereo, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _loss(self, model: SiameseStereo, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, d = (t.to(self.device) for t in batch)
         reset_states(model)
         cost = model(x)
@@ -140,7 +140,7 @@ class TrellisStereoStrategy(InTrainingStrategy):
         return rows + [probs[layer, level].tolist() for layer in range(probs.shape[0])
                        for level in range(probs.shape[1])]
 
-    def decoded_network(self) -> TrellisStereo:
+    def decoded_network(self) -> SiameseStereo:
         """The decoded path network (as a stereo model) with the weights it inherits from the relaxed one."""
         assert self.space is not None
         net, arch = self._net(), self.arch()
@@ -166,20 +166,13 @@ class TrellisStereoStrategy(InTrainingStrategy):
         return model.to(self.device)
 
     def evaluate(self, loader: Iterable) -> dict[str, Any]:
-        model = self.decoded_network().eval()
-        errors = hits = known = 0.0
-        with torch.no_grad(), ActivityMonitor(model.features) as mon:
-            for batch in loader:
-                _, cost, d = self._loss(model, batch)
-                m = disparity_metrics(subpixel_map(cost, disparity_step=model.disparity_step), d)
-                if m["known_pixels"]:
-                    errors += m["mean_disparity_error"] * m["known_pixels"]
-                    hits += m["one_pixel_accuracy"] * m["known_pixels"]
-                    known += m["known_pixels"]
-        summary = mon.summary()
-        return {"accuracy": hits / known if known else float("nan"),
-                "costs": {"spikes": summary["spikes_per_sample"] * 2,  # the features run once per camera
-                          "mean_disparity_error": errors / known if known else float("nan")}}
+        from nasflow.train.trainer import evaluate
+
+        model = self.decoded_network()
+        ev = evaluate(model, loader, self.device, task=StereoTask(model.disparity_step))
+        return {"accuracy": ev["accuracy"],
+                "costs": {"spikes": ev["spikes_per_sample"] * 2,  # the features run once per camera
+                          "mean_disparity_error": ev["mean_disparity_error"]}}
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self._model().state_dict(), "opt_w": self.opt_w.state_dict(),

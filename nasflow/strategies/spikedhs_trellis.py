@@ -27,13 +27,12 @@ from torch.nn import functional as F
 from nasflow.snn.blocks import NeuronSpec
 from nasflow.snn.dhs import SPIKEDHS_NEURON, SpikingOp
 from nasflow.snn.layers import TimeDistributed
-from nasflow.snn.stereo import cost_volume, disparity_levels, upsample_cost
 from nasflow.snn.trellis import MixedInput
 from nasflow.spaces.spikedhs import SpikeDHSSpace
 from nasflow.spaces.trellis import MOVES, Trellis
 from nasflow.strategies.spikedhs import ALPHA_INIT_STD, RelaxedDHSCell
 
-__all__ = ["RelaxedTrellisNet", "TrellisStereo", "node_key"]
+__all__ = ["RelaxedTrellisNet", "node_key"]
 
 
 def node_key(layer: int, level: int) -> str:
@@ -148,34 +147,3 @@ class RelaxedTrellisNet(nn.Module):
     @staticmethod
     def _move(src: int, dst: int) -> int:
         return [m for m, (_, d) in enumerate(MOVES) if src + d == dst][0]
-
-
-class TrellisStereo(nn.Module):
-    """Siamese stereo on a feature network: both cameras' events ``[B, T, 4, H, W]`` (left ON/OFF, right ON/OFF)
-    go through ``features`` as one batch, their spike rates over T are correlated into a cost volume at the
-    features' resolution (``nasflow.snn.stereo.cost_volume``), scaled by a learnt temperature, and up-sampled to
-    ``H x W``. The output is the cost volume whose level ``k`` means disparity ``k · disparity_step`` input
-    pixels (``disparity_step`` = the features' down-sampling), what PDS's estimator and loss read. ``upsample``
-    brings features from a coarser level to ``feature_hw`` by nearest up-sampling first (on the host)."""
-
-    def __init__(self, features: nn.Module, in_hw: tuple[int, int], feature_hw: tuple[int, int],
-                 disparities: int, upsample: int = 1) -> None:
-        super().__init__()
-        if in_hw[0] % feature_hw[0] or in_hw[1] % feature_hw[1]:
-            raise ValueError(f"features at {feature_hw} do not divide the input {in_hw}")
-        self.features, self.in_hw, self.upsample = features, (int(in_hw[0]), int(in_hw[1])), int(upsample)
-        self.disparity_step = self.in_hw[1] // int(feature_hw[1])
-        self.levels = disparity_levels(int(disparities), self.disparity_step)
-        self.scale = nn.Parameter(torch.tensor(10.0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5 or x.shape[2] != 4:
-            raise ValueError(f"stereo input must be [B, T, 4, H, W] (left ON/OFF, right ON/OFF), got {tuple(x.shape)}")
-        b = x.shape[0]
-        seq = x.transpose(0, 1)
-        both = torch.cat([seq[:, :, :2], seq[:, :, 2:]], dim=1)
-        rates = self.features(both).mean(0)
-        if self.upsample > 1:  # a host op: features computed at a coarser level (``TrellisPathNet``)
-            rates = F.interpolate(rates, scale_factor=self.upsample, mode="nearest")
-        cost = cost_volume(rates[:b], rates[b:], self.levels) * self.scale
-        return upsample_cost(cost, self.in_hw)

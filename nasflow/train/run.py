@@ -17,7 +17,9 @@ import yaml
 from exporters.core.jsonio import SCHEMA_VERSION, write_json
 from nasflow.config import ConfigError, TrainRunConfig, to_dict
 from nasflow.data import make_loaders, to_time_first
+from nasflow.data.loaders import first_samples
 from nasflow.models import create_model, save_model
+from nasflow.train.tasks import ClassificationTask, StereoTask
 from nasflow.train.trainer import Trainer, evaluate, seed_everything
 
 __all__ = ["TimeFirst", "run_training"]
@@ -73,25 +75,37 @@ def run_training(cfg: TrainRunConfig, out_dir: str | Path, restart: bool = False
     d = cfg.data
     loaders = make_loaders(
         d.name, cfg.train.batch_size, data_dir=d.data_dir, seed=cfg.train.seed,
-        augment=False if d.augment == "none" else d.augment, num_workers=d.num_workers, T=d.T,
+        augment=False if d.augment == "none" else d.augment, num_workers=d.num_workers, T=d.T, size=d.size,
     )
+    if d.train_samples is not None:
+        loaders = loaders._replace(train=first_samples(loaders.train, d.train_samples, True, cfg.train.seed))
+    if d.test_samples is not None:
+        loaders = loaders._replace(test=first_samples(loaders.test, d.test_samples, False, cfg.train.seed))
     spec = loaders.spec
-    event = spec.kind == "event"
+    event, stereo = spec.kind == "event", spec.kind == "stereo"
     m = cfg.model
-    steps = spec.T if event else m.steps
+    steps = spec.T if event or stereo else m.steps
     model = create_model(
         m.name, arch=m.arch, in_shape=spec.image_shape, num_classes=spec.num_classes, channels=m.channels,
         steps=steps, vote=m.vote, neuron=m.neuron, event_input=event, **m.options,
     )
+    if stereo and not hasattr(model, "disparity_step"):
+        raise ConfigError(f"dataset {spec.name!r} is stereo: train a stereo model (model.name=spikedhs-stereo), "
+                          f"not {m.name!r}")
+    if not stereo and hasattr(model, "disparity_step"):
+        raise ConfigError(f"model {m.name!r} is a stereo model: train it on a stereo dataset (stereo-dots, mvsec)")
+    # stereo models take [B, T, 4, H, W] and run both cameras through their features themselves
     train_loader = TimeFirst(loaders.train) if event else loaders.train
     test_loader = TimeFirst(loaders.test) if event else loaders.test
-    trainer = Trainer(model, cfg.train, train_loader, test_loader, out_dir=out_dir, num_classes=spec.num_classes)
+    task = StereoTask(model.disparity_step) if stereo else ClassificationTask(cfg.train.loss, spec.num_classes)
+    trainer = Trainer(model, cfg.train, train_loader, test_loader, out_dir=out_dir, num_classes=spec.num_classes,
+                      task=task)
     t0 = time.perf_counter()
     resumed_from = trainer.epoch if trainer.try_resume() else 0
     trainer.fit(resume=False)
     train_seconds = time.perf_counter() - t0
 
-    ev = evaluate(trainer.model, test_loader, trainer.device)
+    ev = evaluate(trainer.model, test_loader, trainer.device, task=task)
     layers = ev["layers"]
     result = {
         "schema_version": SCHEMA_VERSION,
@@ -111,6 +125,9 @@ def run_training(cfg: TrainRunConfig, out_dir: str | Path, restart: bool = False
         "firing_rates": {n: r["firing_rate"] for n, r in layers.items() if r["kind"] == "neuron"},
         "layers": layers,
         "spikes_per_step_per_sample": ev["spikes_per_step_per_sample"],
+        # stereo: activity counts are per camera stream, the chip's unit of work (two per stereo sample)
+        **({"test_mean_disparity_error": ev["mean_disparity_error"], "chip_inferences_per_sample": 2,
+            "host_ops_per_sample": model.host_ops()} if stereo else {}),
         "train_seconds_this_session": train_seconds,
         **({"dgs": trainer.dgs.state_dict()} if trainer.dgs is not None else {}),
         "resumed_from_epoch": resumed_from,

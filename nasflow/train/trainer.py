@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from nasflow.snn.activity import ActivityMonitor
 from nasflow.snn.neurons import reset_states
 from nasflow.train.checkpoint import load_checkpoint, save_checkpoint
+from nasflow.train.tasks import ClassificationTask, Task
 
 __all__ = [
     "TrainConfig", "Trainer", "evaluate", "loader_generators", "resolve_device", "seed_everything", "spike_loss",
@@ -109,27 +109,33 @@ def loader_generators(loader: Any) -> list[torch.Generator]:
 
 def spike_loss(kind: str, output: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``mse``: MSE between output firing rates and one-hot targets; ``ce``: cross-entropy."""
-    if kind == "mse":
-        return F.mse_loss(output, F.one_hot(target, num_classes).to(output.dtype))
-    return F.cross_entropy(output, target)
+    return ClassificationTask(kind, num_classes).loss(output, target)
+
+
+def _add(sums: dict[str, float], tally: dict[str, float]) -> None:
+    for k, v in tally.items():
+        sums[k] = sums.get(k, 0.0) + v
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, device: torch.device, monitor: bool = True) -> dict[str, Any]:
-    """Accuracy and activity summary of ``model`` over ``loader`` (eval mode, states reset)."""
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device, monitor: bool = True,
+             task: Task | None = None) -> dict[str, Any]:
+    """The task's metrics (classification accuracy by default) and activity summary of ``model`` over ``loader``
+    (eval mode, states reset)."""
+    task = task or ClassificationTask()
     model.eval()
-    correct = total = 0
+    total = 0
+    sums: dict[str, float] = {}
     mon = ActivityMonitor(model, enabled=monitor)
     with mon:
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             reset_states(model)
-            out = model(x)
-            correct += int((out.argmax(1) == y).sum())
+            _add(sums, task.tally(model(x), y))
             total += len(y)
     if total == 0:
         raise ValueError("evaluation loader is empty: no samples to evaluate")
-    return {"accuracy": correct / total, "samples": total, **(mon.summary() if monitor else {})}
+    return {**task.metrics(sums), "samples": total, **(mon.summary() if monitor else {})}
 
 
 class Trainer:
@@ -145,8 +151,10 @@ class Trainer:
         num_classes: int = 10,
         extra_state: dict[str, Any] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        task: Task | None = None,
     ) -> None:
         self.config = config
+        self.task = task or ClassificationTask(config.loss, num_classes)
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.train_loader, self.test_loader = train_loader, test_loader
@@ -246,7 +254,8 @@ class Trainer:
     def train_epoch(self) -> dict[str, float]:
         c, model = self.config, self.model
         model.train()
-        total_loss = correct = seen = 0.0
+        total_loss = seen = 0.0
+        sums: dict[str, float] = {}
         mon = ActivityMonitor(model)
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{c.epochs}", leave=False, disable=not c.progress)
         with mon:
@@ -254,7 +263,7 @@ class Trainer:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 reset_states(model)
                 out = model(x)
-                loss = spike_loss(c.loss, out, y, self.num_classes)
+                loss = self.task.loss(out, y)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {loss.item()} at epoch {self.epoch + 1}; lower the learning rate"
@@ -265,14 +274,14 @@ class Trainer:
                     nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
                 self.optimizer.step()
                 total_loss += float(loss) * len(y)
-                correct += float((out.argmax(1) == y).sum())
+                _add(sums, self.task.tally(out.detach(), y))
                 seen += len(y)
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{self.task.metrics(sums)['accuracy']:.3f}")
         if seen == 0:
             raise ValueError("training loader is empty: no samples to train on")
         return {
             "train_loss": total_loss / seen,
-            "train_accuracy": correct / seen,
+            **{f"train_{k}": v for k, v in self.task.metrics(sums).items()},
             "train_spikes_per_sample": mon.summary()["spikes_per_sample"],
         }
 
@@ -281,7 +290,7 @@ class Trainer:
         c = self.config
         if self.dgs is None or self.epoch == 0 or self.epoch % c.dgs_every:
             return None
-        return self.dgs.search(self.train_loader, lambda out, y: spike_loss(c.loss, out, y, self.num_classes),
+        return self.dgs.search(self.train_loader, self.task.loss,
                                self.optimizer.param_groups[0]["lr"], self.device, self.epoch)
 
     def fit(self, resume: bool = True) -> dict[str, Any]:
@@ -304,8 +313,9 @@ class Trainer:
             if self.scheduler:
                 self.scheduler.step()
             if self.test_loader is not None:
-                ev = evaluate(self.model, self.test_loader, self.device)
-                row.update(test_accuracy=ev["accuracy"], test_spikes_per_sample=ev["spikes_per_sample"])
+                ev = evaluate(self.model, self.test_loader, self.device, task=self.task)
+                row.update({f"test_{k}": ev[k] for k in self.task.names},
+                           test_spikes_per_sample=ev["spikes_per_sample"])
             row["seconds"] = time.perf_counter() - t0
             self.epoch += 1
             self._save()
