@@ -44,6 +44,7 @@ class TrellisSearchConfig:
     layers: int = 6
     levels: int = 3
     rates: list[int] = field(default_factory=lambda: [3, 2, 2, 2])
+    up: bool = True  # False: no moves to a finer level (every decoded path exports to NIR whole)
     size: int = 24
     channels: int = 4
     steps: int = 4
@@ -82,7 +83,7 @@ class TrellisSearchConfig:
         try:
             cells = SpikeDHSSpace(preset=self.preset, nodes=self.nodes,
                                   ops=tuple(self.ops) if self.ops is not None else None)
-            return TrellisSpace(cells, Trellis(self.layers, self.levels, tuple(self.rates)))
+            return TrellisSpace(cells, Trellis(self.layers, self.levels, tuple(self.rates), self.up))
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

@@ -56,6 +56,19 @@ def test_move_probabilities_are_a_softmax_over_the_valid_moves_only():
     assert set(t.move_probs(beta, 1, 2)) == {1, 2}
 
 
+def test_a_trellis_without_up_moves_decodes_and_checks_only_non_decreasing_paths():
+    t = Trellis(layers=3, levels=2, rates=(2, 2), up=False)
+    assert t.moves(1) == [1] and t.moves(0) == [0, 1] and not t.can_move(1, 0) and t.can_move(0, 1)
+    beta = [[[0.0, 0.0, 5.0] for _ in range(2)] for _ in range(3)]  # up strongly preferred where it existed
+    beta[0][0] = [1.0, 0.0, 0.0]  # the first move goes down: 1 / (1 + e^-1) ≈ 0.73
+    assert viterbi(beta, t) == (1, 1, 1)
+    assert viterbi(beta, Trellis(layers=3, levels=2, rates=(2, 2))) == (1, 0, 0)  # the same β with up moves
+    with pytest.raises(ValueError, match="no up moves"):
+        check_path((0, 1, 0), t)
+    assert sum(math.exp(path_log_prob(beta, p, t)) for p in [(0, 0, 0), (0, 0, 1), (0, 1, 1), (1, 1, 1)]) \
+        == pytest.approx(1.0)
+
+
 def test_viterbi_equals_brute_force_and_respects_the_level_constraint():
     rng = random.Random(0)
     t = Trellis(layers=6, levels=4)

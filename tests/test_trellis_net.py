@@ -63,6 +63,18 @@ def test_beta_gets_gradient_exactly_where_a_path_can_move():
     assert net.alpha.grad.abs().sum() > 0
 
 
+def test_without_up_moves_nodes_take_only_same_or_finer_sources():
+    torch.manual_seed(0)
+    trellis = Trellis(layers=3, levels=2, rates=(2, 2), up=False)
+    net = RelaxedTrellisNet(SpikeDHSSpace(), trellis, (2, 8, 8), channels=2)
+    assert set(net.in1["l1_k0"].sources) == {"0"} and set(net.in1["l1_k1"].sources) == {"0", "1"}
+    assert set(net.in0["l2_k0"].sources) == {"0"} and set(net.in0["l2_k1"].sources) == {"0", "1"}
+    probs = net.move_probabilities()
+    assert probs[:, :, 2].eq(0).all() and torch.allclose(probs[:, 1, 1], torch.ones(3))
+    y = net((torch.rand(2, 1, 2, 8, 8) < 0.3).float())
+    assert y.shape == (2, 1, 2, 4, 4)
+
+
 def test_trellis_stereo_loss_reaches_weights_alpha_and_beta():
     from nasflow.data.stereo import StereoDotsConfig, stereo_dots_sample
     from nasflow.snn.stereo import SiameseStereo, subpixel_cross_entropy, subpixel_map

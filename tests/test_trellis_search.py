@@ -48,6 +48,8 @@ def test_cli_stereo_search_writes_search_json_and_refuses_bad_input(tmp_path, ca
     cases = {("--task", "stereo", "--size", "13"): "13 is not divisible by 3",
              ("--task", "stereo", "--lambda-hw", "1"): "--lambda-hw not available with --task stereo",
              ("--levels", "2"): "--levels belong(s) to --task stereo",
+             ("--no-up",): "--no-up belong(s) to --task stereo",
+             ("--task", "stereo", "--retrain-channels", "8"): "--retrain-channels not available with --task stereo",
              ("--task", "stereo", "--dataset", "digits"): "needs a stereo dataset"}
     for args, match in cases.items():
         assert main(["search", "spikedhs", *args, "--out", str(tmp_path / "x")]) == 2, args

@@ -63,11 +63,15 @@ def _softmax(xs: Sequence[float]) -> list[float]:
 
 @dataclass(frozen=True)
 class Trellis:
-    """``layers`` cell positions over ``levels`` resolutions; ``rates[0]`` is the stem's down-sampling."""
+    """``layers`` cell positions over ``levels`` resolutions; ``rates[0]`` is the stem's down-sampling.
+
+    ``up=False`` leaves out the moves to a finer level: every path then exports to NIR whole (NIR has no
+    up-sampling node, so a decoded path with an up move runs its up-sampling nowhere but on the host)."""
 
     layers: int = 8
     levels: int = 4
     rates: tuple[int, ...] = (3, 2, 2, 2)
+    up: bool = True
 
     def __post_init__(self) -> None:
         if self.layers < 1:
@@ -88,7 +92,11 @@ class Trellis:
 
     def moves(self, level: int) -> list[int]:
         """Indices into ``MOVES`` valid from ``level``."""
-        return [m for m, (_, d) in enumerate(MOVES) if 0 <= level + d < self.levels]
+        return [m for m, (_, d) in enumerate(MOVES) if 0 <= level + d < self.levels and (self.up or d >= 0)]
+
+    def can_move(self, src: int, dst: int) -> bool:
+        """Whether one move leads from level ``src`` to level ``dst``."""
+        return any(src + MOVES[m][1] == dst for m in self.moves(src))
 
     def sources(self, layer: int) -> list[int]:
         """Levels a node of ``layer`` can be entered from (the stem's level 0 for layer 0)."""
@@ -126,10 +134,13 @@ def check_path(path: Sequence[int], trellis: Trellis) -> tuple[int, ...]:
     for layer, k in enumerate(path):
         if not 0 <= k < trellis.levels:
             raise ValueError(f"path level {k} at layer {layer} is outside 0..{trellis.levels - 1}")
+        src = "the stem (level 0)" if layer == 0 else f"level {prev} at layer {layer - 1}"
         if abs(k - prev) > 1:
-            src = "the stem (level 0)" if layer == 0 else f"level {prev} at layer {layer - 1}"
             raise ValueError(f"path {list(path)} jumps from {src} to level {k} at layer {layer}; consecutive "
                              f"levels may differ by at most one")
+        if not trellis.can_move(prev, k):
+            raise ValueError(f"path {list(path)} moves up from {src} to level {k} at layer {layer}, and this "
+                             f"trellis has no up moves (up=False)")
         prev = k
     return path
 
@@ -218,4 +229,5 @@ class TrellisSpace:
 
     def fingerprint(self) -> dict[str, Any]:
         return {**self.cells.fingerprint(), "space": self.name, "trellis": {
-            "layers": self.trellis.layers, "levels": self.trellis.levels, "rates": list(self.trellis.rates)}}
+            "layers": self.trellis.layers, "levels": self.trellis.levels, "rates": list(self.trellis.rates),
+            **({} if self.trellis.up else {"up": False})}}

@@ -70,7 +70,7 @@ class RelaxedTrellisNet(nn.Module):
             for level in trellis.reachable(layer):
                 key, c = node_key(layer, level), width(level)
                 self.cells[key] = RelaxedDHSCell(space, [], [], c, False, False, neuron, preprocess=False)
-                srcs = [s for s in trellis.sources(layer) if abs(s - level) <= 1]
+                srcs = [s for s in trellis.sources(layer) if trellis.can_move(s, level)]
                 self.in1[key] = MixedInput({str(s): (parts(layer - 1, s), s) for s in srcs}, c, level, rates, neuron)
                 self.in0[key] = MixedInput({str(s): (parts(layer - 2, s), s) for s in self.s0_levels(layer, level)},
                                            c, level, rates, neuron)
@@ -85,7 +85,9 @@ class RelaxedTrellisNet(nn.Module):
         """Levels two layers back that a path into (layer, level) can come from (the stem's 0 for layers 0, 1)."""
         if layer < 2:
             return [0]
-        return [s for s in self.trellis.reachable(layer - 2) if abs(s - level) <= 2]
+        t = self.trellis
+        return [s for s in t.reachable(layer - 2)
+                if any(t.can_move(s, mid) and t.can_move(mid, level) for mid in t.reachable(layer - 1))]
 
     def two_move_weights(self, p_moves: torch.Tensor, layer: int, level: int) -> dict[str, torch.Tensor]:
         """``P(two moves lead from level s at layer - 2 to level at layer)`` normalised over the ``s0`` sources."""
@@ -95,7 +97,7 @@ class RelaxedTrellisNet(nn.Module):
         for s in self.s0_levels(layer, level):
             total = p_moves.new_zeros(())
             for mid in self.trellis.reachable(layer - 1):
-                if abs(mid - s) <= 1 and abs(level - mid) <= 1:
+                if self.trellis.can_move(s, mid) and self.trellis.can_move(mid, level):
                     first = p_moves[layer - 1, s, self._move(s, mid)]
                     total = total + first * p_moves[layer, mid, self._move(mid, level)]
             raw[str(s)] = total
