@@ -66,13 +66,19 @@ def run_seed(study: Path, seed: int, threads: int, epochs: int) -> None:
 
 
 def deploy(study: Path, seed: int, samples: int, chip: str) -> None:
+    """Lava float and the chip model for a seed's searched network; a path that cannot be exported (an up move:
+    NIR has no up-sampling node) is recorded in ``searched/deploy_error.txt`` instead."""
     d = study / f"seed{seed}" / "searched"
-    if not (d / "lava" / "simulate.json").exists():
-        _nasflow(["simulate", str(d / "model.pt"), "--dataset", "stereo-dots", "--samples", str(samples),
-                  "--backend", "lava", "--compare", "torch", "--out", str(d / "lava")], study / f"seed{seed}.log")
-    if not (d / "hw" / "hw.json").exists():
-        _nasflow(["hw", str(d / "model.pt"), "--activity", str(d / "lava" / "activity.npz"), "--chip", chip,
-                  "--out", str(d / "hw")], study / f"seed{seed}.log")
+    try:
+        if not (d / "lava" / "simulate.json").exists():
+            _nasflow(["simulate", str(d / "model.pt"), "--dataset", "stereo-dots", "--samples", str(samples),
+                      "--backend", "lava", "--compare", "torch", "--out", str(d / "lava")], study / f"seed{seed}.log")
+        if not (d / "hw" / "hw.json").exists():
+            _nasflow(["hw", str(d / "model.pt"), "--activity", str(d / "lava" / "activity.npz"), "--chip", chip,
+                      "--out", str(d / "hw")], study / f"seed{seed}.log")
+    except subprocess.CalledProcessError:
+        tail = (study / f"seed{seed}.log").read_text().splitlines()[-1:]
+        (d / "deploy_error.txt").write_text("\n".join(tail) + "\n")
 
 
 def summarise(study: Path, seeds: list[int]) -> dict[str, Any]:
@@ -98,6 +104,8 @@ def summarise(study: Path, seeds: list[int]) -> dict[str, Any]:
                              "lava_mean_disparity_error": s["mean_disparity_error"], "chip": h["chip"],
                              "cores": h["cores_used"], "energy_per_camera_j": h["energy_per_sample_j"],
                              "host_ops": s["host_ops_per_stereo_sample"]}
+        elif (d / "searched" / "deploy_error.txt").exists():
+            row["deploy"] = {"error": (d / "searched" / "deploy_error.txt").read_text().strip()}
         rows.append(row)
     wins = sum(r["searched"]["mean_disparity_error"] < r["released"]["mean_disparity_error"] for r in rows)
     return {"seeds": [r["seed"] for r in rows], "rows": rows, "searched_wins": wins}
@@ -121,7 +129,9 @@ def markdown(res: dict[str, Any]) -> str:
         mde = {n: _mean_sd([r[n]["mean_disparity_error"] for r in rows]) for n in ("searched", "released")}
         lines += ["", f"Mean disparity error, searched {mde['searched']} px, released {mde['released']} px. The "
                   f"searched path has the lower error in {res['searched_wins']} of {len(rows)} seeds."]
-    dep = [r for r in rows if "deploy" in r]
+    dep = [r for r in rows if "deploy" in r and "error" not in r["deploy"]]
+    lines += [f"\nSeed {r['seed']}'s searched network was not deployed: {r['deploy']['error']}"
+              for r in rows if "error" in r.get("deploy", {})]
     if dep:
         lines += ["", "## The searched feature networks on Lava (float) and the chip model", "",
                   "| seed | stereo samples | min precision | min recall | Lava MDE px | Lava 1PA | chip | cores | "

@@ -7,6 +7,11 @@ and for weight nodes ``synops`` (per target layer: source, acs_per_sample, macs_
 ``hwmodels.traffic.measured_synops`` from the simulated activity); ``compare`` with per-node precision/recall
 against the torch reference when ``--compare torch``) and ``activity.npz`` (every node's output ``[T, B, *shape]``
 on the reference time axis).
+
+A stereo ``model.pt`` (``spikedhs-stereo``) with a stereo ``--dataset`` runs its feature network on both cameras
+(``2 × --samples`` chip samples, left then right) and its host part on the backend's output spikes:
+``simulate.json`` adds ``stereo_samples``, ``one_pixel_accuracy`` (also as ``accuracy``), ``mean_disparity_error``
+and ``host_ops_per_stereo_sample``, which ``nasflow hw`` reports beside the chip's cost.
 """
 
 from __future__ import annotations
