@@ -1,0 +1,172 @@
+"""TPS's candidate dynamics (paper §4.3, Algorithm 3): one neuron parameter searched over a fixed candidate set.
+
+A ``TPSNeuron`` wraps one neuron layer. While it searches, its output is the mixture ``Σ_k softmax(γ)_k S_k`` of
+the spikes ``S_k`` every candidate value produces on the *same* input current, all candidates run in one pass
+with the candidates stacked on a new axis (``candidate_spikes``), not K forwards. ``commit()`` replaces the
+parameter by the candidate with the largest ``γ`` and resets ``γ`` to its initial value (zeros); outside a
+search the layer is the plain neuron with the committed value.
+
+Parameters, as the SpikeDHS neuron writes its leak (``mem = λ·mem·(1 - s) + I``):
+
+* ``decay``: the per-step leak factor ``λ``. nasflow's LIF/PLIF use a time constant ``τ`` in steps; with
+  ``decay_input=False`` (``H = V - (V - v_leak)/τ + X``) the two agree exactly for ``λ = 1 - 1/τ``
+  (``τ = 1 / (1 - λ)``; the SpikeDHS neuron's λ = 0.2 is τ = 1.25). With ``decay_input=True``
+  (``H = V + (X - (V - v_leak))/τ``) the same ``λ = 1 - 1/τ`` sets the leak, and the input is scaled by
+  ``1 - λ`` as well. ``λ`` must lie in ``[0, 1)`` (τ ≥ 1). PLIF's own learnable decay is frozen while TPS runs
+  and set to the committed ``λ``.
+* ``alif.beta`` and ``alif.rho``: ALIF's adaptation strength ``β`` and adaptation decay ``ρ``
+  (threshold ``v_th + β a[t]``, ``a[t] = ρ a[t-1] + S[t-1]``).
+
+Default candidate sets (nasflow's documented choice where the paper's table values were lost):
+``DEFAULT_CANDIDATES``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nasflow.snn.neurons import ALIF, LIF, PLIF, Neuron
+
+__all__ = ["DEFAULT_CANDIDATES", "PARAMS", "TPSNeuron", "candidate_spikes", "decay_to_tau", "tau_to_decay"]
+
+PARAMS = ("decay", "alif.beta", "alif.rho")
+"""The searchable neuron parameters."""
+
+DEFAULT_CANDIDATES: dict[str, tuple[float, ...]] = {
+    "decay": (0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95),
+    "alif.beta": (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6),
+    "alif.rho": (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99),
+}
+
+
+def decay_to_tau(decay: float) -> float:
+    """The LIF time constant (steps) of a per-step leak factor: ``τ = 1 / (1 - λ)``."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"a decay (leak factor) must lie in [0, 1), got {decay}")
+    return 1.0 / (1.0 - decay)
+
+
+def tau_to_decay(tau: float) -> float:
+    """The per-step leak factor of a LIF time constant: ``λ = 1 - 1/τ``."""
+    if not tau >= 1.0:
+        raise ValueError(f"a LIF time constant must be >= 1 step, got {tau}")
+    return 1.0 - 1.0 / tau
+
+
+def _check(neuron: Neuron, param: str, values: Sequence[float]) -> tuple[float, ...]:
+    if param not in PARAMS:
+        raise ValueError(f"unknown TPS parameter {param!r}; known: {', '.join(PARAMS)}")
+    vals = tuple(float(v) for v in values)
+    if not vals:
+        raise ValueError(f"the candidate set of {param!r} is empty; give at least one value")
+    if param == "decay":
+        if not isinstance(neuron, LIF):
+            raise ValueError(f"TPS searches 'decay' on LIF, PLIF or ALIF layers, not {type(neuron).__name__}")
+        for v in vals:
+            decay_to_tau(v)
+        if isinstance(neuron, PLIF) and min(vals) <= 0.0:
+            raise ValueError(f"PLIF holds its decay as sigmoid(w) = 1 - λ < 1: decay candidates must be > 0, got "
+                             f"{list(vals)}")
+    elif not isinstance(neuron, ALIF):
+        raise ValueError(f"TPS parameter {param!r} belongs to ALIF layers, not {type(neuron).__name__}")
+    elif param == "alif.rho" and not all(0.0 <= v <= 1.0 for v in vals):
+        raise ValueError(f"alif.rho candidates must lie in [0, 1], got {list(vals)}")
+    elif param == "alif.beta" and not all(v >= 0.0 for v in vals):
+        raise ValueError(f"alif.beta candidates must be >= 0, got {list(vals)}")
+    return vals
+
+
+def candidate_spikes(neuron: Neuron, x: torch.Tensor, param: str, values: Sequence[float]) -> torch.Tensor:
+    """Spikes ``[K, T, B, ...]`` of ``neuron`` on the input current ``x [T, B, ...]`` for each of the ``K``
+    candidate ``values`` of ``param``, in one pass: the input is broadcast along a candidate axis and the
+    parameter is a ``[K, 1, ...]`` tensor, so every step runs all candidates at once (exact BPTT through the
+    step loop; the neuron's other settings — threshold, reset, surrogate, comparison — are its own)."""
+    vals = _check(neuron, param, values)
+    k = len(vals)
+    xs = x.unsqueeze(1).expand(x.shape[0], k, *x.shape[1:])
+    shape = (k,) + (1,) * (x.dim() - 1)
+    p = torch.tensor(vals, dtype=x.dtype, device=x.device).view(shape)
+    clone = copy.copy(neuron)  # shares parameters and surrogate; the candidate tensor lives on the copy only
+    if param == "decay":
+        inv_tau = 1.0 - p
+        clone.inv_tau = lambda: inv_tau  # type: ignore[method-assign]
+    elif param == "alif.beta":
+        clone.beta = p  # type: ignore[assignment]
+    else:
+        clone.rho = p  # type: ignore[assignment]
+    spikes, _, _ = clone.forward_steps(xs)
+    return spikes.transpose(0, 1)
+
+
+class TPSNeuron(nn.Module):
+    """A neuron layer whose ``param`` TPS searches over ``candidates`` (module docstring).
+
+    ``searching=True``: the output is ``Σ_k softmax(γ)_k S_k`` (``γ`` learnable, initialised to zeros);
+    ``commit()`` sets the parameter to the candidate of largest ``γ`` and resets ``γ``. ``searching=False``:
+    the wrapped neuron, unchanged in shape and semantics."""
+
+    def __init__(self, neuron: Neuron, param: str = "decay", candidates: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.param = param
+        self.candidates = _check(neuron, param, candidates if candidates is not None
+                                 else DEFAULT_CANDIDATES.get(param, ()))
+        self.neuron = neuron
+        self.gamma = nn.Parameter(torch.zeros(len(self.candidates)))
+        self.searching = True
+        self._plif_grad = None
+        self.history: list[float] = [self.value()]
+
+    def value(self) -> float:
+        """The parameter's current value (``decay`` as ``λ``)."""
+        n = self.neuron
+        if self.param == "decay":
+            return float(1.0 - float(n.inv_tau()))  # type: ignore[attr-defined]
+        return float(n.beta if self.param == "alif.beta" else n.rho)  # type: ignore[attr-defined]
+
+    def start(self) -> None:
+        """Enter the search: mixture output; PLIF's learnable decay frozen (TPS owns the decay)."""
+        self.searching = True
+        if isinstance(self.neuron, PLIF) and self.param == "decay":
+            self._plif_grad = self.neuron.w.requires_grad
+            self.neuron.w.requires_grad_(False)
+
+    def stop(self) -> None:
+        """Leave the search: the plain neuron with the committed value (PLIF learns its decay again)."""
+        self.searching = False
+        if self._plif_grad is not None:
+            self.neuron.w.requires_grad_(self._plif_grad)  # type: ignore[union-attr]
+            self._plif_grad = None
+
+    def weights(self) -> torch.Tensor:
+        return torch.softmax(self.gamma, 0)
+
+    @torch.no_grad()
+    def commit(self) -> float:
+        """Replace the parameter by the candidate of largest ``γ`` (ties: the first), reset ``γ``; returns it."""
+        best = self.candidates[int(torch.argmax(self.gamma))]
+        n = self.neuron
+        if self.param == "decay":
+            if isinstance(n, PLIF):
+                n.w.fill_(float(torch.logit(torch.tensor(1.0 - best))))  # sigmoid(w) = 1/τ = 1 - λ
+            n.tau = decay_to_tau(best)  # type: ignore[union-attr]
+        elif self.param == "alif.beta":
+            n.beta = best  # type: ignore[union-attr]
+        else:
+            n.rho = best  # type: ignore[union-attr]
+        self.gamma.zero_()
+        self.history.append(best)
+        return best
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.searching:
+            return self.neuron(x)
+        s = candidate_spikes(self.neuron, x, self.param, self.candidates)
+        w = self.weights().to(s.dtype).view((-1,) + (1,) * (s.dim() - 1))
+        return (w * s).sum(0)
+
+    def extra_repr(self) -> str:
+        return f"param={self.param}, candidates={list(self.candidates)}, searching={self.searching}"
