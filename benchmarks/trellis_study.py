@@ -1,11 +1,13 @@
 """The SpikeDHS layer study on generated event stereo: searched resolution path against the released fixed path.
 
     .venv/bin/python benchmarks/trellis_study.py --study runs/trellis_study [--seeds 0 1 2] [--threads 1]
-        [--retrain-epochs 12] [--deploy-samples 8] [--chip loihi] [--summary-only]
+        [--size 24 --rates 3,2,2,2] [--retrain-epochs 12] [--probe-layers 1 2 3] [--deploy-samples 8]
+        [--chip loihi] [--summary-only]
 
 Per seed S: ``nasflow search spikedhs --task stereo --seed S`` at the documented default size (stereo-dots at
-24x24, 6 layers over 3 levels, C = 4, T = 4, 10 search epochs on 400 + 400 samples; its wall time is the
-≤ 20-minute figure), then two retrainings from scratch with one recipe (``nasflow.trellis_search.retrain_trellis``:
+24x24 with rates 3, 2, 2, 6 layers over 3 levels, C = 4, T = 4, 10 search epochs on 400 + 400 samples; its wall
+time is the ≤ 20-minute figure when run alone), then two retrainings from scratch with one recipe
+(``nasflow.trellis_search.retrain_trellis``:
 ``--retrain-epochs`` epochs of SGD 0.05 cosine on the first 800 training samples, tested on the first 400 test
 samples): the searched cell on the Viterbi-decoded path (``STUDY/seedS/searched``), and the same cell on the
 released code's fixed path ``[0,0,1,1,1,2,2,2]`` mapped onto the same trellis (``released_path``: ``0,0,1,1,2,2``
@@ -16,6 +18,14 @@ Deployment, per seed's searched network: ``nasflow simulate model.pt --dataset s
 --compare torch`` on ``--deploy-samples`` test samples (both cameras: twice as many chip samples), per-layer
 precision/recall against the torch reference and the disparity read from Lava's spikes, then ``nasflow hw
 model.pt --activity ... --chip CHIP`` (cores, energy per camera stream) with the host's matching operations.
+
+Two references put the errors in scale, on the same test samples: the median training disparity predicted
+everywhere, and a hand-made matcher with no learning (the raw event frames of both cameras, time steps as
+channels, average-pooled to the level-0 resolution, correlated, averaged over a 3x3 window, scaled by 80 and read
+by the same sub-pixel estimator).
+
+``--probe-layers`` retrains seed 0's searched cell on an all-level-0 path of each given depth with the same recipe
+(``STUDY/probe/layersL``): whether a shallower feature network learns what the deeper ones do not.
 
 Every run is a resumable nasflow run in ``STUDY/`` (run again to continue; finished runs are reused). Writes
 ``STUDY/study.json`` and ``STUDY/study.md``.
@@ -38,31 +48,55 @@ def _nasflow(args: list[str], log: Path) -> None:
         subprocess.run([sys.executable, "-m", "nasflow.cli", *args], stdout=fh, stderr=subprocess.STDOUT, check=True)
 
 
-def _released_arch(searched: str) -> str:
-    from nasflow.spaces.trellis import parse_trellis_arch, released_path
+def _config(seed: int, size: int, rates: list[int], epochs: int = 1):
     from nasflow.trellis_search import TrellisSearchConfig
 
+    return TrellisSearchConfig(seed=seed, size=size, rates=rates, retrain_epochs=epochs, progress=False)
+
+
+def _released_arch(searched: str, size: int, rates: list[int]) -> str:
+    from nasflow.spaces.trellis import parse_trellis_arch, released_path
+
     arch = parse_trellis_arch(searched)
-    path = released_path(TrellisSearchConfig().space().trellis)
+    path = released_path(_config(0, size, rates).space().trellis)
     return f"{arch.preset}:cell={arch.cell.format()};path={','.join(map(str, path))}"
 
 
-def run_seed(study: Path, seed: int, threads: int, epochs: int) -> None:
+def run_seed(study: Path, seed: int, threads: int, epochs: int, size: int, rates: list[int]) -> None:
     import torch
 
-    from nasflow.trellis_search import TrellisSearchConfig, retrain_trellis
+    from nasflow.trellis_search import retrain_trellis
 
     d = study / f"seed{seed}"
     if not (d / "search" / "search.json").exists():
-        _nasflow(["search", "spikedhs", "--task", "stereo", "--seed", str(seed), "--threads", str(threads),
-                  "--no-progress", "--out", str(d / "search")], study / f"seed{seed}.log")
+        _nasflow(["search", "spikedhs", "--task", "stereo", "--seed", str(seed), "--size", str(size), "--rates",
+                  ",".join(map(str, rates)), "--threads", str(threads), "--no-progress", "--out", str(d / "search")],
+                 study / f"seed{seed}.log")
     searched = json.loads((d / "search" / "search.json").read_text())["best"]["arch"]
     torch.set_num_threads(threads)
-    cfg = TrellisSearchConfig(seed=seed, retrain_epochs=epochs, progress=False)
-    for name, arch in (("searched", searched), ("released", _released_arch(searched))):
+    cfg = _config(seed, size, rates, epochs)
+    for name, arch in (("searched", searched), ("released", _released_arch(searched, size, rates))):
         if not (d / name / "result.json").exists():
             print(f"seed {seed}: retraining the {name} path ({arch})", file=sys.stderr)
             retrain_trellis(cfg, arch, d / name)
+
+
+def probe(study: Path, layers: list[int], threads: int, epochs: int, size: int, rates: list[int]) -> None:
+    import dataclasses
+
+    import torch
+
+    from nasflow.spaces.trellis import parse_trellis_arch
+    from nasflow.trellis_search import retrain_trellis
+
+    torch.set_num_threads(threads)
+    cell = parse_trellis_arch(json.loads((study / "seed0" / "search" / "search.json").read_text())["best"]["arch"])
+    for n in layers:
+        out = study / "probe" / f"layers{n}"
+        if not (out / "result.json").exists():
+            arch = f"{cell.preset}:cell={cell.cell.format()};path={','.join(['0'] * n)}"
+            print(f"probe: retraining {arch}", file=sys.stderr)
+            retrain_trellis(dataclasses.replace(_config(0, size, rates, epochs), layers=n), arch, out)
 
 
 def deploy(study: Path, seed: int, samples: int, chip: str) -> None:
@@ -81,7 +115,42 @@ def deploy(study: Path, seed: int, samples: int, chip: str) -> None:
         (d / "deploy_error.txt").write_text("\n".join(tail) + "\n")
 
 
-def summarise(study: Path, seeds: list[int]) -> dict[str, Any]:
+def baselines(size: int, rates: list[int]) -> dict[str, dict[str, float]]:
+    """The two references of the module docstring on the retrainings' test samples."""
+    import torch
+    from torch.nn import functional as F
+
+    from nasflow.data import make_loaders
+    from nasflow.data.loaders import first_samples
+    from nasflow.snn.stereo import cost_volume, disparity_errors, disparity_levels, upsample_cost
+    from nasflow.train.tasks import StereoTask
+
+    cfg = _config(0, size, rates)
+    loaders = make_loaders(cfg.dataset, 50, T=cfg.steps, size=size)
+    train = torch.cat([d for _, d in first_samples(loaders.train, cfg.retrain_samples or 10**9, False, 0)])
+    median = float(train[torch.isfinite(train)].median())
+    step = rates[0]
+    levels = disparity_levels(loaders.spec.num_classes, step)
+    task = StereoTask(step)
+    sums: dict[str, dict[str, float]] = {"median": {}, "window_correlation": {}}
+
+    def add(name: str, tally: dict[str, float]) -> None:
+        for k, v in tally.items():
+            sums[name][k] = sums[name].get(k, 0.0) + v
+
+    for x, d in first_samples(loaders.test, cfg.test_samples or 10**9, False, 0):
+        errors = disparity_errors(torch.full_like(d, median), d)
+        add("median", {"hits": float((errors <= 1.0).sum()), "count": float(errors.numel()),
+                       "abs_error": float(errors.double().sum())})
+        left, right = (F.avg_pool2d(x[:, :, c].flatten(1, 2), step) for c in (slice(0, 2), slice(2, 4)))
+        cost = F.avg_pool2d(cost_volume(left, right, levels), 3, 1, 1, count_include_pad=False) * 80.0
+        add("window_correlation", task.tally(upsample_cost(cost, (size, size)), d))
+    out = {name: task.metrics(s) for name, s in sums.items()}
+    out["median"]["median_px"] = median
+    return out
+
+
+def summarise(study: Path, seeds: list[int], size: int, rates: list[int]) -> dict[str, Any]:
     rows = []
     for seed in seeds:
         d = study / f"seed{seed}"
@@ -108,7 +177,13 @@ def summarise(study: Path, seeds: list[int]) -> dict[str, Any]:
             row["deploy"] = {"error": (d / "searched" / "deploy_error.txt").read_text().strip()}
         rows.append(row)
     wins = sum(r["searched"]["mean_disparity_error"] < r["released"]["mean_disparity_error"] for r in rows)
-    return {"seeds": [r["seed"] for r in rows], "rows": rows, "searched_wins": wins}
+    probes = []
+    for f in sorted((study / "probe").glob("layers*/result.json"), key=lambda p: int(p.parent.name[6:])):
+        r = json.loads(f.read_text())
+        probes.append({"layers": int(f.parent.name[6:]), "mean_disparity_error": r["test_mean_disparity_error"],
+                       "one_pixel_accuracy": r["test_accuracy"], "path": r["arch"].rpartition("path=")[2]})
+    return {"size": size, "rates": rates, "seeds": [r["seed"] for r in rows], "rows": rows, "searched_wins": wins,
+            "baselines": baselines(size, rates), "probe": probes}
 
 
 def _mean_sd(xs: list[float]) -> str:
@@ -116,7 +191,8 @@ def _mean_sd(xs: list[float]) -> str:
 
 
 def markdown(res: dict[str, Any]) -> str:
-    lines = ["# SpikeDHS layer study (generated event stereo, 24x24, 6 layers × 3 levels)", "",
+    lines = [f"# SpikeDHS layer study (generated event stereo, {res['size']}x{res['size']}, rates "
+             f"{','.join(map(str, res['rates']))}, 6 layers × 3 levels)", "",
              "| seed | search s | searched path | MDE px | 1PA | released path | MDE px | 1PA |",
              "|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
@@ -129,6 +205,15 @@ def markdown(res: dict[str, Any]) -> str:
         mde = {n: _mean_sd([r[n]["mean_disparity_error"] for r in rows]) for n in ("searched", "released")}
         lines += ["", f"Mean disparity error, searched {mde['searched']} px, released {mde['released']} px. The "
                   f"searched path has the lower error in {res['searched_wins']} of {len(rows)} seeds."]
+    med, win = res["baselines"]["median"], res["baselines"]["window_correlation"]
+    lines += ["", f"References on the same test samples: the median training disparity ({med['median_px']:g} px) "
+              f"everywhere {med['mean_disparity_error']:.3f} px (1PA {med['accuracy']:.3f}); hand-made window "
+              f"correlation at the level-0 step {win['mean_disparity_error']:.3f} px (1PA {win['accuracy']:.3f})."]
+    if res.get("probe"):
+        lines += ["", "## Depth probe: seed 0's cell on an all-level-0 path, same recipe", "",
+                  "| layers | MDE px | 1PA |", "|---|---|---|"]
+        lines += [f"| {p['layers']} | {p['mean_disparity_error']:.3f} | {p['one_pixel_accuracy']:.3f} |"
+                  for p in res["probe"]]
     dep = [r for r in rows if "deploy" in r and "error" not in r["deploy"]]
     lines += [f"\nSeed {r['seed']}'s searched network was not deployed: {r['deploy']['error']}"
               for r in rows if "error" in r.get("deploy", {})]
@@ -152,18 +237,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", default="runs/trellis_study")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--size", type=int, default=24)
+    parser.add_argument("--rates", type=lambda v: [int(r) for r in v.split(",")], default=[3, 2, 2, 2])
     parser.add_argument("--retrain-epochs", type=int, default=12)
     parser.add_argument("--deploy-samples", type=int, default=8)
     parser.add_argument("--chip", default="loihi")
+    parser.add_argument("--probe-layers", type=int, nargs="*", default=[],
+                        help="also retrain seed 0's cell on all-level-0 paths of these depths")
     parser.add_argument("--summary-only", action="store_true", help="only summarise the finished runs")
     args = parser.parse_args(argv)
     study = Path(args.study)
     study.mkdir(parents=True, exist_ok=True)
     if not args.summary_only:
         for seed in args.seeds:
-            run_seed(study, seed, args.threads, args.retrain_epochs)
+            run_seed(study, seed, args.threads, args.retrain_epochs, args.size, args.rates)
             deploy(study, seed, args.deploy_samples, args.chip)
-    res = summarise(study, args.seeds)
+        if args.probe_layers:
+            probe(study, args.probe_layers, args.threads, args.retrain_epochs, args.size, args.rates)
+    res = summarise(study, args.seeds, args.size, args.rates)
     (study / "study.json").write_text(json.dumps(res, indent=2))
     text = markdown(res)
     (study / "study.md").write_text(text)

@@ -254,7 +254,8 @@ def spikedhs_stereo(arch: str | None = None, in_shape: Sequence[int] = (4, 24, 2
     """A decoded SpikeDHS trellis path as a stereo model (``nasflow.snn.stereo.SiameseStereo`` on
     ``nasflow.snn.trellis.TrellisPathNet``); ``arch`` is a trellis architecture ``PRESET:cell=...;path=...``
     (``nasflow.spaces.trellis``), ``in_shape`` one stereo frame ``(4, H, W)``, ``num_classes`` the disparity
-    levels. The chip runs the features of one camera (``chip_network()``); matching runs on the host."""
+    levels; the defaults are those of ``nasflow search spikedhs --task stereo``. The chip runs the features of
+    one camera (``chip_network()``); matching runs on the host."""
     from nasflow.snn.dhs import SPIKEDHS_NEURON
     from nasflow.snn.stereo import SiameseStereo
     from nasflow.snn.trellis import TrellisPathNet

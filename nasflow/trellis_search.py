@@ -2,10 +2,13 @@
 
 ``run_trellis_search(cfg, out_dir)`` searches (``nasflow.strategies.spikedhs_stereo`` through
 ``run_in_training``: ``intraining.pt`` after every epoch, exact resume, ``search.json`` with the decoded
-``cell`` and ``path``). The defaults are sized for 2 CPU cores (about 10 minutes, measured: 1.4 s per bi-level
-step of 8 + 8 samples): generated event stereo at 24x24 (rates 3, 2, 2: levels 8, 4, 2), 6 layers over 3
-levels, C = 4, T = 4, 400 samples per half, 10 epochs of which 3 warm-up. The issue's full size is
-``--size 48 --layers 8 --levels 4`` (about 20 minutes per epoch of 2,000 + 2,000 samples on 2 cores).
+``cell`` and ``path``). The defaults are sized for 2 CPU cores (about 13 minutes): generated event stereo at
+24x24 (disparities 0-7 px) with the paper's rates 3, 2, 2 (levels 8, 4, 2 pixels wide), 6 layers over 3 levels,
+C = 4, T = 4, 400 samples per half, 10 epochs of which 3 warm-up. The stem's rate sets the disparity resolution of
+the matching: here level 0 matches in 3-pixel steps, and at this budget neither the trained networks nor a
+hand-made window correlation beat predicting the median disparity (README, "SpikeDHS layer study"); ``--size 16
+--rates 2,2,2,2`` keeps the cost and matches in 2-pixel steps. The issue's full size is ``--size 48 --layers 8
+--levels 4`` (about 20 minutes per epoch of 2,000 + 2,000 samples on 2 cores).
 
 With ``retrain_epochs > 0`` the winner is then trained from scratch (``retrain_trellis``: ``retrain/`` with
 ``model.pt`` and ``result.json``) by nasflow's trainer with one recipe for every path, so that a searched path

@@ -25,7 +25,7 @@ _STEREO_FLAGS = {
     "dataset": "dataset", "data_dir": "data_dir", "preset": "preset", "nodes": "nodes", "ops": "ops",
     "layers": "layers", "levels": "levels", "size": "size", "channels": "channels", "steps": "steps",
     "epochs": "epochs", "warmup": "warmup", "batch_size": "batch_size", "max_samples": "max_samples", "seed": "seed",
-    "device": "device", "retrain_epochs": "retrain_epochs", "up": "up",
+    "device": "device", "retrain_epochs": "retrain_epochs", "up": "up", "rates": "rates",
 }
 _NOT_STEREO = {"cost": "--cost", "lam_hw": "--lambda-hw", "retrain_channels": "--retrain-channels"}
 
@@ -52,6 +52,9 @@ def add_spikedhs_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                    "with --task stereo the trellis layers (default 6)")
     p.add_argument("--levels", type=int, help="--task stereo: resolution levels of the trellis (default 3)")
     p.add_argument("--size", type=int, help="--task stereo: input size in pixels (default 24)")
+    p.add_argument("--rates", type=lambda v: [int(r) for r in v.split(",")],
+                   help="--task stereo: down-sampling rate into each level, the stem's first (default 3,2,2,2, the "
+                   "paper's; the stem's rate is the matching's disparity step)")
     p.add_argument("--no-up", dest="up", action="store_false", default=None,
                    help="--task stereo: no moves to a finer level, so that every decoded path exports to NIR whole")
     p.add_argument("--max-samples", type=int, help="--task stereo: samples per half of the training split (400)")
@@ -85,7 +88,8 @@ def cmd_spikedhs(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.task == "stereo":
         return _stereo(args)
-    given = [f"--{k.replace('_', '-')}" for k in ("levels", "size", "max_samples") if getattr(args, k) is not None]
+    given = [f"--{k.replace('_', '-')}" for k in ("levels", "size", "max_samples", "rates")
+             if getattr(args, k) is not None]
     given += ["--no-up"] if args.up is not None else []
     if given:
         from nasflow.config import ConfigError
