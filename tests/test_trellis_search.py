@@ -46,7 +46,8 @@ def test_cli_stereo_search_writes_search_json_and_refuses_bad_input(tmp_path, ca
     assert out["strategy"] == "spikedhs-trellis" and ";path=" in out["best"]["arch"]
     assert out["space"]["trellis"] == {"layers": 2, "levels": 2, "rates": [3, 2]}
     cases = {("--task", "stereo", "--size", "13"): "13 is not divisible by 3",
-             ("--task", "stereo", "--size", "12", "--rates", "5,2"): "12 is not divisible by 5",
+             ("--task", "stereo", "--size", "12", "--rates", "5,2,2"): "12 is not divisible by 5",
+             ("--task", "stereo", "--rates", "2,2"): "3 levels need 3 down-sampling rates",
              ("--rates", "2,2"): "--rates belong(s) to --task stereo",
              ("--task", "stereo", "--lambda-hw", "1"): "--lambda-hw not available with --task stereo",
              ("--levels", "2"): "--levels belong(s) to --task stereo",
