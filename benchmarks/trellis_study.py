@@ -22,7 +22,7 @@ model.pt --activity ... --chip CHIP`` (cores, energy per camera stream) with the
 Two references put the errors in scale, on the same test samples: the median training disparity predicted
 everywhere, and a hand-made matcher with no learning (the raw event frames of both cameras, time steps as
 channels, average-pooled to the level-0 resolution, correlated, averaged over a 3x3 window, scaled by 80 and read
-by the same sub-pixel estimator).
+by the same sub-pixel estimator), also at full resolution.
 
 ``--probe-layers`` retrains seed 0's searched cell on an all-level-0 path of each given depth with the same recipe
 (``STUDY/probe/layersL``): whether a shallower feature network learns what the deeper ones do not.
@@ -130,9 +130,8 @@ def baselines(size: int, rates: list[int]) -> dict[str, dict[str, float]]:
     train = torch.cat([d for _, d in first_samples(loaders.train, cfg.retrain_samples or 10**9, False, 0)])
     median = float(train[torch.isfinite(train)].median())
     step = rates[0]
-    levels = disparity_levels(loaders.spec.num_classes, step)
     task = StereoTask(step)
-    sums: dict[str, dict[str, float]] = {"median": {}, "window_correlation": {}}
+    sums: dict[str, dict[str, float]] = {"median": {}, "window_correlation": {}, "window_correlation_full": {}}
 
     def add(name: str, tally: dict[str, float]) -> None:
         for k, v in tally.items():
@@ -142,9 +141,11 @@ def baselines(size: int, rates: list[int]) -> dict[str, dict[str, float]]:
         errors = disparity_errors(torch.full_like(d, median), d)
         add("median", {"hits": float((errors <= 1.0).sum()), "count": float(errors.numel()),
                        "abs_error": float(errors.double().sum())})
-        left, right = (F.avg_pool2d(x[:, :, c].flatten(1, 2), step) for c in (slice(0, 2), slice(2, 4)))
-        cost = F.avg_pool2d(cost_volume(left, right, levels), 3, 1, 1, count_include_pad=False) * 80.0
-        add("window_correlation", task.tally(upsample_cost(cost, (size, size)), d))
+        for name, k in (("window_correlation", step), ("window_correlation_full", 1)):
+            left, right = (F.avg_pool2d(x[:, :, c].flatten(1, 2), k) for c in (slice(0, 2), slice(2, 4)))
+            cost = F.avg_pool2d(cost_volume(left, right, disparity_levels(loaders.spec.num_classes, k)), 3, 1, 1,
+                                count_include_pad=False) * 80.0
+            add(name, StereoTask(k).tally(upsample_cost(cost, (size, size)), d))
     out = {name: task.metrics(s) for name, s in sums.items()}
     out["median"]["median_px"] = median
     return out
@@ -206,9 +207,11 @@ def markdown(res: dict[str, Any]) -> str:
         lines += ["", f"Mean disparity error, searched {mde['searched']} px, released {mde['released']} px. The "
                   f"searched path has the lower error in {res['searched_wins']} of {len(rows)} seeds."]
     med, win = res["baselines"]["median"], res["baselines"]["window_correlation"]
+    full = res["baselines"]["window_correlation_full"]
     lines += ["", f"References on the same test samples: the median training disparity ({med['median_px']:g} px) "
               f"everywhere {med['mean_disparity_error']:.3f} px (1PA {med['accuracy']:.3f}); hand-made window "
-              f"correlation at the level-0 step {win['mean_disparity_error']:.3f} px (1PA {win['accuracy']:.3f})."]
+              f"correlation at the level-0 step {win['mean_disparity_error']:.3f} px (1PA {win['accuracy']:.3f}), "
+              f"at full resolution {full['mean_disparity_error']:.3f} px (1PA {full['accuracy']:.3f})."]
     if res.get("probe"):
         lines += ["", "## Depth probe: seed 0's cell on an all-level-0 path, same recipe", "",
                   "| layers | MDE px | 1PA |", "|---|---|---|"]
