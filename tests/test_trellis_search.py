@@ -41,9 +41,15 @@ def test_cli_stereo_search_writes_search_json_and_refuses_bad_input(tmp_path, ca
 
     tiny = ["--size", "12", "--layers", "2", "--levels", "2", "--steps", "2", "--channels", "2", "--epochs", "1",
             "--warmup", "0", "--max-samples", "4", "--batch-size", "4", "--no-progress"]
-    assert main(["search", "spikedhs", "--task", "stereo", *tiny, "--out", str(tmp_path / "s")]) == 0
+    config = tmp_path / "stereo.yaml"
+    config.write_text("retrain_samples: 8\ntest_samples: 4\n")
+    assert main(["search", "spikedhs", "--task", "stereo", *tiny, "--config", str(config), "--retrain-epochs", "1",
+                 "--out", str(tmp_path / "s")]) == 0
     out = json.loads((tmp_path / "s" / "search.json").read_text())
     assert out["strategy"] == "spikedhs-trellis" and ";path=" in out["best"]["arch"]
+    assert out["retrain"]["epochs"] == 1 and out["retrain"]["test_samples"] == 4
+    assert out["retrain"]["test_mean_disparity_error"] >= 0 and (tmp_path / "s" / "retrain" / "model.pt").exists()
+    assert "retrained_test_mean_disparity_error" in capsys.readouterr().out
     assert out["space"]["trellis"] == {"layers": 2, "levels": 2, "rates": [3, 2]}
     cases = {("--task", "stereo", "--size", "13"): "13 is not divisible by 3",
              ("--task", "stereo", "--size", "12", "--rates", "5,2,2"): "12 is not divisible by 5",
