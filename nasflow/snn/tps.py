@@ -31,7 +31,10 @@ from torch import nn
 
 from nasflow.snn.neurons import ALIF, LIF, PLIF, Neuron
 
-__all__ = ["DEFAULT_CANDIDATES", "PARAMS", "TPSNeuron", "candidate_spikes", "decay_to_tau", "tau_to_decay"]
+__all__ = [
+    "DEFAULT_CANDIDATES", "PARAMS", "TPSNeuron", "accepts", "candidate_spikes", "decay_to_tau", "get_param",
+    "set_param", "tau_to_decay",
+]
 
 PARAMS = ("decay", "alif.beta", "alif.rho")
 """The searchable neuron parameters."""
@@ -55,6 +58,32 @@ def tau_to_decay(tau: float) -> float:
     if not tau >= 1.0:
         raise ValueError(f"a LIF time constant must be >= 1 step, got {tau}")
     return 1.0 - 1.0 / tau
+
+
+def accepts(neuron: object, param: str) -> bool:
+    """Whether ``neuron`` has the searchable ``param`` (``decay``: LIF, PLIF, ALIF; ``alif.*``: ALIF)."""
+    return isinstance(neuron, ALIF) if param.startswith("alif.") else isinstance(neuron, LIF)
+
+
+def get_param(neuron: Neuron, param: str) -> float:
+    """The current value of ``param`` (``decay`` as ``λ = 1 - 1/τ``)."""
+    if param == "decay":
+        return float(1.0 - float(neuron.inv_tau()))  # type: ignore[attr-defined]
+    return float(neuron.beta if param == "alif.beta" else neuron.rho)  # type: ignore[attr-defined]
+
+
+@torch.no_grad()
+def set_param(neuron: Neuron, param: str, value: float) -> None:
+    """Set ``param`` to ``value`` (checked as a candidate would be); PLIF's learnable decay follows ``decay``."""
+    value = _check(neuron, param, (value,))[0]
+    if param == "decay":
+        if isinstance(neuron, PLIF):
+            neuron.w.fill_(float(torch.logit(torch.tensor(1.0 - value, dtype=torch.float64))))  # sigmoid(w) = 1 - λ
+        neuron.tau = decay_to_tau(value)  # type: ignore[attr-defined]
+    elif param == "alif.beta":
+        neuron.beta = value  # type: ignore[attr-defined]
+    else:
+        neuron.rho = value  # type: ignore[attr-defined]
 
 
 def _check(neuron: Neuron, param: str, values: Sequence[float]) -> tuple[float, ...]:
@@ -122,10 +151,13 @@ class TPSNeuron(nn.Module):
 
     def value(self) -> float:
         """The parameter's current value (``decay`` as ``λ``)."""
-        n = self.neuron
-        if self.param == "decay":
-            return float(1.0 - float(n.inv_tau()))  # type: ignore[attr-defined]
-        return float(n.beta if self.param == "alif.beta" else n.rho)  # type: ignore[attr-defined]
+        return get_param(self.neuron, self.param)
+
+    def retarget(self, param: str, candidates: Sequence[float]) -> None:
+        """Search another parameter of the same neuron from now on (``γ`` resized and reset)."""
+        self.candidates = _check(self.neuron, param, candidates)
+        self.param = param
+        self.gamma = nn.Parameter(torch.zeros(len(self.candidates), device=self.gamma.device))
 
     def start(self) -> None:
         """Enter the search: mixture output; PLIF's learnable decay frozen (TPS owns the decay)."""
@@ -148,15 +180,7 @@ class TPSNeuron(nn.Module):
     def commit(self) -> float:
         """Replace the parameter by the candidate of largest ``γ`` (ties: the first), reset ``γ``; returns it."""
         best = self.candidates[int(torch.argmax(self.gamma))]
-        n = self.neuron
-        if self.param == "decay":
-            if isinstance(n, PLIF):
-                n.w.fill_(float(torch.logit(torch.tensor(1.0 - best))))  # sigmoid(w) = 1/τ = 1 - λ
-            n.tau = decay_to_tau(best)  # type: ignore[union-attr]
-        elif self.param == "alif.beta":
-            n.beta = best  # type: ignore[union-attr]
-        else:
-            n.rho = best  # type: ignore[union-attr]
+        set_param(self.neuron, self.param, best)
         self.gamma.zero_()
         self.history.append(best)
         return best

@@ -1,0 +1,74 @@
+"""TPS as an in-training strategy on digits: warm-up, search steps that commit candidates, exact resume, and the
+temporal architecture written into a fresh network."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nasflow.data import make_loaders
+from nasflow.data.loaders import first_samples
+from nasflow.snn.neurons import LIF
+from nasflow.snn.tps import TPSNeuron, decay_to_tau
+from nasflow.spaces.temporal import TemporalSpace, apply_temporal, neuron_layers, parse_temporal, read_temporal
+from nasflow.strategies.intraining import run_in_training
+from nasflow.strategies.tps import TPSStrategy
+
+SPACE = TemporalSpace("spikedhs", None, ("decay",), {"decay": (0.2, 0.5, 0.8)}, {"layers": 3})
+
+
+def _run(tmp_path, name: str, epochs: int) -> tuple[dict, TPSStrategy]:
+    loaders = make_loaders("digits", 16, seed=0, val_split=0.5)
+    loaders = loaders._replace(train=first_samples(loaders.train, 48, True, 0),
+                               val=first_samples(loaders.val, 32, False, 0))
+    strategy = TPSStrategy((1, 8, 8), 10, channels=4, steps=2, epochs=3, warmup=1, every=2)
+    out = run_in_training(strategy, SPACE, loaders, tmp_path / name, epochs, seed=0, progress=False)
+    return out, strategy
+
+
+def test_tps_warms_up_then_commits_candidates_and_resumes_exactly(tmp_path):
+    full, strategy = _run(tmp_path, "a", 3)
+    arch = parse_temporal(full["best"]["arch"])
+    assert {layer for layer, _, _ in arch.values} == set(strategy.layers)
+    assert all(p == "decay" and v in (0.2, 0.5, 0.8) for _, p, v in arch.values)
+    history = strategy.history()
+    # 3 batches per epoch, search in epochs 2 and 3: 6 searching batches, a search step every 2
+    assert [h["search_step"] for h in history] == [0, 1, 2, 3]
+    start = parse_temporal(history[0]["values"])
+    assert all(v == pytest.approx(0.2) for _, _, v in start.values)  # the SpikeDHS neuron's λ before the search
+    assert all(torch.equal(w.gamma, torch.zeros(3)) for w in strategy.layers.values())  # reset after the last step
+    assert len(full["trajectory"]) == 3 and full["best"]["accuracy"] >= 0.0
+    _run(tmp_path, "b", 2)
+    resumed, again = _run(tmp_path, "b", 3)
+    assert resumed["best"]["arch"] == full["best"]["arch"] and again.history() == history
+    for name, w in strategy.layers.items():
+        torch.testing.assert_close(again.layers[name].neuron.tau, w.neuron.tau)
+
+
+def test_a_temporal_architecture_round_trips_into_a_fresh_network():
+    net = SPACE.build(in_shape=(1, 8, 8), num_classes=10, channels=4, steps=2)
+    layers = neuron_layers(net, "decay")
+    assert layers and all(isinstance(net.get_submodule(n), LIF) for n in layers)
+    text = ";".join(f"{n}:decay={0.35 if i % 2 else 0.65}" for i, n in enumerate(layers))
+    apply_temporal(net, text)
+    assert str(read_temporal(net, ("decay",))) == text
+    assert net.get_submodule(layers[0]).tau == pytest.approx(decay_to_tau(0.65))
+    with pytest.raises(ValueError, match="no neuron layer 'nope'"):
+        apply_temporal(net, "nope:decay=0.2")
+    with pytest.raises(ValueError, match="unknown parameter 'tau'"):
+        parse_temporal(f"{layers[0]}:tau=2")
+    with pytest.raises(ValueError, match="'x' is not a number"):
+        parse_temporal(f"{layers[0]}:decay=x")
+
+
+def test_tps_space_and_strategy_refuse_bad_settings():
+    with pytest.raises(ValueError, match="unknown TPS parameter"):
+        TemporalSpace(params=("tau",))
+    with pytest.raises(ValueError, match="candidate set of 'decay' is empty"):
+        TemporalSpace(candidates={"decay": ()})
+    with pytest.raises(ValueError, match="every"):
+        TPSStrategy((1, 8, 8), 10, every=0)
+    strategy = TPSStrategy((1, 8, 8), 10, channels=4, steps=2)
+    with pytest.raises(ValueError, match="no neuron layer with alif.beta"):
+        strategy.relax(TemporalSpace("spikedhs", None, ("alif.beta",), {}, {"layers": 3}))
+    assert isinstance(TPSNeuron(LIF(), "decay", (0.5,)), torch.nn.Module)
