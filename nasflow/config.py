@@ -58,6 +58,7 @@ class ModelConfig:
     vote: int = 10
     neuron: NeuronSpec | None = field(default_factory=NeuronSpec)  # None: the model's own
     options: dict[str, Any] = field(default_factory=dict)  # further keyword arguments of the model's factory
+    temporal: str | None = None  # per-layer neuron dynamics, 'layer:decay=0.35;...' (nasflow.spaces.temporal; TPS)
 
 
 @dataclass

@@ -290,7 +290,14 @@ def build_model(name: str, config: dict[str, Any]) -> nn.Module:
         config.setdefault("stem", "plain")
     if "neuron" in config and isinstance(config["neuron"], dict):
         config["neuron"] = NeuronSpec.from_dict(config["neuron"])
-    return create_model(name, **config)
+    temporal = config.pop("temporal", None)
+    model = create_model(name, **config)
+    if temporal:  # per-layer dynamics found by TPS (``nasflow.spaces.temporal``)
+        from nasflow.spaces.temporal import apply_temporal
+
+        apply_temporal(model, temporal)
+        model.config = {**model.config, "temporal": temporal}
+    return model
 
 
 def save_model(path: str | Path, model: nn.Module, name: str, meta: dict[str, Any] | None = None) -> Path:

@@ -72,3 +72,30 @@ def test_tps_space_and_strategy_refuse_bad_settings():
     with pytest.raises(ValueError, match="no neuron layer with alif.beta"):
         strategy.relax(TemporalSpace("spikedhs", None, ("alif.beta",), {}, {"layers": 3}))
     assert isinstance(TPSNeuron(LIF(), "decay", (0.5,)), torch.nn.Module)
+
+
+def test_cli_tps_search_retrains_the_found_dynamics_and_refuses_bad_input(tmp_path, capsys):
+    import json
+
+    from nasflow.cli import main
+    from nasflow.models import load_model
+
+    out = tmp_path / "tps"
+    assert main(["search", "tps", "--dataset", "digits", "--channels", "4", "--steps", "2", "--epochs", "2",
+                 "--warmup", "1", "--every", "10", "--candidates", "decay=0.2,0.8", "--retrain-epochs", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    res = json.loads((out / "search.json").read_text())
+    assert res["strategy"] == "tps" and len(res["history"]) >= 2 and (out / "history.png").stat().st_size > 0
+    found = parse_temporal(res["best"]["arch"])
+    model, _ = load_model(out / "retrain" / "model.pt")
+    assert str(read_temporal(model, ("decay",))) == str(found)  # the retrained network has the searched dynamics
+    assert res["retrain"]["epochs"] == 1
+    capsys.readouterr()
+    cases = {("--params", "tau"): "unknown TPS parameter",
+             ("--candidates", "decay="): "candidate set of 'decay' is empty",
+             ("--candidates", "decay=0.5,1.5"): "must lie in [0, 1)",
+             ("--epochs", "2", "--warmup", "2"): "warmup must leave at least one search epoch",
+             ("--model", "autosnn"): "needs an architecture"}
+    for args, match in cases.items():
+        assert main(["search", "tps", "--dataset", "digits", *args, "--out", str(tmp_path / "x")]) == 2, args
+        assert match in capsys.readouterr().err, args

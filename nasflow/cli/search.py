@@ -9,6 +9,7 @@ import json
 from nasflow.cli.common import search_config_mapping
 from nasflow.cli.snasnet import add_snasnet_parser
 from nasflow.cli.spikedhs import add_spikedhs_parser
+from nasflow.cli.tps import add_tps_parser
 
 __all__ = ["add_autosnn_parser", "add_search_parser", "cmd_autosnn"]
 
@@ -29,6 +30,7 @@ def add_search_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     add_autosnn_parser(space)
     add_snasnet_parser(space)
     add_spikedhs_parser(space)
+    add_tps_parser(space)
     return p
 
 

@@ -112,10 +112,11 @@ class TemporalSpace:
         return tuple(float(v) for v in self.candidates.get(param, DEFAULT_CANDIDATES[param]))
 
     def build(self, **kwargs: Any) -> nn.Module:
-        """The network (``create_model(model, arch=arch, **options, **kwargs)``)."""
+        """The network (``create_model(model, arch=arch, **options, **kwargs)``; no ``arch``: the model's default)."""
         from nasflow.models import create_model
 
-        return create_model(self.model, arch=self.arch, **{**dict(self.options), **kwargs})
+        arch = {} if self.arch is None else {"arch": self.arch}
+        return create_model(self.model, **arch, **{**dict(self.options), **kwargs})
 
     def fingerprint(self) -> dict[str, Any]:
         return {"space": self.name, "model": self.model, "arch": self.arch, "params": list(self.params),

@@ -89,6 +89,14 @@ def run_training(cfg: TrainRunConfig, out_dir: str | Path, restart: bool = False
         m.name, arch=m.arch, in_shape=spec.image_shape, num_classes=spec.num_classes, channels=m.channels,
         steps=steps, vote=m.vote, neuron=m.neuron, event_input=event, **m.options,
     )
+    if m.temporal:
+        from nasflow.spaces.temporal import apply_temporal
+
+        try:
+            apply_temporal(model, m.temporal)
+        except ValueError as err:
+            raise ConfigError(f"model.temporal: {err}") from None
+        model.config = {**model.config, "temporal": m.temporal}
     if stereo and not hasattr(model, "disparity_step"):
         raise ConfigError(f"dataset {spec.name!r} is stereo: train a stereo model (model.name=spikedhs-stereo), "
                           f"not {m.name!r}")
