@@ -3,6 +3,7 @@ temporal architecture written into a fresh network."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,6 +91,11 @@ def test_cli_tps_search_retrains_the_found_dynamics_and_refuses_bad_input(tmp_pa
     model, _ = load_model(out / "retrain" / "model.pt")
     assert str(read_temporal(model, ("decay",))) == str(found)  # the retrained network has the searched dynamics
     assert res["retrain"]["epochs"] == 1
+    from nasflow.cli.export import export_graph
+
+    graph = export_graph(out / "retrain" / "model.pt", dt=1e-3)
+    for layer, _, decay in found.values:  # NIR's τ is τ_steps·dt with τ_steps = 1 / (1 - λ)
+        assert float(np.unique(np.asarray(graph.nodes[layer].tau))[0]) == pytest.approx(1e-3 * decay_to_tau(decay))
     capsys.readouterr()
     cases = {("--params", "tau"): "unknown TPS parameter",
              ("--candidates", "decay="): "candidate set of 'decay' is empty",
