@@ -292,8 +292,8 @@ def build_model(name: str, config: dict[str, Any]) -> nn.Module:
         config["neuron"] = NeuronSpec.from_dict(config["neuron"])
     temporal = config.pop("temporal", None)
     model = create_model(name, **config)
-    if temporal:  # per-layer dynamics found by TPS (``nasflow.spaces.temporal``)
-        from nasflow.spaces.temporal import apply_temporal
+    if temporal:  # per-layer dynamics found by TPS (``nasflow.snn.tps.TemporalArch``)
+        from nasflow.snn.tps import apply_temporal
 
         apply_temporal(model, temporal)
         model.config = {**model.config, "temporal": temporal}

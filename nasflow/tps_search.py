@@ -18,7 +18,8 @@ from exporters.core.jsonio import write_json
 from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, to_dict
 from nasflow.data import make_loaders
 from nasflow.snn.blocks import NeuronSpec
-from nasflow.spaces.temporal import TemporalSpace, parse_temporal
+from nasflow.snn.tps import parse_temporal
+from nasflow.spaces.temporal import TemporalSpace
 from nasflow.strategies.intraining import run_in_training
 from nasflow.strategies.tps import TPSStrategy
 from nasflow.train.run import TimeFirst, run_training

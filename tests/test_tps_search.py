@@ -10,8 +10,8 @@ import torch
 from nasflow.data import make_loaders
 from nasflow.data.loaders import first_samples
 from nasflow.snn.neurons import LIF
-from nasflow.snn.tps import TPSNeuron, decay_to_tau
-from nasflow.spaces.temporal import TemporalSpace, apply_temporal, neuron_layers, parse_temporal, read_temporal
+from nasflow.snn.tps import TPSNeuron, apply_temporal, decay_to_tau, neuron_layers, parse_temporal, read_temporal
+from nasflow.spaces.temporal import TemporalSpace
 from nasflow.strategies.intraining import run_in_training
 from nasflow.strategies.tps import TPSStrategy
 

@@ -23,8 +23,8 @@ from torch import nn
 
 from nasflow.snn.blocks import NeuronSpec
 from nasflow.snn.neurons import reset_states
-from nasflow.snn.tps import TPSNeuron, accepts, get_param, set_param
-from nasflow.spaces.temporal import TemporalArch, TemporalSpace, neuron_layers, parse_temporal
+from nasflow.snn.tps import TemporalArch, TPSNeuron, accepts, get_param, neuron_layers, parse_temporal, set_param
+from nasflow.spaces.temporal import TemporalSpace
 from nasflow.strategies.intraining import InTrainingStrategy
 from nasflow.strategies.spikedhs import set_cosine_lr
 from nasflow.train.tasks import ClassificationTask

@@ -90,7 +90,7 @@ def run_training(cfg: TrainRunConfig, out_dir: str | Path, restart: bool = False
         steps=steps, vote=m.vote, neuron=m.neuron, event_input=event, **m.options,
     )
     if m.temporal:
-        from nasflow.spaces.temporal import apply_temporal
+        from nasflow.snn.tps import apply_temporal
 
         try:
             apply_temporal(model, m.temporal)
