@@ -105,3 +105,19 @@ def test_cli_tps_search_retrains_the_found_dynamics_and_refuses_bad_input(tmp_pa
     for args, match in cases.items():
         assert main(["search", "tps", "--dataset", "digits", *args, "--out", str(tmp_path / "x")]) == 2, args
         assert match in capsys.readouterr().err, args
+
+
+def test_tps_on_plif_layers_freezes_their_decay_and_sets_it_to_the_committed_value(tmp_path):
+    from nasflow.snn.neurons import PLIF
+
+    loaders = make_loaders("digits", 16, seed=0, val_split=0.5)
+    loaders = loaders._replace(train=first_samples(loaders.train, 32, True, 0),
+                               val=first_samples(loaders.val, 16, False, 0))
+    space = TemporalSpace("autosnn", "all-SCB_k3", ("decay",), {"decay": (0.3, 0.7)})
+    strategy = TPSStrategy((1, 8, 8), 10, channels=4, steps=2, epochs=2, warmup=1, every=2)
+    out = run_in_training(strategy, space, loaders, tmp_path / "plif", 2, seed=0, progress=False)
+    assert len(strategy.history()) == 2  # two searching batches, one search step
+    for name, w in strategy.layers.items():
+        assert isinstance(w.neuron, PLIF) and not w.neuron.w.requires_grad, name
+        assert min(abs(w.value() - c) for c in (0.3, 0.7)) < 1e-6  # PLIF's sigmoid(w) = 1 - λ, in float32
+    assert parse_temporal(out["best"]["arch"]).as_dict().keys() == strategy.layers.keys()

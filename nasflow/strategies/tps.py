@@ -118,7 +118,7 @@ class TPSStrategy(InTrainingStrategy):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"TPS training loss became {float(loss)} at epoch {self.epoch + 1}; lower lr_w")
         searching = self.epoch >= self.warmup
-        weights = [p for g in self.opt_w.param_groups for p in g["params"]]
+        weights = [p for g in self.opt_w.param_groups for p in g["params"] if p.requires_grad]  # PLIF's w frozen
         gammas = [w.gamma for w in self.layers.values()] if searching else []
         self.opt_w.zero_grad(set_to_none=True)
         self.opt_gamma.zero_grad(set_to_none=True)
