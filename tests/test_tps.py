@@ -75,6 +75,7 @@ def test_the_batched_candidate_pass_equals_k_separate_neurons(make, param, value
 def test_commit_takes_the_argmax_candidate_and_resets_gamma():
     tps = TPSNeuron(PLIF(tau0=2.0), "decay", (0.1, 0.6, 0.9))
     tps.start()
+    tps.start()  # a search epoch after another: still frozen, and stop() must still give it back
     assert not tps.neuron.w.requires_grad  # PLIF's own decay is frozen while TPS runs
     with torch.no_grad():
         tps.gamma.copy_(torch.tensor([0.1, 0.7, -0.2]))

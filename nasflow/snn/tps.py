@@ -163,7 +163,7 @@ class TPSNeuron(nn.Module):
     def start(self) -> None:
         """Enter the search: mixture output; PLIF's learnable decay frozen (TPS owns the decay)."""
         self.searching = True
-        if isinstance(self.neuron, PLIF) and self.param == "decay":
+        if isinstance(self.neuron, PLIF) and self.param == "decay" and self._plif_grad is None:
             self._plif_grad = self.neuron.w.requires_grad
             self.neuron.w.requires_grad_(False)
 

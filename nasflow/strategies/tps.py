@@ -106,7 +106,10 @@ class TPSStrategy(InTrainingStrategy):
         self.epoch = epoch
         set_cosine_lr(self.opt_w, epoch, self.epochs, self.lr_w, self.lr_min)
         for w in self.layers.values():
-            w.start() if epoch >= self.warmup else w.stop()
+            if epoch >= self.warmup:
+                w.start()
+            else:
+                w.stop()
 
     def step(self, batch_train, batch_val) -> dict[str, float]:
         model = self._model()
