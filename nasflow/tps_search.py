@@ -2,7 +2,8 @@
 
 ``run_tps_search(cfg, out_dir)`` searches (``nasflow.strategies.tps`` through ``run_in_training``: per-epoch
 checkpoint, exact resume, ``search.json`` whose ``best.arch`` is the per-layer ``TemporalArch`` and whose
-``history`` lists the committed values after every search step; ``history.png`` plots them). With
+``history`` lists the committed values after every search step, also one line per step in ``metrics.jsonl``;
+``history.png`` plots them). With
 ``retrain_epochs > 0`` the found dynamics are retrained **from scratch** (``retrain_temporal``) with the recipe a
 handcrafted baseline gets too (``retrain_temporal(cfg, None, ...)``): SGD 0.05 (momentum 0.9, weight decay 3e-4),
 cosine, cross-entropy, the same model, C and T, on the full training split, tested on the test split.
@@ -25,7 +26,8 @@ from nasflow.strategies.tps import TPSStrategy
 from nasflow.train.run import TimeFirst, run_training
 from nasflow.train.trainer import TrainConfig, resolve_device
 
-__all__ = ["TPSConfig", "plot_history", "retrain_temporal", "run_tps_search", "tps_config_from_args"]
+__all__ = ["TPSConfig", "plot_history", "retrain_temporal", "run_tps_search", "tps_config_from_args",
+           "write_history"]
 
 
 @dataclass
@@ -116,6 +118,7 @@ def run_tps_search(cfg: TPSConfig, out_dir: str | Path) -> dict[str, Any]:
     out = run_in_training(strategy, cfg.space(), loaders, out_dir, cfg.epochs, seed=cfg.seed, progress=cfg.progress,
                           extra={"dataset": cfg.dataset, "config": to_dict(cfg)})
     out["history"] = strategy.history()
+    write_history(out["history"], out_dir / "metrics.jsonl")
     plot_history(out["history"], out_dir / "history.png")
     if cfg.retrain_epochs > 0:
         res = retrain_temporal(cfg, out["best"]["arch"], out_dir / "retrain")
@@ -139,6 +142,23 @@ def retrain_temporal(cfg: TPSConfig, temporal: str | None, out_dir: str | Path,
                           device=cfg.device, progress=cfg.progress),
     )
     return run_training(run_cfg, out_dir)
+
+
+def write_history(history: list[dict[str, Any]], path: str | Path) -> Path:
+    """``metrics.jsonl``: one JSON line per search step with every layer's committed values
+    (``{"search_step", "epoch", "values": {layer: {param: value}}}``), rewritten whole and atomically."""
+    import json
+    import os
+
+    path = Path(path)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w") as f:
+        for row in history:
+            f.write(json.dumps({**row, "values": parse_temporal(row["values"]).as_dict()}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
 
 
 def plot_history(history: list[dict[str, Any]], path: str | Path) -> Path:

@@ -88,6 +88,9 @@ def test_cli_tps_search_retrains_the_found_dynamics_and_refuses_bad_input(tmp_pa
     res = json.loads((out / "search.json").read_text())
     assert res["strategy"] == "tps" and len(res["history"]) >= 2 and (out / "history.png").stat().st_size > 0
     found = parse_temporal(res["best"]["arch"])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["search_step"] for r in rows] == [h["search_step"] for h in res["history"]]
+    assert rows[-1]["values"] == found.as_dict()
     model, _ = load_model(out / "retrain" / "model.pt")
     assert str(read_temporal(model, ("decay",))) == str(found)  # the retrained network has the searched dynamics
     assert res["retrain"]["epochs"] == 1
