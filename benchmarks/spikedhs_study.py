@@ -22,19 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from studies import mean_sd, run_nasflow, write_study
+
 DGS_GENOTYPE = ("paper:normal=conv3x3@1+skip@0,conv5x5@2+avg_pool3x3@1,dil_conv3x3@3+skip@2;"
                 "reduce=conv3x3@0+skip@1,avg_pool3x3@0+skip@2,conv5x5@1+conv3x3@3")
-
-
-def _nasflow(args: list[str], log: Path) -> None:
-    print("nasflow " + " ".join(args), file=sys.stderr)
-    with open(log, "a") as fh:
-        subprocess.run([sys.executable, "-m", "nasflow.cli", *args], stdout=fh, stderr=subprocess.STDOUT, check=True)
 
 
 def run_searches(study: Path, seeds: list[int], lams: list[float], chip: str, threads: int) -> None:
@@ -43,7 +38,7 @@ def run_searches(study: Path, seeds: list[int], lams: list[float], chip: str, th
             out = study / f"s{seed}_lam{lam:g}"
             if (out / "retrain" / "result.json").exists():
                 continue
-            _nasflow(["search", "spikedhs", "--seed", str(seed), "--cost", f"energy:{chip}", "--lambda-hw",
+            run_nasflow(["search", "spikedhs", "--seed", str(seed), "--cost", f"energy:{chip}", "--lambda-hw",
                       f"{lam:g}", "--threads", str(threads), "--no-progress", "--out", str(out)],
                      study / f"s{seed}_lam{lam:g}.log")
 
@@ -73,7 +68,7 @@ def run_dgs(study: Path, seeds: list[int], threads: int) -> None:
             if (out / "result.json").exists():
                 continue
             extra = ["--dgs", "stem"] if mode == "dgs" else []
-            _nasflow(["train", "--set", "model.name=spikedhs", "--set", "model.neuron=null", "--arch", DGS_GENOTYPE,
+            run_nasflow(["train", "--set", "model.name=spikedhs", "--set", "model.neuron=null", "--arch", DGS_GENOTYPE,
                       "--channels", "8", "--steps",
                       "4", "--epochs", "15", "--seed", str(seed), "--set", "train.dgs_every=5", "--set",
                       "train.dgs_batches=10", *extra, "--loss", "ce", "--optimizer", "sgd", "--lr", "0.05",
@@ -109,10 +104,6 @@ def chip_cost(model_path: Path, chip: str) -> dict[str, Any]:
     return {"accuracy": correct / total, "energy_nj": report.energy_per_sample_j * 1e9,
             "terms_nj": {k: v * 1e9 for k, v in report.energy_terms_j.items()},
             "spikes": summary["spikes_per_sample"], "cores": report.cores_used}
-
-
-def _mean_sd(xs: list[float]) -> str:
-    return f"{statistics.mean(xs):.4f} ± {statistics.stdev(xs):.4f}" if len(xs) > 1 else f"{xs[0]:.4f}"
 
 
 def summarise(study: Path, seeds: list[int], lams: list[float], chip: str, wide: int | None = None) -> dict[str, Any]:
@@ -156,7 +147,7 @@ def markdown(res: dict[str, Any]) -> str:
     for lam in res["lams"]:
         accs = [by[(s, lam)]["test_accuracy"] for s in res["seeds"]]
         energy = [by[(s, lam)]["energy_nj"] for s in res["seeds"]]
-        lines.append(f"\nλ_hw = {lam:g}: test accuracy {_mean_sd(accs)}, energy {statistics.mean(energy):.1f} nJ")
+        lines.append(f"\nλ_hw = {lam:g}: test accuracy {mean_sd(accs)}, energy {statistics.mean(energy):.1f} nJ")
     n = len(res["seeds"])
     lines.append(f"\nWith λ_hw = {lam1:g} the winner's energy is lower in {lower} of {n} seeds; its accuracy is "
                  f"at most 1 point below in {within} of {n}.")
@@ -169,7 +160,7 @@ def markdown(res: dict[str, Any]) -> str:
         for lam in res["lams"]:
             accs = [by[(s, lam)]["wide"]["accuracy"] for s in res["seeds"]]
             energy = [by[(s, lam)]["wide"]["energy_nj"] for s in res["seeds"]]
-            lines.append(f"\nλ_hw = {lam:g} at C = {w}: test accuracy {_mean_sd(accs)}, energy "
+            lines.append(f"\nλ_hw = {lam:g} at C = {w}: test accuracy {mean_sd(accs)}, energy "
                          f"{statistics.mean(energy):.1f} nJ")
         lower = sum(by[(s, lam1)]["wide"]["energy_nj"] < by[(s, lam0)]["wide"]["energy_nj"] for s in res["seeds"])
         within = sum(by[(s, lam1)]["wide"]["accuracy"] >= by[(s, lam0)]["wide"]["accuracy"] - 0.01
@@ -210,10 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             run_wide_retrains(study, args.seeds, lams, args.wide, args.threads)
         run_dgs(study, args.seeds, args.threads)
     res = summarise(study, args.seeds, lams, args.chip, args.wide or None)
-    (study / "study.json").write_text(json.dumps(res, indent=2))
-    text = markdown(res)
-    (study / "study.md").write_text(text)
-    print(text)
+    print(write_study(study, res, markdown))
     return 0
 
 

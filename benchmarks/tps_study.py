@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from studies import mean_sd, run_nasflow, write_study
 
 
 def run_seed(study: Path, seed: int, threads: int, epochs: int) -> None:
@@ -30,13 +31,9 @@ def run_seed(study: Path, seed: int, threads: int, epochs: int) -> None:
 
     d = study / f"seed{seed}"
     if not (d / "search" / "retrain" / "result.json").exists():
-        args = ["search", "tps", "--dataset", "digits", "--channels", "8", "--epochs", str(epochs), "--warmup", "5",
-                "--every", "50", "--retrain-epochs", str(epochs), "--seed", str(seed), "--threads", str(threads),
-                "--no-progress", "--out", str(d / "search")]
-        print("nasflow " + " ".join(args), file=sys.stderr)
-        with open(study / f"seed{seed}.log", "a") as fh:
-            subprocess.run([sys.executable, "-m", "nasflow.cli", *args], stdout=fh, stderr=subprocess.STDOUT,
-                           check=True)
+        run_nasflow(["search", "tps", "--dataset", "digits", "--channels", "8", "--epochs", str(epochs), "--warmup",
+                     "5", "--every", "50", "--retrain-epochs", str(epochs), "--seed", str(seed), "--threads",
+                     str(threads), "--no-progress", "--out", str(d / "search")], study / f"seed{seed}.log")
     if not (d / "handcrafted" / "result.json").exists():
         torch.set_num_threads(threads)
         print(f"seed {seed}: training the handcrafted network", file=sys.stderr)
@@ -79,10 +76,8 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{r['search_steps']} | {decays} | {r['search_epoch_s']:.1f} | {r['train_epoch_s']:.1f} |")
     rows = res["rows"]
     if rows:
-        def ms(xs: list[float]) -> str:
-            return f"{statistics.mean(xs):.4f} ± {statistics.stdev(xs):.4f}" if len(xs) > 1 else f"{xs[0]:.4f}"
-        lines += ["", f"TPS {ms([r['tps_accuracy'] for r in rows])}, handcrafted "
-                  f"{ms([r['handcrafted_accuracy'] for r in rows])}: TPS is more accurate in {res['tps_wins']} of "
+        lines += ["", f"TPS {mean_sd([r['tps_accuracy'] for r in rows])}, handcrafted "
+                  f"{mean_sd([r['handcrafted_accuracy'] for r in rows])}: TPS is more accurate in {res['tps_wins']} of "
                   f"{len(rows)} seeds. A search epoch costs {statistics.mean(r['search_epoch_s'] for r in rows):.1f} s "
                   f"against {statistics.mean(r['train_epoch_s'] for r in rows):.1f} s for a training epoch."]
     return "\n".join(lines) + "\n"
@@ -102,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             run_seed(study, seed, args.threads, args.epochs)
     res = summarise(study, args.seeds)
-    (study / "study.json").write_text(json.dumps(res, indent=2))
-    text = markdown(res)
-    (study / "study.md").write_text(text)
-    print(text)
+    print(write_study(study, res, markdown))
     return 0
 
 

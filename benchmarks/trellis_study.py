@@ -35,17 +35,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-
-def _nasflow(args: list[str], log: Path) -> None:
-    print("nasflow " + " ".join(args), file=sys.stderr)
-    with open(log, "a") as fh:
-        subprocess.run([sys.executable, "-m", "nasflow.cli", *args], stdout=fh, stderr=subprocess.STDOUT, check=True)
+from studies import mean_sd, run_nasflow, write_study
 
 
 def _config(seed: int, size: int, rates: list[int], epochs: int = 1):
@@ -69,7 +64,7 @@ def run_seed(study: Path, seed: int, threads: int, epochs: int, size: int, rates
 
     d = study / f"seed{seed}"
     if not (d / "search" / "search.json").exists():
-        _nasflow(["search", "spikedhs", "--task", "stereo", "--seed", str(seed), "--size", str(size), "--rates",
+        run_nasflow(["search", "spikedhs", "--task", "stereo", "--seed", str(seed), "--size", str(size), "--rates",
                   ",".join(map(str, rates)), "--threads", str(threads), "--no-progress", "--out", str(d / "search")],
                  study / f"seed{seed}.log")
     searched = json.loads((d / "search" / "search.json").read_text())["best"]["arch"]
@@ -105,10 +100,10 @@ def deploy(study: Path, seed: int, samples: int, chip: str) -> None:
     d = study / f"seed{seed}" / "searched"
     try:
         if not (d / "lava" / "simulate.json").exists():
-            _nasflow(["simulate", str(d / "model.pt"), "--dataset", "stereo-dots", "--samples", str(samples),
+            run_nasflow(["simulate", str(d / "model.pt"), "--dataset", "stereo-dots", "--samples", str(samples),
                       "--backend", "lava", "--compare", "torch", "--out", str(d / "lava")], study / f"seed{seed}.log")
         if not (d / "hw" / "hw.json").exists():
-            _nasflow(["hw", str(d / "model.pt"), "--activity", str(d / "lava" / "activity.npz"), "--chip", chip,
+            run_nasflow(["hw", str(d / "model.pt"), "--activity", str(d / "lava" / "activity.npz"), "--chip", chip,
                       "--out", str(d / "hw")], study / f"seed{seed}.log")
     except subprocess.CalledProcessError:
         tail = (study / f"seed{seed}.log").read_text().splitlines()[-1:]
@@ -122,7 +117,7 @@ def baselines(size: int, rates: list[int]) -> dict[str, dict[str, float]]:
 
     from nasflow.data import make_loaders
     from nasflow.data.loaders import first_samples
-    from nasflow.snn.stereo import cost_volume, disparity_errors, disparity_levels, upsample_cost
+    from nasflow.snn.stereo import cost_volume, disparity_levels, upsample_cost
     from nasflow.train.tasks import StereoTask
 
     cfg = _config(0, size, rates)
@@ -138,9 +133,7 @@ def baselines(size: int, rates: list[int]) -> dict[str, dict[str, float]]:
             sums[name][k] = sums[name].get(k, 0.0) + v
 
     for x, d in first_samples(loaders.test, cfg.test_samples or 10**9, False, 0):
-        errors = disparity_errors(torch.full_like(d, median), d)
-        add("median", {"hits": float((errors <= 1.0).sum()), "count": float(errors.numel()),
-                       "abs_error": float(errors.double().sum())})
+        add("median", task.tally_prediction(torch.full_like(d, median), d))
         for name, k in (("window_correlation", step), ("window_correlation_full", 1)):
             left, right = (F.avg_pool2d(x[:, :, c].flatten(1, 2), k) for c in (slice(0, 2), slice(2, 4)))
             cost = F.avg_pool2d(cost_volume(left, right, disparity_levels(loaders.spec.num_classes, k)), 3, 1, 1,
@@ -187,10 +180,6 @@ def summarise(study: Path, seeds: list[int], size: int, rates: list[int]) -> dic
             "baselines": baselines(size, rates), "probe": probes}
 
 
-def _mean_sd(xs: list[float]) -> str:
-    return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"
-
-
 def markdown(res: dict[str, Any]) -> str:
     lines = [f"# SpikeDHS layer study (generated event stereo, {res['size']}x{res['size']}, rates "
              f"{','.join(map(str, res['rates']))}, 6 layers × 3 levels)", "",
@@ -203,7 +192,7 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{f['one_pixel_accuracy']:.3f} |")
     rows = res["rows"]
     if rows:
-        mde = {n: _mean_sd([r[n]["mean_disparity_error"] for r in rows]) for n in ("searched", "released")}
+        mde = {n: mean_sd([r[n]["mean_disparity_error"] for r in rows], 3) for n in ("searched", "released")}
         lines += ["", f"Mean disparity error, searched {mde['searched']} px, released {mde['released']} px. The "
                   f"searched path has the lower error in {res['searched_wins']} of {len(rows)} seeds."]
     med, win = res["baselines"]["median"], res["baselines"]["window_correlation"]
@@ -258,10 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.probe_layers:
             probe(study, args.probe_layers, args.threads, args.retrain_epochs, args.size, args.rates)
     res = summarise(study, args.seeds, args.size, args.rates)
-    (study / "study.json").write_text(json.dumps(res, indent=2))
-    text = markdown(res)
-    (study / "study.md").write_text(text)
-    print(text)
+    print(write_study(study, res, markdown))
     return 0
 
 

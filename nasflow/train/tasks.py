@@ -68,9 +68,16 @@ class StereoTask:
         return subpixel_cross_entropy(output, target, disparity_step=self.disparity_step)
 
     def tally(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-        from nasflow.snn.stereo import disparity_errors, subpixel_map
+        from nasflow.snn.stereo import subpixel_map
 
-        errors = disparity_errors(subpixel_map(output.detach(), disparity_step=self.disparity_step), target)
+        return self.tally_prediction(subpixel_map(output.detach(), disparity_step=self.disparity_step), target)
+
+    @staticmethod
+    def tally_prediction(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """The tallies of a disparity map ``[B, H, W]`` itself (a baseline that predicts without a cost volume)."""
+        from nasflow.snn.stereo import disparity_errors
+
+        errors = disparity_errors(prediction, target)
         return {"hits": float((errors <= 1.0).sum()), "count": float(errors.numel()),
                 "abs_error": float(errors.double().sum())}
 
