@@ -14,7 +14,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from exporters.core.kinds import FIRING_TYPES, KINDS, node_type
+from exporters.core.kinds import FIRING_TYPES, kind_of, node_type
 
 __all__ = ["accuracy_from_output", "compare_activity", "is_membrane_readout", "neuron_nodes"]
 
@@ -27,8 +27,8 @@ def neuron_nodes(graph: nir.NIRGraph) -> list[str]:
 def is_membrane_readout(graph: nir.NIRGraph, node: str) -> bool:
     """Whether ``node`` is a non-firing neuron (``I``, ``LI``, ``CubaLI``): a membrane read-out whose value at the
     last step is the class score (SpikeDHS), rather than an output whose sum over T is."""
-    kind = KINDS.get(node_type(graph.nodes[node]))
-    return kind is not None and kind.category == "neuron" and not kind.spiking
+    kind = kind_of(graph.nodes[node], node)
+    return kind.category == "neuron" and not kind.spiking and kind.name != "ReLU"
 
 
 def _is_binary(a: np.ndarray) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from exporters.core.kinds import ACTIVATION_KEY
 from exporters.core.shapes import ints
 from exporters.nir_context import ExportContext, ExportError, join, register_converter
 from nasflow.snn.cells import AvgPool3x3
@@ -32,6 +33,7 @@ from nasflow.snn.layers import (
     VotingLayer,
     fold_bn,
 )
+from nasflow.snn.neuron_types import AnalogReLU
 from nasflow.snn.neurons import Neuron
 
 __all__ = ["bn_node"]
@@ -129,6 +131,15 @@ def _convert_layer(ctx: ExportContext, module: nn.Module, name: str, inputs: lis
 def _convert_neuron(ctx: ExportContext, module: nn.Module, name: str, inputs: list[str]) -> list[str]:
     shape = ctx.shape(inputs, name)
     return [ctx.add_node(name, ctx.neuron_node(module, name, shape), inputs, binary=True)]
+
+
+@register_converter(AnalogReLU)
+def _convert_relu(ctx: ExportContext, module: nn.Module, name: str, inputs: list[str]) -> list[str]:
+    # NIR has no ReLU node: an LI that passes its input through, marked (exporters.core.kinds).
+    shape = ctx.shape(inputs, name)
+    node = nir.LI(tau=np.full(shape, float(ctx.dt)), r=np.ones(shape), v_leak=np.zeros(shape))
+    node.metadata = {ACTIVATION_KEY: "relu"}
+    return [ctx.add_node(name, node, inputs)]
 
 
 @register_converter(SpikingMaxPool2d)

@@ -4,7 +4,8 @@ Discrete semantics with step ``dt`` (Euler; input arrives within the same step),
 
 * LIF ``v ← v + dt/τ·(v_leak − v + r·I)``; IF ``v ← v + r·I``; LI like LIF without firing; I ``v ← v + r·I``;
   CubaLIF/CubaLI ``i ← i + dt/τ_syn·(−i + w_in·I)`` then ``v ← v + dt/τ_mem·(v_leak − v + r·i)``;
-  a neuron spikes where ``v > v_threshold`` and then ``v ← v_reset``. IF is never treated as leaky.
+  a neuron spikes where ``v > v_threshold`` and then ``v ← v_reset``. IF is never treated as leaky. An analog
+  ReLU (an ``LI`` marked ``nasflow.activation = relu``, ``exporters.core.kinds``) outputs ``max(0, I)`` each step.
 * Affine ``W x + b`` (the bias is kept), Linear, Scale, Conv1d/2d,
   SumPool2d, AvgPool2d, Flatten (indices exclude the batch dim), Threshold ``x > θ``, Delay
   (``round(delay/dt)`` steps), nested NIRGraph (flattened: its nodes become ``outer.inner`` and its output
@@ -31,7 +32,7 @@ from torch.nn import functional as F
 from exporters.core.compile import compile_graph
 from exporters.core.conventions import NodeConventions
 from exporters.core.errors import NIRFormatError
-from exporters.core.kinds import KINDS, TIMED_TYPES, node_type
+from exporters.core.kinds import KINDS, kind_of, node_type
 from exporters.core.shapes import conv_pads, ints
 
 __all__ = ["GraphModule", "simulate"]
@@ -165,7 +166,7 @@ class GraphModule(nn.Module):
         compiled = compile_graph(graph, dt)
         self.graph, self.shapes, self.conventions = compiled.graph, compiled.shapes, compiled.conventions
         self.dt = self.conventions.dt
-        timed = [k for k, n in self.graph.nodes.items() if node_type(n) in TIMED_TYPES]
+        timed = [k for k, n in self.graph.nodes.items() if compiled.kind(k).timed]
         if self.dt is None and timed:
             raise ValueError(
                 f"the graph has time constants (node {timed[0]!r}, {node_type(self.graph.nodes[timed[0]])}) but no "
@@ -209,6 +210,8 @@ class GraphModule(nn.Module):
         if t == "Threshold":
             th = _t(node.threshold, d)
             return _Fn(lambda x: (x > th).to(d))
+        if kind_of(node, nid).name == "ReLU":  # analog: max(0, x), stateless
+            return _Fn(torch.relu)
         if t == "Delay":
             steps = np.rint(np.asarray(node.delay, np.float64) / self.dt).astype(int)
             return _Delay(steps, self.shapes[nid])

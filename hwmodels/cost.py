@@ -9,6 +9,7 @@ import numpy as np
 
 from hwmodels.energy import DEFAULT_TERMS, energy_and_latency
 from hwmodels.graph import build_layer_table
+from hwmodels.hybrid import check_analog
 from hwmodels.mapping import Mapping, map_layers
 from hwmodels.profiles import ChipProfile, load_profile
 from hwmodels.traffic import counts_from_activity, counts_from_totals, node_stats
@@ -59,6 +60,7 @@ class HardwareCost:
         # (``counts_from_totals``); the search sets it, a simulate.json that lost records stays an error.
         self.estimate_unmeasured = estimate_unmeasured
         self.table = build_layer_table(graph)
+        check_analog(self.table, self.profile)
         self.mapping = map_layers(self.table, self.profile, placement)
         self.steps, self.terms, self.update_pricing, self.input_spiking = steps, terms, update_pricing, input_spiking
         self._stats = node_stats(self.mapping)

@@ -1,6 +1,7 @@
 """Energy and latency from counts on a mapping, per term, layer and core.
 
-Terms: ``synops`` (synaptic ops × E_synop; on AC/MAC accelerators ACs × E_AC + MACs × E_MAC), ``neuron_updates``
+Terms: ``synops`` (synaptic ops × E_synop; on AC/MAC accelerators ACs × E_AC + MACs × E_MAC; on a neuromorphic
+chip that prices graded spikes, ``e_mac``, its MACs at E_MAC), ``neuron_updates``
 (active/inactive × E_update), ``messages`` (messages × (E_message + hops_EW·E_hop_EW + hops_NS·E_hop_NS)),
 ``memory`` (optional, after Lemaire et al. 2022: one weight read per op, one state read and write per update),
 ``static`` (static power × chips × steps × latency bound per step). A term whose price the profile lacks is left
@@ -87,13 +88,18 @@ def _synop_energy(m: Mapping, c: Counts) -> tuple[np.ndarray | None, dict[str, f
     if e is None:
         return None, {}
     e_conv = _e(m, "e_synop_conv") or e
+    e_mac = _e(m, "e_mac")  # graded spikes (Loihi 2): their ops are multiplies, priced on their own
+    macs_into: dict[str, float] = {}
+    for conn in m.table.connections:
+        macs_into[conn.target] = macs_into.get(conn.target, 0.0) + c.macs.get(conn.node_id, 0.0)
     out = np.zeros(m.n_blocks)
     for name in m.table.layers:
         sl = m.blocks_of(name)
         tot = c.layer_synops.get(name, 0.0)
         conv_frac = c.layer_synops_conv.get(name, 0.0) / tot if tot else 0.0
         price = conv_frac * e_conv + (1 - conv_frac) * e
-        out[sl] = per_block[sl] * price
+        mac_frac = min(macs_into.get(name, 0.0) / tot, 1.0) if (tot and e_mac is not None) else 0.0
+        out[sl] = per_block[sl] * (price + mac_frac * ((e_mac or 0.0) - price))
         per_layer[name] = float(out[sl].sum())
     return out, per_layer
 

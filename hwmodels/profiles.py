@@ -45,6 +45,7 @@ PARAMS: dict[str, tuple[tuple[type, ...], tuple[str, ...]]] = {
     "e_synop_conv": (_NUM, ()),
     "e_ac": (_NUM, ()),
     "e_mac": (_NUM, ()),
+    "graded_spike_bits": ((int,), ()),
     "e_update_active": (_NUM, ()),
     "e_update_inactive": (_NUM, ()),
     "e_message": (_NUM, ()),

@@ -277,7 +277,8 @@ def _events(totals: dict, node: str, m: Mapping, steps: int, input_spiking: bool
         return float(np.prod(m.table.shapes[node]) * steps), bool(input_spiking)  # dense analog input every step
     if spikes is None and nonzero is None:
         raise ActivityError(f"node totals lack node {node!r} (give its spikes_per_sample)")
-    return (spikes if spikes is not None else nonzero), True
+    layer = m.table.layers.get(node)
+    return (spikes if spikes is not None else nonzero), (layer is None or layer.spiking)  # analog: graded values
 
 
 def _measured(totals: dict, conn: Connection) -> tuple[float, float]:

@@ -27,12 +27,13 @@ from nasflow.snasnet_search import SNASNetSearchConfig
 from nasflow.snn.blocks import NeuronSpec
 from nasflow.spikedhs_search import SpikeDHSConfig
 from nasflow.steps import BackendRun, ByRole, ExportedModel, NetxRun, SearchStep, SimulatedModel, TrainedModel
+from nasflow.temporal_step import RunSearch, TemporalStep, check_temporal, run_temporal_step
 from nasflow.train.trainer import TrainConfig
 
 __all__ = ["PIPELINE_STEPS", "SPACES", "LavaConfig", "PipelineConfig", "RunData", "RunModel", "run_pipeline"]
 
 R = TypeVar("R")
-PIPELINE_STEPS = ("search", "train_winner", "train_baseline", "export", "simulate", "hardware", "report")
+PIPELINE_STEPS = ("search", "temporal", "train_winner", "train_baseline", "export", "simulate", "hardware", "report")
 
 
 def _default_search() -> AutoSNNSearchConfig:
@@ -111,6 +112,7 @@ class PipelineConfig:
     chip: str = "loihi"
     dt: float = 1e-3
     lava: LavaConfig = field(default_factory=LavaConfig)
+    search: RunSearch = field(default_factory=RunSearch)
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -127,6 +129,7 @@ class PipelineConfig:
             raise ConfigError(f"lava.samples must be >= 1, got {self.lava.samples}")
         if self.dt <= 0:
             raise ConfigError(f"dt must be > 0 seconds, got {self.dt}")
+        check_temporal(self)
 
 
 def load_pipeline_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
@@ -162,8 +165,9 @@ def check_layout(data: dict[str, Any], where: str) -> None:
     with another T or dataset."""
     moved: list[str] = []
     old = data.get("search")
-    if isinstance(old, dict):
-        moved += [f"search.{k} -> {SHARED_KEYS.get(k, f'autosnn.{k}')}" for k in old]
+    if isinstance(old, dict):  # the section now holds the temporal search on the winner (RunSearch)
+        moved += [f"search.{k} -> {SHARED_KEYS.get(k, f'autosnn.{k}')}" for k in old
+                  if k not in RunSearch.__dataclass_fields__]
     elif "search" in data:
         moved.append("search -> autosnn")
     for section in SPACES:
@@ -244,13 +248,14 @@ def _prepare_dir(out_dir: Path, cfg: PipelineConfig, resume: bool) -> None:
     cfg_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
 
 
-def _train(cfg: PipelineConfig, arch: str, out_dir: Path) -> TrainedModel:
+def _train(cfg: PipelineConfig, arch: str, out_dir: Path, temporal: str | None = None) -> TrainedModel:
     from nasflow.train.run import run_training
 
     train = from_dict(TrainConfig, {**to_dict(cfg.retrain), "seed": cfg.seed, "progress": cfg.progress})
     run_cfg = TrainRunConfig(
         data=DataConfig(name=cfg.data.dataset, data_dir=cfg.data.data_dir, augment=cfg.data.augment),
-        model=ModelConfig(arch=arch, channels=cfg.model.channels, steps=cfg.model.steps, neuron=cfg.autosnn.neuron),
+        model=ModelConfig(arch=arch, channels=cfg.model.channels, steps=cfg.model.steps, neuron=cfg.autosnn.neuron,
+                          temporal=temporal),
         train=train,
     )
     result = run_training(run_cfg, out_dir)
@@ -330,7 +335,12 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
         np.savez_compressed(out_dir / f"{role}_activity.npz", **ref)
         torch_accuracy = accuracy_from_output(ref, labels, head, last)
         runs: dict[str, BackendRun] = {}
+        refused = lava.analog_refusal(graph)  # a hybrid's analog layers: Lava runs spiking layers only
         for name, fixed in [("lava", False)] + ([("lava_fixed", True)] if cfg.lava.fixed_point else []):
+            if refused is not None:
+                log(f"    {role}: Lava skipped ({refused})")
+                runs[name] = BackendRun(0.0, None, {}, refused)
+                continue
             log(f"    {role}: Lava {'fixed' if fixed else 'floating'} point on {len(labels)} test samples")
             t0 = time.perf_counter()
             act = lava.simulate(graph, x, dt=cfg.dt, fixed_point=fixed, timeout_s=cfg.lava.timeout_s)
@@ -385,7 +395,9 @@ def run_pipeline(
 
     space = SPACES[cfg.space]
     search = steps.run("search", lambda: space.search(cfg, out_dir / "search"), SearchStep.from_dict)
-    winner = steps.run("train_winner", lambda: space.retrain(cfg, search.arch, out_dir / "winner"),
+    temporal = steps.run("temporal", lambda: run_temporal_step(cfg, search.arch, out_dir / "temporal"),
+                         TemporalStep.from_dict)
+    winner = steps.run("train_winner", lambda: space.retrain(cfg, search.arch, out_dir / "winner", temporal.arch),
                        TrainedModel.from_dict)
     baseline = steps.run("train_baseline", lambda: _train(cfg, cfg.baseline, out_dir / "baseline"),
                          TrainedModel.from_dict)
@@ -399,7 +411,8 @@ def run_pipeline(
 
     def report() -> RunReport:
         return write_reports(out_dir, cfg=to_dict(cfg), search=search, models=models, exported=exported,
-                             simulated=simulated, hardware=hardware, step_seconds=dict(steps.seconds))
+                             simulated=simulated, hardware=hardware, step_seconds=dict(steps.seconds),
+                             temporal=temporal.to_dict())
 
     result = steps.run("report", report, RunReport.from_dict)
     return result.to_dict() | {"total_seconds_this_session": time.perf_counter() - t_start}
@@ -426,13 +439,13 @@ def _snasnet_search_step(cfg: PipelineConfig, out_dir: Path) -> SearchStep:
                       dir=str(out_dir), evaluated=rows, value_label=f"{full['score']} score")
 
 
-def _train_snasnet(cfg: PipelineConfig, cell: str, out_dir: Path) -> TrainedModel:
+def _train_snasnet(cfg: PipelineConfig, cell: str, out_dir: Path, temporal: str | None = None) -> TrainedModel:
     """Retrain the SNASNet winner with its recipe; the same fields as ``_train``."""
     from nasflow.models import load_model
     from nasflow.snasnet_search import retrain_cell
     from nasflow.train.trainer import resolve_device
 
-    res = retrain_cell(cfg.snasnet, cell, out_dir, resolve_device(cfg.snasnet.device))
+    res = retrain_cell(cfg.snasnet, cell, out_dir, resolve_device(cfg.snasnet.device), temporal)
     model, _ = load_model(res["model"])
     keys = ("spikes_per_sample", "synops_per_sample", "macs_per_sample", "neuron_updates_per_sample",
             "firing_rates")
@@ -452,11 +465,11 @@ def _spikedhs_search_step(cfg: PipelineConfig, out_dir: Path) -> SearchStep:
                       search_seconds=full["search_seconds"], dir=str(out_dir), evaluated=[best])
 
 
-def _train_spikedhs(cfg: PipelineConfig, genotype: str, out_dir: Path) -> TrainedModel:
+def _train_spikedhs(cfg: PipelineConfig, genotype: str, out_dir: Path, temporal: str | None = None) -> TrainedModel:
     """Retrain the decoded SpikeDHS genotype from scratch (``retrain_genotype``); the same fields as ``_train``."""
     from nasflow.spikedhs_search import retrain_genotype
 
-    result = retrain_genotype(cfg.spikedhs, genotype, out_dir)
+    result = retrain_genotype(cfg.spikedhs, genotype, out_dir, temporal=temporal)
     keys = ("arch", "test_accuracy", "test_samples", "spikes_per_sample", "synops_per_sample", "macs_per_sample",
             "neuron_updates_per_sample", "firing_rates", "parameters")
     return TrainedModel(**{k: result[k] for k in keys}, dir=str(out_dir))
@@ -467,7 +480,7 @@ class SpaceSteps:
     """What the main job runs for one search space: its search step and the retraining of its winner."""
 
     search: Callable[[PipelineConfig, Path], SearchStep]
-    retrain: Callable[[PipelineConfig, str, Path], TrainedModel]
+    retrain: Callable[[PipelineConfig, str, Path, str | None], TrainedModel]  # (..., per-layer temporal values)
 
 
 #: The main job's steps per space (``space`` in the config, also the name of its config section); every other

@@ -47,6 +47,7 @@ class ModelRow:
     cores_used: int | None
     latency_per_step_s: float | None
     parameters: int
+    lava_refused: str | None = None  # why Lava did not run it (a hybrid's analog layers)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -132,6 +133,7 @@ def _model_row(m: TrainedModel, s: SimulatedModel, h: HwReport) -> ModelRow:
         cores_used=h.cores_used,
         latency_per_step_s=h.latency_per_step_s,
         parameters=m.parameters,
+        lava_refused=s.lava.refused,
     )
 
 
@@ -149,8 +151,9 @@ def _min_metric(compare: dict[str, Any] | None, key: str) -> float | None:
 
 def write_reports(out_dir: str | Path, *, cfg: dict[str, Any], search: SearchStep, models: ByRole[TrainedModel],
                   exported: ByRole[ExportedModel], simulated: ByRole[SimulatedModel], hardware: ByRole[HwReport],
-                  step_seconds: dict[str, float]) -> RunReport:
-    """Write report.json, report.md, report.html and plots/*.png in ``out_dir``; return the report."""
+                  step_seconds: dict[str, float], temporal: dict[str, Any] | None = None) -> RunReport:
+    """Write report.json, report.md, report.html and plots/*.png in ``out_dir``; return the report. ``temporal``:
+    the temporal step's outcome (TPS/HNS on the winner), kept under ``search.temporal``."""
     out_dir = Path(out_dir)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -169,6 +172,7 @@ def write_reports(out_dir: str | Path, *, cfg: dict[str, Any], search: SearchSte
             "search_seconds": search.search_seconds,
             "search_cost_seconds": step_seconds.get("search"),
             "value": search.value_label or "accuracy",  # SNASNet ranks by a training-free score, not accuracy
+            **({"temporal": temporal} if temporal and temporal.get("method") != "none" else {}),
         },
         pareto_cost=cost_key,
         pareto=[candidates[i] for i in front],
@@ -321,6 +325,14 @@ def _markdown(report: RunReport, images: dict[str, str],
              "| | searched winner | baseline |", "|---|---|---|"]
     lines += [f"| {label} | {format_value(getattr(w, key), kind)} | {format_value(getattr(b, key), kind)} |"
               for label, key, kind in _ROWS]
+    lines += [f"\nLava did not run the {role}: {row.lava_refused}" for role, row in (("winner", w), ("baseline", b))
+              if row.lava_refused]
+    tmp = report.search.get("temporal")
+    if tmp:
+        energy = tmp.get("energy") or {}
+        extra = (f"; E_decoded/E_ref {energy['e_ratio']:.3f} ({energy['factors']} factors, {energy['accounting']})"
+                 if "e_ratio" in energy else "")
+        lines += ["", f"Temporal search on the winner ({tmp['method'].upper()}): `{tmp['arch']}`{extra}."]
     lines += ["", f"netx: winner {report.netx['winner']}; baseline {report.netx['baseline']}", "",
               f"Pareto set (D_val accuracy with supernet weights, {report.pareto_cost}):", ""]
     lines += [f"- {p['arch']}: {_value_text(p['accuracy'], report)}, {_cost_text(p['cost'], report.pareto_cost)}"

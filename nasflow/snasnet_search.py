@@ -232,14 +232,21 @@ def _rank(cfg: SNASNetSearchConfig, cells: list[str], results, ranked_cost: bool
     return rows, best
 
 
-def retrain_cell(cfg: SNASNetSearchConfig, cell: str, out_dir: Path, device) -> dict[str, Any]:
+def retrain_cell(cfg: SNASNetSearchConfig, cell: str, out_dir: Path, device,
+                 temporal: str | None = None) -> dict[str, Any]:
     """Train ``cell`` with SNASNet's recipe (SGD, cosine schedule, cross-entropy) in ``out_dir/retrain`` (resuming
-    there), evaluate it on the test set; returns the ``retrain`` entry of search.json."""
+    there), evaluate it on the test set; returns the ``retrain`` entry of search.json. ``temporal``: per-layer
+    dynamics or neuron types found by TPS/HNS (``nasflow.snn.tps.TemporalArch``), written into the network."""
     loaders = make_loaders(cfg.dataset, cfg.batch_size, data_dir=cfg.data_dir, seed=cfg.seed,
                            augment=False if cfg.augment == "none" else cfg.augment, eval_batch_size=512)
     spec = loaders.spec
     seed_everything(cfg.seed)
     model = build_candidate(cfg, cell, spec.image_shape, spec.num_classes)
+    if temporal:
+        from nasflow.snn.tps import apply_temporal
+
+        apply_temporal(model, temporal)
+        model.config = {**model.config, "temporal": temporal}
     train_cfg = TrainConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer="sgd", lr=cfg.lr, momentum=0.9,
         weight_decay=cfg.weight_decay, schedule="cosine", loss="ce", seed=cfg.seed, device=str(device),

@@ -123,7 +123,7 @@ def search_loaders(cfg: SpikeDHSConfig):
 
 
 def retrain_genotype(cfg: SpikeDHSConfig, genotype: str, out_dir: str | Path, epochs: int | None = None,
-                     dgs: list[str] | None = None) -> dict[str, Any]:
+                     dgs: list[str] | None = None, temporal: str | None = None) -> dict[str, Any]:
     """Train ``genotype`` from scratch in ``out_dir`` (resumable) with the same recipe for every winner: SGD
     (momentum 0.9, weight decay 3e-4), cosine from ``retrain_lr``, cross-entropy, the search's T and layers and
     ``retrain_channels`` (default: the search's C) on the full training split; returns ``result.json``'s content."""
@@ -132,7 +132,7 @@ def retrain_genotype(cfg: SpikeDHSConfig, genotype: str, out_dir: str | Path, ep
         model=ModelConfig(name="spikedhs", arch=genotype, channels=cfg.retrain_channels or cfg.channels,
                           steps=cfg.steps,
                           neuron=cfg.neuron or SPIKEDHS_NEURON,
-                          options={"layers": cfg.layers, "stem_multiplier": cfg.stem_multiplier}),
+                          options={"layers": cfg.layers, "stem_multiplier": cfg.stem_multiplier}, temporal=temporal),
         train=TrainConfig(epochs=epochs or cfg.retrain_epochs, batch_size=cfg.batch_size, optimizer="sgd",
                           lr=cfg.retrain_lr, momentum=0.9, weight_decay=3e-4, schedule="cosine", loss="ce",
                           seed=cfg.seed, device=cfg.device, progress=cfg.progress, dgs=list(dgs or [])),

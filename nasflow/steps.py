@@ -127,23 +127,27 @@ class ExportedModel:
 
 @dataclass(frozen=True)
 class BackendRun:
-    """One Lava backend on the test samples: wall time, accuracy, per-node spike comparison with torch."""
+    """One Lava backend on the test samples: wall time, accuracy, per-node spike comparison with torch; or, when
+    the backend refused the graph before running it (a hybrid's analog layers), its reason (``refused``)."""
 
     seconds: float
     accuracy: float | None
     compare: dict[str, Any]
+    refused: str | None = None
 
     def to_keys(self, name: str) -> dict[str, Any]:
         """The simulate step's keys for backend ``name``: ``<name>_seconds``, ``<name>_accuracy``,
-        ``<name>_compare`` (the backends share one flat row per model)."""
-        return {f"{name}_seconds": self.seconds, f"{name}_accuracy": self.accuracy, f"{name}_compare": self.compare}
+        ``<name>_compare`` and, if it refused, ``<name>_refused`` (the backends share one flat row per model)."""
+        out = {f"{name}_seconds": self.seconds, f"{name}_accuracy": self.accuracy, f"{name}_compare": self.compare}
+        return out if self.refused is None else out | {f"{name}_refused": self.refused}
 
     @classmethod
     def from_keys(cls, data: dict[str, Any], name: str) -> BackendRun | None:
         """Backend ``name``'s run from a simulate row; None when the row has none."""
         if f"{name}_seconds" not in data:
             return None
-        return cls(data[f"{name}_seconds"], data[f"{name}_accuracy"], data[f"{name}_compare"])
+        return cls(data[f"{name}_seconds"], data[f"{name}_accuracy"], data[f"{name}_compare"],
+                   data.get(f"{name}_refused"))
 
 
 @dataclass(frozen=True)

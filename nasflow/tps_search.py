@@ -19,6 +19,7 @@ from exporters.core.jsonio import write_json
 from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, to_dict
 from nasflow.data import make_loaders
 from nasflow.snn.blocks import NeuronSpec
+from nasflow.snn.neuron_types import TYPES
 from nasflow.snn.tps import parse_temporal
 from nasflow.spaces.temporal import TemporalSpace
 from nasflow.strategies.intraining import run_in_training
@@ -65,9 +66,23 @@ class TPSConfig:
         if bad:
             raise ConfigError(f"invalid TPS value(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} "
                               "(warmup must leave at least one search epoch)")
-        if self.arch is None and self.model != "spikedhs":
-            raise ConfigError(f"model {self.model!r} needs an architecture: pass --arch (spikedhs alone has a default)")
+        if self.arch is None and self.model not in ("spikedhs", "snasnet"):
+            raise ConfigError(f"model {self.model!r} needs an architecture: pass --arch (spikedhs and snasnet have "
+                              "defaults)")
         self.space()
+
+    def strategy(self, in_shape: tuple[int, ...], num_classes: int, steps: int, event_input: bool) -> TPSStrategy:
+        """The in-training strategy this config runs."""
+        return TPSStrategy(in_shape, num_classes, **self._strategy_kwargs(steps, event_input))
+
+    def _strategy_kwargs(self, steps: int, event_input: bool) -> dict[str, Any]:
+        return {"channels": self.channels, "steps": steps, "epochs": self.epochs, "warmup": self.warmup,
+                "every": self.every, "lr_w": self.lr_w, "lr_gamma": self.lr_gamma, "neuron": self.neuron,
+                "event_input": event_input, "device": resolve_device(self.device)}
+
+    def retrain_costs(self, model_path: Path, result: dict[str, Any]) -> dict[str, Any]:
+        """Further costs of the retrained network for search.json (TPS: none)."""
+        return {}
 
     def space(self) -> TemporalSpace:
         try:
@@ -106,18 +121,18 @@ def _loaders(cfg: TPSConfig):
 
 
 def run_tps_search(cfg: TPSConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Run (or resume) the search, then (``retrain_epochs > 0``) retrain what it found; returns ``search.json``."""
+    """Run (or resume) the search (TPS, or HNS for an ``nasflow.hns_search.HNSConfig``), then
+    (``retrain_epochs > 0``) retrain what it found; returns ``search.json``."""
     out_dir = Path(out_dir)
     loaders = _loaders(cfg)
     spec = loaders.spec
     event = spec.kind == "event"
-    strategy = TPSStrategy(spec.image_shape, spec.num_classes, channels=cfg.channels,
-                           steps=spec.T if event else cfg.steps, epochs=cfg.epochs, warmup=cfg.warmup,
-                           every=cfg.every, lr_w=cfg.lr_w, lr_gamma=cfg.lr_gamma, neuron=cfg.neuron,
-                           event_input=event, device=resolve_device(cfg.device))
+    strategy = cfg.strategy(spec.image_shape, spec.num_classes, spec.T if event else cfg.steps, event)
     out = run_in_training(strategy, cfg.space(), loaders, out_dir, cfg.epochs, seed=cfg.seed, progress=cfg.progress,
                           extra={"dataset": cfg.dataset, "config": to_dict(cfg)})
     out["history"] = strategy.history()
+    if hasattr(strategy, "energy_report"):
+        out["energy"] = strategy.energy_report()
     write_history(out["history"], out_dir / "metrics.jsonl")
     plot_history(out["history"], out_dir / "history.png")
     if cfg.retrain_epochs > 0:
@@ -125,6 +140,7 @@ def run_tps_search(cfg: TPSConfig, out_dir: str | Path) -> dict[str, Any]:
         out["retrain"] = {k: res[k] for k in ("test_accuracy", "test_samples", "spikes_per_sample",
                                               "synops_per_sample", "epochs")}
         out["retrain"]["model"] = str(out_dir / "retrain" / "model.pt")
+        out["retrain"].update(cfg.retrain_costs(out_dir / "retrain" / "model.pt", res))
     write_json(out_dir / "search.json", out, indent=2)
     return out
 
@@ -171,13 +187,17 @@ def plot_history(history: list[dict[str, Any]], path: str | Path) -> Path:
     series: dict[str, list[tuple[int, float]]] = {}
     for row in history:
         for layer, param, value in parse_temporal(row["values"]).values:
-            series.setdefault(f"{layer} {param}", []).append((int(row["search_step"]), value))
+            y = TYPES.index(value) if isinstance(value, str) else value  # a neuron type: its index in TYPES
+            series.setdefault(f"{layer} {param}", []).append((int(row["search_step"]), y))
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, points in series.items():
         ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=label)
     ax.set_xlabel("search step")
-    ax.set_ylabel("committed value")
-    ax.set_title("TPS: per-layer parameters")
+    types = any(key.endswith(" type") for key in series)
+    ax.set_ylabel("committed type" if types else "committed value")
+    if types:
+        ax.set_yticks(range(len(TYPES)), TYPES)
+    ax.set_title("HNS: per-layer neuron types" if types else "TPS: per-layer parameters")
     if len(series) <= 12:
         ax.legend(fontsize=6)
     fig.tight_layout()

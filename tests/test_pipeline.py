@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import nir
 import numpy as np
 import pytest
 import yaml
@@ -258,3 +259,34 @@ def test_in_training_darts_runs_the_main_job(tmp_path):
     assert report["winner"]["lava_accuracy"] is not None and report["winner"]["energy_per_sample_j"] > 0
     with pytest.raises(ConfigError, match="strategy 'darts' prices spikes only"):
         load_pipeline_config(None, {"autosnn.strategy": "darts"})  # the default cost is energy:loihi
+
+
+def test_temporal_search_settings_are_checked_before_work():
+    with pytest.raises(ConfigError, match="chip 'loihi' cannot run the HNS winner's analog"):
+        load_pipeline_config(None, {"search.temporal": "hns"})  # the main job's default chip is Loihi
+    with pytest.raises(ConfigError, match="ALIF"):
+        load_pipeline_config(None, {"search.temporal": "hns", "search.types": "lif,alif", "chip": "loihi2"})
+    with pytest.raises(ConfigError, match="search.temporal must be one of none, tps, hns"):
+        load_pipeline_config(None, {"search.temporal": "pns"})
+    with pytest.raises(ConfigError, match="search.evaluations -> autosnn.evaluations"):
+        load_pipeline_config(None, {"search.evaluations": 3})  # the old AutoSNN section is still named
+    assert load_pipeline_config(None, {"search.temporal": "hns", "search.types": "lif"}).search.temporal == "hns"
+
+
+@pytest.mark.slow
+def test_main_job_with_hns_on_the_winner_deploys_a_hybrid(tmp_path):
+    """search.temporal=hns: the winner's types are searched, retrained with them, exported with its ReLU layers,
+    refused by Lava by name, run on the torch reference and costed with MACs on a chip that prices them."""
+    sets = {**_flat(TINY), "lava.samples": 2, "lava.fixed_point": False, "search.temporal": "hns",
+            "search.temporal_epochs": 2, "search.every": 4, "search.lambda_e": 0.0, "chip": "generic-45nm-fp32",
+            "autosnn.cost": "energy:generic-45nm-fp32"}
+    report = run_pipeline(load_pipeline_config(None, sets), tmp_path / "h", log=lambda _m: None)
+    temporal = report["search"]["temporal"]
+    assert temporal["method"] == "hns" and temporal["energy"]["accounting"] == "per-step"
+    relus = [item.partition(":")[0] for item in temporal["arch"].split(";") if item.endswith("type=relu")]
+    assert relus, "λ_E = 0 on digits should pick some ReLU layers"
+    graph = nir.read(tmp_path / "h" / "model.nir")
+    assert all(graph.nodes[n].metadata.get("nasflow.activation") == "relu" for n in relus)
+    assert report["winner"]["lava_accuracy"] is None and "analog ReLU layer" in report["winner"]["lava_refused"]
+    assert report["winner"]["energy_per_sample_j"] > 0 and report["winner"]["torch_accuracy"] > 0
+    assert "Lava did not run the winner" in (tmp_path / "h" / "report.md").read_text()

@@ -17,10 +17,11 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 import nir
+import numpy as np
 
 from exporters.core.conventions import Conventions
 from exporters.core.errors import NIRFormatError
-from exporters.core.kinds import KINDS, NodeKind, kind_of
+from exporters.core.kinds import ACTIVATION_KEY, NodeKind, kind_of
 from exporters.core.shapes import infer_shapes
 from exporters.core.traversal import (
     Topology,
@@ -75,7 +76,7 @@ class CompiledGraph:
 
     def kind(self, node_id: str) -> NodeKind:
         """The kind-table entry of node ``node_id``."""
-        return KINDS[type(self.graph.nodes[node_id]).__name__]
+        return kind_of(self.graph.nodes[node_id], node_id)
 
     def is_source(self, node_id: str) -> bool:
         """Whether paths start at ``node_id`` (anything that is not a linear node or an Output)."""
@@ -128,6 +129,14 @@ class CompiledGraph:
         return found
 
 
+def _check_pass_through(nid: str, node: nir.NIRNode) -> None:
+    """An analog ReLU's ``LI`` carrier must pass its input through (``r = 1``, ``v_leak = 0``; ``τ`` is not read)."""
+    r, v_leak = np.asarray(node.r, dtype=np.float64), np.asarray(node.v_leak, dtype=np.float64)
+    if not (np.all(r == 1.0) and np.all(v_leak == 0.0)):
+        raise NIRFormatError(f"node {nid!r}: an analog ReLU (LI marked {ACTIVATION_KEY}=relu) must have r = 1 and "
+                             "v_leak = 0 (it computes max(0, x)); fold any gain or offset into the weights before it")
+
+
 def compile_graph(graph: nir.NIRGraph, dt: float | None = None) -> CompiledGraph:
     """Check, flatten and compile ``graph`` (``NIRFormatError`` naming the node on any problem).
 
@@ -137,16 +146,15 @@ def compile_graph(graph: nir.NIRGraph, dt: float | None = None) -> CompiledGraph
     check_finite_parameters(graph)
     flat = flatten_graph(graph)
     for nid, node in flat.nodes.items():
-        kind_of(node, nid)
+        if kind_of(node, nid).name == "ReLU":
+            _check_pass_through(nid, node)
     shapes = {k: tuple(int(s) for s in v) for k, v in infer_shapes(flat).items()}
     conventions = Conventions.from_metadata(flat.metadata)
     if dt is not None:
         conventions = replace(conventions, dt=float(dt))
     topo = topology(flat)
-    populations = {
-        nid: Population(nid, KINDS[type(flat.nodes[nid]).__name__], shapes[nid])
-        for nid in topo.order
-        if KINDS[type(flat.nodes[nid]).__name__].category == "neuron"
-    }
+    kinds = {nid: kind_of(flat.nodes[nid], nid) for nid in topo.order}
+    populations = {nid: Population(nid, kinds[nid], shapes[nid]) for nid in topo.order
+                   if kinds[nid].category == "neuron"}
     return CompiledGraph(flat, tuple(input_ids(flat)), tuple(output_ids(flat)), shapes, topo, conventions,
                          populations)

@@ -11,6 +11,12 @@ this table instead of keeping its own list, so that a node type means the same t
 
 ``spiking`` kinds emit 0/1; ``fires`` kinds are the stateful neurons that fire and reset (the spikes that
 reports count and that carry ``v_reset`` since nir 1.0.6); ``timed`` kinds need the graph's ``dt``.
+
+NIR has no ReLU node. nasflow writes an analog ReLU layer (HNS's hybrid networks) as an existing node, an ``LI``
+that passes its input through (``τ = dt``, ``r = 1``, ``v_leak = 0``), marked with the node metadata
+``{"nasflow.activation": "relu"}`` (``ACTIVATION_KEY``). ``kind_of`` gives such a node the kind ``ReLU`` (a
+non-spiking, stateless neuron population: ``y_t = max(0, x_t)``); a reader that ignores the metadata sees a
+linear analog neuron. Consumers refuse what they cannot run by that kind's name, never treating it as spiking.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import nir
 from exporters.core.errors import NIRFormatError
 
 __all__ = [
+    "ACTIVATION_KEY",
+    "ANALOG_KINDS",
     "KINDS",
     "KNOWN_TYPES",
     "NodeKind",
@@ -33,6 +41,7 @@ __all__ = [
     "STATELESS_TYPES",
     "TIMED_TYPES",
     "WEIGHT_TYPES",
+    "activation",
     "kind_of",
     "node_type",
 ]
@@ -76,6 +85,10 @@ _TABLE = (
 
 #: Every node type nasflow reads, by NIR type name.
 KINDS: dict[str, NodeKind] = {k.name: k for k in _TABLE}
+#: Node metadata key naming the analog activation a node stands for, and the kinds it selects (by value).
+ACTIVATION_KEY = "nasflow.activation"
+ANALOG_KINDS: dict[str, NodeKind] = {"relu": NodeKind("ReLU", "neuron", elementwise=True)}
+_ANALOG_CARRIER = "LI"
 KNOWN_TYPES = tuple(KINDS)
 NEURON_TYPES = tuple(k.name for k in _TABLE if k.category == "neuron")
 SPIKING_TYPES = tuple(k.name for k in _TABLE if k.spiking)
@@ -93,11 +106,27 @@ def node_type(node: nir.NIRNode) -> str:
     return type(node).__name__
 
 
+def activation(node: nir.NIRNode) -> str | None:
+    """The analog activation a node's metadata names (``ACTIVATION_KEY``), or None."""
+    meta = getattr(node, "metadata", None)
+    value = meta.get(ACTIVATION_KEY) if isinstance(meta, dict) else None
+    if isinstance(value, bytes):
+        value = value.decode()
+    return None if value is None else str(value)
+
+
 def kind_of(node: nir.NIRNode | str, node_id: str | None = None) -> NodeKind:
-    """The table entry of ``node`` (a node or a type name); ``NIRFormatError`` naming the node if unknown."""
+    """The table entry of ``node`` (a node or a type name; an activation-marked ``LI`` is its analog kind);
+    ``NIRFormatError`` naming the node if unknown."""
+    where = f"node {node_id!r}: " if node_id is not None else ""
     name = node if isinstance(node, str) else node_type(node)
+    act = None if isinstance(node, str) else activation(node)
+    if act is not None:
+        if name != _ANALOG_CARRIER or act not in ANALOG_KINDS:
+            raise NIRFormatError(f"{where}metadata {ACTIVATION_KEY}={act!r} on a {name} node: nasflow reads "
+                                 f"{', '.join(ANALOG_KINDS)} on {_ANALOG_CARRIER} nodes only")
+        return ANALOG_KINDS[act]
     kind = KINDS.get(name)
     if kind is None:
-        where = f"node {node_id!r}: " if node_id is not None else ""
         raise NIRFormatError(f"{where}unknown NIR node type {name!r}; supported: {', '.join(KNOWN_TYPES)}")
     return kind

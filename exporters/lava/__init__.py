@@ -52,7 +52,7 @@ from exporters.lava.build import build_network
 from exporters.lava.errors import LavaBackendError
 from exporters.lava.layout import from_lava_layout, lava_perm, lava_shape, to_lava_layout
 from exporters.lava.linalg import MAX_DENSE_ENTRIES, apply_linear
-from exporters.lava.plan import CONST, LavaConnection, LavaNeuron, LavaPlan, build_plan
+from exporters.lava.plan import CONST, LavaConnection, LavaNeuron, LavaPlan, analog_refusal, build_plan
 from exporters.lava.quantize import QuantPlan, quantize_plan
 from exporters.lava.runtime import ensure_lava_importable, run_network
 
@@ -64,6 +64,7 @@ __all__ = [
     "LavaPlan",
     "CONST",
     "MAX_DENSE_ENTRIES",
+    "analog_refusal",
     "build_plan",
     "quantize_plan",
     "QuantPlan",

@@ -192,6 +192,11 @@ def build_plan(graph: nir.NIRGraph | CompiledGraph, dt: float | None = None) -> 
     graph = compiled.graph
     for nid in graph.nodes:
         k = compiled.kind(nid)
+        if k.name == "ReLU":
+            raise LavaBackendError(
+                f"node {nid!r} is an analog ReLU layer (a hybrid network's non-spiking neuron): nasflow's Lava "
+                "backend builds LIF processes that emit binary spikes and has no graded-spike ReLU process, so it "
+                "refuses the layer rather than run it as spiking; simulate hybrids with --backend torch")
         if k.category not in ("neuron", "linear") and k.name not in ("Input", "Output"):
             raise LavaBackendError(f"node {nid!r}: {k.name} cannot be represented on Lava by this backend")
     try:
@@ -258,3 +263,16 @@ def _plan_inputs(graph: nir.NIRGraph, plan: LavaPlan, preds: dict, paths: list[L
                 continue
         m = dense_matrix(graph, preds, shapes, src, nid) * spec.gain[:, None]
         plan.conns.append(LavaConnection(src, nid, sorted({p for pl, _ in plist for p in pl}), delayed, dense=m))
+
+
+def analog_refusal(graph: nir.NIRGraph | CompiledGraph) -> str | None:
+    """The backend's reason for refusing a graph with analog (ReLU) layers, or None when it has none."""
+    compiled = graph if isinstance(graph, CompiledGraph) else compile_graph(graph)
+    analog = [nid for nid in compiled.graph.nodes if compiled.kind(nid).name == "ReLU"]
+    if not analog:
+        return None
+    try:
+        build_plan(compiled)
+    except LavaBackendError as err:
+        return str(err).splitlines()[0]
+    return None

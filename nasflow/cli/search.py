@@ -7,6 +7,7 @@ import argparse
 import json
 
 from nasflow.cli.common import search_config_mapping
+from nasflow.cli.hns import add_hns_parser
 from nasflow.cli.snasnet import add_snasnet_parser
 from nasflow.cli.spikedhs import add_spikedhs_parser
 from nasflow.cli.tps import add_tps_parser
@@ -31,6 +32,7 @@ def add_search_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     add_snasnet_parser(space)
     add_spikedhs_parser(space)
     add_tps_parser(space)
+    add_hns_parser(space)
     return p
 
 

@@ -7,7 +7,7 @@ import json
 
 from nasflow.cli.common import search_config_mapping
 
-__all__ = ["add_tps_parser", "cmd_tps"]
+__all__ = ["add_run_args", "add_tps_parser", "cmd_tps"]
 
 _FLAGS = {
     "dataset": "dataset", "data_dir": "data_dir", "model": "model", "arch": "arch", "params": "params",
@@ -33,21 +33,26 @@ def add_tps_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument("--params", help="comma-separated parameters: decay, alif.beta, alif.rho (default decay)")
     p.add_argument("--candidates", help="per parameter, e.g. 'decay=0.1,0.2,0.5;alif.beta=0,0.5' (default: "
                    "decay 0.1,0.2,0.35,0.5,0.65,0.8,0.95)")
+    add_run_args(p, "parameters")
+    p.set_defaults(handler=cmd_tps)
+    return p
+
+
+def add_run_args(p: argparse.ArgumentParser, searched: str) -> None:
+    """The flags TPS and HNS share: the network, the training schedule, the retraining and the run."""
     p.add_argument("--channels", type=int, help="C of the network (default 8)")
     p.add_argument("--steps", type=int, help="time steps T (default 6)")
     p.add_argument("--epochs", type=int, help="training epochs (default 20)")
-    p.add_argument("--warmup", type=int, help="first epochs with the parameters fixed (default 5)")
+    p.add_argument("--warmup", type=int, help=f"first epochs with the {searched} fixed (default 5)")
     p.add_argument("--every", type=int, help="batches per search step (default 50)")
     p.add_argument("--batch-size", type=int, help="samples per batch (default 64)")
     p.add_argument("--lr-gamma", type=float, help="Adam learning rate of γ (default 0.01)")
-    p.add_argument("--retrain-epochs", type=int, help="retrain the found dynamics from scratch (default 0: no)")
+    p.add_argument("--retrain-epochs", type=int, help=f"retrain the found {searched} from scratch (default 0: no)")
     p.add_argument("--seed", type=int, help="random seed; the same seed, machine and thread count give the same search")
     p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, ...")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--out", required=True, help="run directory (resumes a killed search found there)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(handler=cmd_tps)
-    return p
 
 
 def cmd_tps(args: argparse.Namespace) -> int:

@@ -45,7 +45,8 @@ def is_hardware_cost(name: str) -> bool:
 def measured_totals(table: LayerTable, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """hwmodels per-node totals from an ``ActivityMonitor`` summary of the exported model (node id = module name).
 
-    Neuron and pool rows give ``spikes_per_sample`` (what drives traffic); synapse rows give, for every connection
+    Neuron and pool rows give ``spikes_per_sample`` (what drives traffic), analog rows ``nonzero_per_sample``;
+    synapse rows give, for every connection
     of that weight node, the measured ``{"synops": {target: {"source", "acs_per_sample", "macs_per_sample"}}}``
     record that ``nasflow simulate`` also writes (``hwmodels.traffic.measured_synops``), so hwmodels prices these
     counts instead of re-estimating them. A weight node feeding several targets is one synapse per target, each
@@ -59,6 +60,8 @@ def measured_totals(table: LayerTable, summary: dict[str, Any]) -> dict[str, dic
     for name, row in summary["layers"].items():
         if row["kind"] in ("neuron", "pool"):
             totals[name] = {"spikes_per_sample": row["spikes_per_sample"]}
+        elif row["kind"] == "analog":  # graded values: events for traffic, MACs for its consumers
+            totals[name] = {"nonzero_per_sample": row["nonzero_per_sample"]}
         elif row["kind"] == "synapse":
             if name not in weights:
                 raise ValueError(f"the activity summary has synapse layer {name!r}, which the exported graph lacks "

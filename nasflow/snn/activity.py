@@ -6,7 +6,9 @@
   sample; ACs when the layer's input is binary (all values in {0, ±1}), MACs otherwise.
   This is NeuroBench's effective-ops count, biases excluded, borders/stride/padding included.
   A direct-coding stem (``DirectEncoder``) counts its MACs at every step;
-* **neuron updates**: neurons × T for every neuron layer.
+* **neuron updates**: neurons × T for every neuron layer, analog ones (``AnalogReLU``) included;
+* **analog layers** emit values, not spikes: their non-zero outputs are counted (``nonzero_per_sample``), never
+  as spikes, and their consumers do MACs.
 
 Counts are exact: ops are int64, spikes float64 (float32 sums stop being exact at 2**24).
 
@@ -27,6 +29,7 @@ from exporters.core.errors import NIRFormatError
 from exporters.core.fanout import affine_fanout, conv_fanout
 from exporters.core.shapes import conv_pads
 from nasflow.snn.layers import DirectEncoder, Flatten, SpikingMaxPool2d, TimeDistributed, synaptic_layer
+from nasflow.snn.neuron_types import AnalogReLU
 from nasflow.snn.neurons import Neuron
 
 __all__ = ["ActivityMonitor", "LayerActivity", "effective_ops", "fanout_map"]
@@ -125,7 +128,7 @@ class LayerActivity:
     already seen in that pass, so totals stay per sample.
     """
 
-    kind: str  # "neuron" or "synapse"
+    kind: str  # "neuron", "analog", "pool" or "synapse"
     samples: int = 0
     steps: int = 0  # steps seen in the last forward pass
     neurons: int = 0
@@ -133,6 +136,7 @@ class LayerActivity:
     spikes: torch.Tensor | None = None  # [T], summed over samples
     acs: torch.Tensor | None = None  # [T], int64
     macs: torch.Tensor | None = None  # [T], int64
+    nonzero: torch.Tensor | None = None  # [T]: non-zero outputs of an analog layer
     pass_id: int = -1  # the monitor's forward pass that last called this layer
     offset: int = 0  # steps already counted in that pass
 
@@ -196,6 +200,8 @@ class ActivityMonitor:
         for name, module in self.model.named_modules():
             if isinstance(module, Neuron):
                 self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
+            elif isinstance(module, AnalogReLU):
+                self._handles.append(module.register_forward_hook(self._analog_hook(name)))
             elif isinstance(module, (TimeDistributed, DirectEncoder)) and synaptic_layer(module.module):
                 self._handles.append(module.register_forward_hook(self._synapse_hook(name)))
             elif type(module) is SpikingMaxPool2d:  # not AvgPool: its output is analog
@@ -276,6 +282,21 @@ class ActivityMonitor:
 
         return hook
 
+    def _analog_hook(self, name: str):
+        """An analog layer: neuron updates and non-zero outputs (its consumers' input is not binary)."""
+
+        def hook(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+            if not self.enabled:
+                return
+            with torch.no_grad():
+                steps, batch = out.shape[0], out.shape[1]
+                rec, offset = self._record(name, "analog", batch, steps)
+                rec.neurons = out[0, 0].numel()
+                rec.updates += rec.neurons * steps * batch
+                rec.add("nonzero", (out.detach().flatten(1) != 0).sum(1).to(_float_acc(out.device)), offset)
+
+        return hook
+
     def _pool_hook(self, name: str):
         """Max-pooled spikes: counted per layer (hardware models route them) but not as neuron spikes."""
 
@@ -331,6 +352,12 @@ class ActivityMonitor:
                 "firing_rate": spikes / updates if updates else 0.0,
                 "neuron_updates_per_sample": updates,
             }
+        analog = {n: r for n, r in self.layers.items() if r.kind == "analog"}
+        for n, r in analog.items():
+            updates = r.updates_per_sample()
+            layers[n] = {"kind": "analog", "neurons": r.neurons, "nonzero_per_sample": r.per_sample("nonzero"),
+                         "activity": r.per_sample("nonzero") / updates if updates else 0.0,
+                         "neuron_updates_per_sample": updates}
         for n, r in self.layers.items():
             if r.kind == "pool":
                 layers[n] = {"kind": "pool", "neurons": r.neurons, "spikes_per_sample": r.per_sample("spikes")}
@@ -344,7 +371,7 @@ class ActivityMonitor:
             "spikes_per_sample": sum(r.per_sample("spikes") for r in neurons.values()),
             "synops_per_sample": sum(r.per_sample("acs") for r in synapses.values()),
             "macs_per_sample": sum(r.per_sample("macs") for r in synapses.values()),
-            "neuron_updates_per_sample": sum(r.updates_per_sample() for r in neurons.values()),
+            "neuron_updates_per_sample": sum(r.updates_per_sample() for r in (*neurons.values(), *analog.values())),
             "spikes_per_step_per_sample": _sum_curves(r.per_step_per_sample("spikes") for r in neurons.values()),
             "synops_per_step_per_sample": _sum_curves(r.per_step_per_sample("acs") for r in synapses.values()),
             "macs_per_step_per_sample": _sum_curves(r.per_step_per_sample("macs") for r in synapses.values()),

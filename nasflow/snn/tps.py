@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nasflow.snn.neuron_types import TYPES, set_type, type_layers, type_of
 from nasflow.snn.neurons import ALIF, LIF, PLIF, Neuron
 
 __all__ = [
@@ -206,15 +207,19 @@ def neuron_layers(model: nn.Module, param: str) -> list[str]:
 
 @dataclass(frozen=True)
 class TemporalArch:
-    """Per-layer parameter values: ``((layer, param, value), ...)``; ``str`` gives the ``;``-joined form."""
+    """Per-layer parameter values ``((layer, param, value), ...)``; ``str`` gives the ``;``-joined form.
 
-    values: tuple[tuple[str, str, float], ...]
+    ``param`` is one of ``PARAMS`` (a number) or ``type`` (HNS's neuron type, one of
+    ``nasflow.snn.neuron_types.TYPES``: ``layer:type=relu``)."""
+
+    values: tuple[tuple[str, str, float | str], ...]
 
     def __str__(self) -> str:
-        return ";".join(f"{layer}:{param}={value:g}" for layer, param, value in self.values)
+        return ";".join(f"{layer}:{param}={value if isinstance(value, str) else format(value, 'g')}"
+                        for layer, param, value in self.values)
 
-    def as_dict(self) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
+    def as_dict(self) -> dict[str, dict[str, float | str]]:
+        out: dict[str, dict[str, float | str]] = {}
         for layer, param, value in self.values:
             out.setdefault(layer, {})[param] = value
         return out
@@ -230,8 +235,13 @@ def parse_temporal(text: str) -> TemporalArch:
         param, eq, value = rest.partition("=")
         if not sep or not eq or not layer:
             raise ValueError(f"temporal item {item!r} must read 'layer:param=value'")
+        if param == "type":
+            if value not in TYPES:
+                raise ValueError(f"temporal item {item!r}: unknown neuron type {value!r}; known: {', '.join(TYPES)}")
+            values.append((layer, param, value))
+            continue
         if param not in PARAMS:
-            raise ValueError(f"temporal item {item!r}: unknown parameter {param!r}; known: {', '.join(PARAMS)}")
+            raise ValueError(f"temporal item {item!r}: unknown parameter {param!r}; known: type, {', '.join(PARAMS)}")
         try:
             values.append((layer, param, float(value)))
         except ValueError:
@@ -240,21 +250,29 @@ def parse_temporal(text: str) -> TemporalArch:
 
 
 def apply_temporal(model: nn.Module, arch: TemporalArch | str) -> nn.Module:
-    """Write ``arch``'s values into ``model``'s neuron layers (in place; returns ``model``)."""
+    """Write ``arch``'s values into ``model``'s neuron layers (in place; returns ``model``): the neuron types first
+    (a layer of a new type is made from the old one), then the parameters."""
     arch = parse_temporal(arch) if isinstance(arch, str) else arch
+    for layer, param, value in arch.values:
+        if param == "type":
+            set_type(model, layer, str(value))
     modules = dict(model.named_modules())
     for layer, param, value in arch.values:
+        if param == "type":
+            continue
         neuron = modules.get(layer)
         if neuron is None or not accepts(neuron, param):
             known = ", ".join(neuron_layers(model, param)[:8])
             raise ValueError(f"temporal item {layer}:{param}: the model has no neuron layer {layer!r} with "
                              f"{param!r} (neuron layers: {known}, ...)")
-        set_param(neuron, param, value)  # type: ignore[arg-type]
+        set_param(neuron, param, float(value))  # type: ignore[arg-type]
     return model
 
 
 def read_temporal(model: nn.Module, params: Sequence[str]) -> TemporalArch:
-    """The current values of ``params`` in every neuron layer that has them."""
+    """The current values of ``params`` (``type`` included) in every neuron layer that has them."""
     modules = dict(model.named_modules())
-    return TemporalArch(tuple((layer, p, round(get_param(modules[layer], p), 6))  # type: ignore[arg-type]
-                              for p in params for layer in neuron_layers(model, p)))
+    types = tuple((layer, "type", type_of(modules[layer]) or "") for layer in type_layers(model)) \
+        if "type" in params else ()
+    return TemporalArch(types + tuple((layer, p, round(get_param(modules[layer], p), 6))  # type: ignore[arg-type]
+                                      for p in params if p != "type" for layer in neuron_layers(model, p)))

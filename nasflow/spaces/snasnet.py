@@ -238,8 +238,11 @@ class SNASNet(Wired):
 
 
 @register_model("snasnet")
-def snasnet(**kwargs: Any) -> SNASNet:
-    """SNASNet macro network; ``cell`` in matrix notation (default: the released CIFAR-10 cell)."""
+def snasnet(arch: str | None = None, **kwargs: Any) -> SNASNet:
+    """SNASNet macro network; ``cell`` (or ``arch``, the name every other model uses) in matrix notation (default:
+    the released CIFAR-10 cell)."""
+    if arch is not None:
+        kwargs["cell"] = arch
     return SNASNet(**kwargs)
 
 

@@ -1,4 +1,5 @@
-"""TPS's search space: one network, and per neuron layer a candidate set for a dynamics parameter.
+"""TPS's and HNS's search spaces: one network, and per neuron layer a candidate set for a dynamics parameter (TPS)
+or for the neuron type (HNS: ``HybridSpace``, types from ``nasflow.snn.neuron_types.TYPES``).
 
 The architecture is fixed (any registered model with neuron layers: AutoSNN, SNASNet, SpikeDHS); what is searched
 is, per neuron layer, the value of each parameter in ``params`` (``nasflow.snn.tps.PARAMS``). A decoded point is a
@@ -16,9 +17,17 @@ from typing import Any
 
 from torch import nn
 
+from nasflow.snn.neuron_types import TYPES, check_types
 from nasflow.snn.tps import DEFAULT_CANDIDATES, PARAMS
 
-__all__ = ["TemporalSpace"]
+__all__ = ["HybridSpace", "TemporalSpace"]
+
+
+def _build(model: str, arch: str | None, options: Mapping[str, Any], kwargs: dict[str, Any]) -> nn.Module:
+    from nasflow.models import create_model
+
+    extra = {} if arch is None else {"arch": arch}
+    return create_model(model, **extra, **{**dict(options), **kwargs})
 
 
 @dataclass(frozen=True)
@@ -51,11 +60,35 @@ class TemporalSpace:
 
     def build(self, **kwargs: Any) -> nn.Module:
         """The network (``create_model(model, arch=arch, **options, **kwargs)``; no ``arch``: the model's default)."""
-        from nasflow.models import create_model
-
-        arch = {} if self.arch is None else {"arch": self.arch}
-        return create_model(self.model, **arch, **{**dict(self.options), **kwargs})
+        return _build(self.model, self.arch, self.options, kwargs)
 
     def fingerprint(self) -> dict[str, Any]:
         return {"space": self.name, "model": self.model, "arch": self.arch, "params": list(self.params),
                 "candidates": {p: list(self.candidate_set(p)) for p in self.params}, "options": dict(self.options)}
+
+
+@dataclass(frozen=True)
+class HybridSpace:
+    """A fixed network and, per neuron layer, the neuron types HNS chooses between (``types``, candidate order).
+
+    A decoded point is a ``TemporalArch`` of ``layer:type=...`` items (``apply_temporal`` builds it)."""
+
+    model: str = "spikedhs"
+    arch: str | None = None
+    types: tuple[str, ...] = TYPES
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "types", check_types(list(self.types)))
+
+    @property
+    def name(self) -> str:
+        return "hns"
+
+    def build(self, **kwargs: Any) -> nn.Module:
+        """The network with the model's own neurons (``TemporalSpace.build``)."""
+        return _build(self.model, self.arch, self.options, kwargs)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"space": self.name, "model": self.model, "arch": self.arch, "types": list(self.types),
+                "options": dict(self.options)}

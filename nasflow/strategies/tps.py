@@ -33,10 +33,16 @@ from nasflow.train.trainer import evaluate
 __all__ = ["TPSStrategy"]
 
 
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
 class TPSStrategy(InTrainingStrategy):
     """Temporal parameter search during training (module docstring)."""
 
     name = "tps"
+    space_type: type = TemporalSpace
 
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, channels: int = 8, steps: int = 6,
                  epochs: int = 20, warmup: int = 5, every: int = 50, lr_w: float = 0.05, lr_min: float = 1e-3,
@@ -56,7 +62,7 @@ class TPSStrategy(InTrainingStrategy):
         self.neuron, self.event_input, self.device = neuron, event_input, torch.device(device)
         self.model: nn.Module | None = None
         self.space: TemporalSpace | None = None
-        self.layers: dict[str, TPSNeuron] = {}
+        self.layers: dict[str, Any] = {}  # layer name → its wrapper (TPSNeuron here)
         self.epoch = self.batches = self.search_steps = 0
         self._history: list[dict[str, Any]] = []
 
@@ -68,23 +74,12 @@ class TPSStrategy(InTrainingStrategy):
                 "neuron": self.neuron.to_dict() if self.neuron else None, "event_input": self.event_input}
 
     def relax(self, space: Any) -> nn.Module:
-        if not isinstance(space, TemporalSpace):
-            raise TypeError(f"TPS searches a TemporalSpace, got {type(space).__name__}")
+        if not isinstance(space, self.space_type):
+            raise TypeError(f"{self.name.upper()} searches a {self.space_type.__name__}, got {type(space).__name__}")
         self.space = space
         model = space.build(in_shape=self.in_shape, num_classes=self.num_classes, channels=self.channels,
                             steps=self.steps, neuron=self.neuron, event_input=self.event_input)
-        layers = [n for n in dict.fromkeys(n for p in space.params for n in neuron_layers(model, p))]
-        if not layers:
-            raise ValueError(f"model {space.model!r} has no neuron layer with {', '.join(space.params)} to search")
-        self.layers = {}
-        for name in layers:
-            parent, _, child = name.rpartition(".")
-            neuron = model.get_submodule(name)
-            param = next(p for p in space.params if accepts(neuron, p))
-            wrapper = TPSNeuron(neuron, param, space.candidate_set(param))  # type: ignore[arg-type]
-            wrapper.stop()
-            setattr(model.get_submodule(parent) if parent else model, child, wrapper)
-            self.layers[name] = wrapper
+        self.layers = self._wrap(model, space)
         self.model = model.to(self.device)
         gammas = {id(w.gamma) for w in self.layers.values()}
         self.opt_w = torch.optim.SGD([p for p in model.parameters() if id(p) not in gammas and p.requires_grad],
@@ -93,6 +88,25 @@ class TPSStrategy(InTrainingStrategy):
         self.epoch = self.batches = self.search_steps = 0
         self._history = [{"search_step": 0, "values": self.decode()[0]}]
         return self.model
+
+    def _wrap(self, model: nn.Module, space: Any) -> dict[str, nn.Module]:
+        """Wrap every neuron layer that has a searched parameter in a ``TPSNeuron`` (in place)."""
+        layers = [n for n in dict.fromkeys(n for p in space.params for n in neuron_layers(model, p))]
+        if not layers:
+            raise ValueError(f"model {space.model!r} has no neuron layer with {', '.join(space.params)} to search")
+        wrapped: dict[str, nn.Module] = {}
+        for name in layers:
+            neuron = model.get_submodule(name)
+            param = next(p for p in space.params if accepts(neuron, p))
+            wrapper = TPSNeuron(neuron, param, space.candidate_set(param))  # type: ignore[arg-type]
+            wrapper.stop()
+            _replace(model, name, wrapper)
+            wrapped[name] = wrapper
+        return wrapped
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor, searching: bool) -> torch.Tensor:
+        """The one loss the weights and γ train on (TPS: the task's)."""
+        return self.task.loss(out, y)
 
     def _make_gamma_optimizer(self) -> None:
         self.opt_gamma = torch.optim.Adam([w.gamma for w in self.layers.values()], lr=self.lr_gamma)
@@ -117,10 +131,11 @@ class TPSStrategy(InTrainingStrategy):
         x, y = (t.to(self.device) for t in batch_train)
         reset_states(model)
         out = model(x)
-        loss = self.task.loss(out, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"TPS training loss became {float(loss)} at epoch {self.epoch + 1}; lower lr_w")
         searching = self.epoch >= self.warmup
+        loss = self._loss(out, y, searching)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{self.name.upper()} training loss became {float(loss)} at epoch "
+                                     f"{self.epoch + 1}; lower lr_w")
         weights = [p for g in self.opt_w.param_groups for p in g["params"] if p.requires_grad]  # PLIF's w frozen
         gammas = [w.gamma for w in self.layers.values()] if searching else []
         self.opt_w.zero_grad(set_to_none=True)
@@ -138,18 +153,22 @@ class TPSStrategy(InTrainingStrategy):
         return logs
 
     def _search_step(self) -> None:
-        """Commit every layer to its best candidate, reset γ, and move to the next parameter in turn."""
+        """Commit every layer to its best candidate, reset γ (and its optimiser), record the history."""
+        self.search_steps += 1
+        self._commit_layers()
+        self._make_gamma_optimizer()
+        self._history.append({"search_step": self.search_steps, "epoch": self.epoch + 1,
+                              "values": self.decode()[0]})
+
+    def _commit_layers(self) -> None:
+        """Each layer takes its best candidate and moves on to the next parameter in turn."""
         assert self.space is not None
         params = self.space.params
-        self.search_steps += 1
         for w in self.layers.values():
             w.commit()
             nxt = [p for p in params[self.search_steps % len(params):] + params if accepts(w.neuron, p)][0]
             if nxt != w.param:
                 w.retarget(nxt, self.space.candidate_set(nxt))
-        self._make_gamma_optimizer()
-        self._history.append({"search_step": self.search_steps, "epoch": self.epoch + 1,
-                              "values": self.decode()[0]})
 
     def temporal(self) -> TemporalArch:
         """The committed values of every searched parameter in every wrapped layer."""
@@ -185,19 +204,26 @@ class TPSStrategy(InTrainingStrategy):
         # a LIF's τ is a plain attribute (not in the module's state_dict): the committed values travel as text
         return {"model": self._model().state_dict(), "opt_w": self.opt_w.state_dict(),
                 "opt_gamma": self.opt_gamma.state_dict(), "temporal": self.decode()[0],
-                "params": {n: w.param for n, w in self.layers.items()}, "epoch": self.epoch,
+                "params": {n: getattr(w, "param", None) for n, w in self.layers.items()}, "epoch": self.epoch,
                 "batches": self.batches, "search_steps": self.search_steps, "history": self._history}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def _restore_layers(self, state: dict[str, Any]) -> None:
+        """Put every wrapper back on the parameter it was searching (before the model's tensors are loaded)."""
         assert self.space is not None
         for name, param in state["params"].items():
             w = self.layers[name]
             if w.param != param:
                 w.retarget(param, self.space.candidate_set(param))
+
+    def _restore_values(self, state: dict[str, Any]) -> None:
+        for layer, param, value in parse_temporal(state["temporal"]).values:
+            set_param(self.layers[layer].neuron, param, float(value))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._restore_layers(state)
         self._make_gamma_optimizer()
         self._model().load_state_dict(state["model"])
-        for layer, param, value in parse_temporal(state["temporal"]).values:
-            set_param(self.layers[layer].neuron, param, value)
+        self._restore_values(state)
         self.opt_w.load_state_dict(state["opt_w"])
         self.opt_gamma.load_state_dict(state["opt_gamma"])
         self.epoch, self.batches = int(state["epoch"]), int(state["batches"])
