@@ -115,3 +115,15 @@ def test_analog_relu_is_elementwise_max_with_zero():
     torch.testing.assert_close(AnalogReLU()(x), torch.tensor([[[0.0, 0.5]], [[2.0, 0.0]]]))
     with pytest.raises(ValueError, match="time-first"):
         AnalogReLU()(torch.ones(3))
+
+
+def test_an_alif_layer_is_costed_as_its_lif_structure_when_asked():
+    model = create_model("spikedhs", in_shape=(1, 8, 8), num_classes=10, channels=2, steps=2, layers=3)
+    apply_temporal(model, f"{type_layers(model)[0]}:type=alif")
+    with torch.no_grad(), ActivityMonitor(model.eval()) as mon:
+        model(torch.rand(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="ALIF's adaptive threshold has no NIR node"):
+        HardwareSearchCost("generic-45nm-fp32")(model, mon.summary())
+    with pytest.warns(UserWarning, match="ALIF"):
+        cost = HardwareSearchCost("generic-45nm-fp32", allow_lossy=True)(model, mon.summary())
+    assert cost["energy:generic-45nm-fp32"] > 0

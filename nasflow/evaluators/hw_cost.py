@@ -76,15 +76,18 @@ def measured_totals(table: LayerTable, summary: dict[str, Any]) -> dict[str, dic
 class HardwareSearchCost:
     """Cost function ``(supernet, summary) -> {"energy:chip": J, "cores:chip": n, ...}`` for one chip."""
 
-    def __init__(self, chip: str, dt: float = 1e-3) -> None:
+    def __init__(self, chip: str, dt: float = 1e-3, allow_lossy: bool = False) -> None:
         self.profile = load_profile(chip)  # unknown chip: a clear error before any evaluation
         self.chip = chip
         self.dt = dt
+        # ALIF layers export as LIF (no NIR node for the adaptation): the structure hwmodels maps is the same and
+        # the activity is measured on the real model, so a caller costing such a network may accept it
+        self.allow_lossy = allow_lossy
 
     def __call__(self, net: torch.nn.Module, summary: dict[str, Any]) -> dict[str, float]:
         from exporters.nir_export import to_nir
 
-        graph = to_nir(net, dt=self.dt, validate=False)  # the space was validated by its tests
+        graph = to_nir(net, dt=self.dt, validate=False, allow_lossy=self.allow_lossy)  # spaces validated by tests
         steps = int(net.steps)
         # The export adds synapses the monitor does not see (a max-pool's SumPool2d, the voting Affine): hwmodels
         # estimates those from their source's spikes, exactly so for their uniform fan-out.
