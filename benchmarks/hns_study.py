@@ -109,7 +109,7 @@ def summarise(study: Path, seeds: list[int], lambdas: list[float]) -> dict[str, 
                 continue
             types = _types(s["best"]["arch"])
             terms = s["energy"]["layers"]
-            rows.append({"seed": seed, "lambda_e": lam, "accuracy": s["retrain"]["test_accuracy"],
+            rows.append({"seed": seed, "lambda_e": lam, "accuracy": s["retrain"]["test_accuracy"], "types": types,
                          "energy_j": s["retrain"][f"energy:{CHIP}"], "relu_layers": sorted(k for k, v in types.items()
                                                                                         if v == "relu"),
                          "e_ratio": s["energy"]["e_ratio"],
@@ -162,6 +162,24 @@ def markdown(res: dict[str, Any]) -> str:
     for lam, k in res["energy_lowered"].items():
         lines.append(f"- λ_E = {lam}: the retrained hybrid uses less chip energy than the λ_E = 0 one in {k} of "
                      f"{len({r['seed'] for r in res['rows']})} seeds")
+    first = sorted({r["seed"] for r in res["rows"]})[:1]
+    runs = {r["lambda_e"]: r for r in res["rows"] if r["seed"] in first}
+    if runs:
+        lams = sorted(runs)
+        ratio = runs[lams[0]]["relu_over_lif"]
+        lines += ["", f"## Per layer, seed {first[0]}: type chosen at each λ_E and e_ReLU / e_LIF (energy terms at "
+                  f"the end of the λ_E = {lams[0]:g} search, 45 nm, per-step)", "",
+                  "| layer | " + " | ".join(f"λ_E = {lam:g}" for lam in lams) + " | e_ReLU / e_LIF |",
+                  "|---|" + "---|" * (len(lams) + 1)]
+        for layer in ratio:
+            lines.append(f"| {layer} | " + " | ".join(runs[lam]["types"].get(layer, "?") for lam in lams)
+                         + f" | {ratio[layer]:.1f} |")
+        for lam in lams:
+            relu = [ratio[k] for k, v in runs[lam]["types"].items() if v == "relu" and k in ratio]
+            lif = [ratio[k] for k, v in runs[lam]["types"].items() if v != "relu" and k in ratio]
+            if relu and lif:
+                lines.append(f"\nλ_E = {lam:g}: median e_ReLU / e_LIF {sorted(relu)[len(relu) // 2]:.1f} in the "
+                             f"layers that became ReLU, {sorted(lif)[len(lif) // 2]:.1f} in those that stayed LIF.")
     fx = res["factors"]
     if fx:
         lines += ["", "## Hardware factors against the paper's constants (seed 0, λ_E = 0.3)", ""]
