@@ -11,8 +11,9 @@ Every run is a resumable nasflow run on the SpikeDHS baseline genotype (C = 8, T
   recipe and costed on the chip from its measured test activity;
 * per seed, the two fixed-type networks with the same recipe (``nasflow.tps_search.retrain_temporal``): all LIF
   (the handcrafted network) and all ReLU (``STUDY/lif_seedS``, ``STUDY/relu_seedS``), costed the same way;
-* factor comparison (seed 0, λ_E = 0.3, search only): the paper's constants (``--energy-factors paper``) and the
-  hardware factors of a second chip (``--cost energy:loihi2``), set layer by layer against the 45 nm hardware run.
+* factor comparison (seed 0, search only, at ``--factor-lambda``, default 0.1, where the decoded types are mixed):
+  the 45 nm hardware factors, the paper's constants (``--energy-factors paper``) and the hardware factors of a
+  second chip (``--cost energy:loihi2``), set layer by layer against the 45 nm run.
 
 "The energy loss lowers energy" per seed and λ_E > 0 means: the retrained hybrid's chip energy is below that of
 the same seed's λ_E = 0 hybrid. Writes ``STUDY/study.json`` and ``STUDY/study.md``.
@@ -31,6 +32,8 @@ from typing import Any
 from studies import mean_sd, write_study
 
 CHIP = "generic-45nm-fp32"
+FACTOR_RUNS = {"factors_hw45": (), "factors_paper": ("--energy-factors", "paper"),
+               "factors_loihi2": ("--cost", "energy:loihi2")}
 
 
 def _search_args(out: Path, seed: int, lam: float, epochs: int, threads: int, retrain: bool,
@@ -60,8 +63,8 @@ def baseline(kind: str, seed: int, epochs: int, threads: int, out: Path) -> None
     (out / "costs.json").write_text(json.dumps(costs, indent=2))
 
 
-def jobs(study: Path, seeds: list[int], lambdas: list[float], epochs: int,
-         threads: int) -> list[tuple[list[str], Path]]:
+def jobs(study: Path, seeds: list[int], lambdas: list[float], epochs: int, threads: int,
+         factor_lambda: float) -> list[tuple[list[str], Path]]:
     """Every unfinished run as (command, log)."""
     out: list[tuple[list[str], Path]] = []
     nasflow = [sys.executable, "-m", "nasflow.cli"]
@@ -75,11 +78,11 @@ def jobs(study: Path, seeds: list[int], lambdas: list[float], epochs: int,
             if not (d / "costs.json").exists():
                 out.append(([sys.executable, __file__, "--baseline", kind, "--seed", str(seed), "--epochs",
                              str(epochs), "--threads", str(threads), "--study", str(d)], study / f"{d.name}.log"))
-    variants = (("factors_paper", ("--energy-factors", "paper")), ("factors_loihi2", ("--cost", "energy:loihi2")))
-    for name, extra in variants:
-        d = study / name
+    for name, extra in FACTOR_RUNS.items():
+        d = study / f"{name}_lam{factor_lambda:g}"
         if not (d / "search.json").exists():
-            out.append((nasflow + _search_args(d, seeds[0], 0.3, epochs, threads, False, extra), study / f"{name}.log"))
+            out.append((nasflow + _search_args(d, seeds[0], factor_lambda, epochs, threads, False, extra),
+                        study / f"{d.name}.log"))
     return out
 
 
@@ -94,7 +97,7 @@ def _types(arch: str) -> dict[str, str]:
     return {item.partition(":")[0]: item.rpartition("=")[2] for item in arch.split(";") if item}
 
 
-def summarise(study: Path, seeds: list[int], lambdas: list[float]) -> dict[str, Any]:
+def summarise(study: Path, seeds: list[int], lambdas: list[float], factor_lambda: float) -> dict[str, Any]:
     rows, base = [], {}
     for seed in seeds:
         for kind in ("lif", "relu"):
@@ -119,12 +122,12 @@ def summarise(study: Path, seeds: list[int], lambdas: list[float]) -> dict[str, 
     lowered = {f"{lam:g}": sum(1 for s in seeds if (s, lam) in by and (s, 0.0) in by
                                and by[(s, lam)]["energy_j"] < by[(s, 0.0)]["energy_j"])
                for lam in lambdas if lam > 0}
-    factors = {}
-    ref = study / f"lam0.3_seed{seeds[0]}" / "search.json"
+    factors: dict[str, Any] = {"lambda_e": factor_lambda}
+    ref = study / f"factors_hw45_lam{factor_lambda:g}" / "search.json"
     if ref.exists():
         hw = _types(json.loads(ref.read_text())["best"]["arch"])
-        for name in ("factors_paper", "factors_loihi2"):
-            f = study / name / "search.json"
+        for name in FACTOR_RUNS:
+            f = study / f"{name}_lam{factor_lambda:g}" / "search.json"
             if f.exists():
                 other = json.loads(f.read_text())
                 t = _types(other["best"]["arch"])
@@ -133,7 +136,6 @@ def summarise(study: Path, seeds: list[int], lambdas: list[float]) -> dict[str, 
                                  "e_ratio": other["energy"]["e_ratio"],
                                  "relu_over_lif": {k: v["terms"]["relu"] / max(v["terms"]["lif"], 1e-30)
                                                    for k, v in other["energy"]["layers"].items()}}
-        factors["hw_45nm_relu_layers"] = sorted(k for k, v in hw.items() if v == "relu")
     return {"chip": CHIP, "accounting": "per-step", "types": ["lif", "relu"], "rows": rows, "baselines": base,
             "energy_lowered": lowered, "factors": factors}
 
@@ -181,16 +183,18 @@ def markdown(res: dict[str, Any]) -> str:
                 lines.append(f"\nλ_E = {lam:g}: median e_ReLU / e_LIF {sorted(relu)[len(relu) // 2]:.1f} in the "
                              f"layers that became ReLU, {sorted(lif)[len(lif) // 2]:.1f} in those that stayed LIF.")
     fx = res["factors"]
-    if fx:
-        lines += ["", "## Hardware factors against the paper's constants (seed 0, λ_E = 0.3)", ""]
-        lines.append(f"- 45 nm hardware factors: ReLU in {len(fx.get('hw_45nm_relu_layers', []))} layers")
-        for name in ("factors_paper", "factors_loihi2"):
+    if "factors_hw45" in fx:
+        lines += ["", f"## Hardware factors against the paper's constants (seed {min(r['seed'] for r in res['rows'])}, "
+                  f"λ_E = {fx['lambda_e']:g}, search only)", "",
+                  "| factors | ReLU layers | differ from 45 nm hw in | e_ReLU / e_LIF per layer | E_decoded / E_ref |",
+                  "|---|---|---|---|---|"]
+        for name in FACTOR_RUNS:
             if name in fx:
                 f = fx[name]
                 ratios = list(f["relu_over_lif"].values())
-                lines.append(f"- {name.split('_')[1]}: ReLU in {len(f['relu_layers'])} layers; differs from the 45 nm "
-                             f"run in {len(f['differ'])} layers ({', '.join(f['differ']) or 'none'}); e_ReLU / e_LIF "
-                             f"per layer {min(ratios):.2f}–{max(ratios):.2f}")
+                lines.append(f"| {name.split('_')[1]} | {len(f['relu_layers'])} | {len(f['differ'])} layers "
+                             f"({', '.join(f['differ']) or 'none'}) | {min(ratios):.2f}–{max(ratios):.2f} | "
+                             f"{f['e_ratio']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -202,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each with --threads threads)")
+    parser.add_argument("--factor-lambda", type=float, default=0.1, help="λ_E of the factor comparison")
     parser.add_argument("--baseline", choices=("lif", "relu"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--summary-only", action="store_true", help="only summarise the finished runs")
@@ -212,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         baseline(args.baseline, args.seed, args.epochs, args.threads, study)
         return 0
     if not args.summary_only:
-        todo = jobs(study, args.seeds, args.lambdas, args.epochs, args.threads)
+        todo = jobs(study, args.seeds, args.lambdas, args.epochs, args.threads, args.factor_lambda)
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             list(pool.map(_run, todo))
-    res = summarise(study, args.seeds, args.lambdas)
+    res = summarise(study, args.seeds, args.lambdas, args.factor_lambda)
     print(write_study(study, res, markdown))
     return 0
 
