@@ -8,9 +8,20 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/main
 PYTEST_ARGS ?=
 
-.PHONY: venv browser run test lint bench lock clean
+KERNEL := nasflow/kernels/_build/source.sha256
+
+.PHONY: venv browser kernels run test test-fallback lint bench lock clean
 
 venv: $(STAMP)
+
+# The compiled neuron kernel (nasflow/kernels/neurons.cpp), built with this machine's compiler against the venv's
+# torch (about a minute); without a compiler nasflow still runs, on the slower torch-op loop, and says so.
+kernels: $(KERNEL)
+
+$(KERNEL): nasflow/kernels/neurons.cpp nasflow/kernels/build.py $(STAMP)
+	@start=$$(date +%s); \
+	  if $(PY) -m nasflow.kernels.build; then echo "kernel build: $$(( $$(date +%s) - start )) s"; \
+	  else echo "make kernels: build failed; nasflow runs the torch-op neuron loop" >&2; fi
 
 $(STAMP): pyproject.toml constraints.txt
 	@PY310="$$(.ci/find-python310)" || exit 1; \
@@ -47,12 +58,17 @@ browser:
 	command -v chromium >/dev/null 2>&1 || { echo "make browser: apt-get installed chromium but no chromium is on PATH" >&2; exit 1; }; \
 	chromium --version
 
-run: venv
+run: venv kernels
 	$(VENV)/bin/nasflow run --out $(RUN_DIR) --resume
 
-test: venv browser
+test: venv browser kernels
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	NASFLOW_KERNELS=torch $(PY) -m pytest -q tests/test_kernels.py
+
+# The suite's kernel equivalence tests on the torch-op loop alone (the fallback a machine without a build runs).
+test-fallback: venv
+	NASFLOW_KERNELS=torch $(PY) -m pytest -q tests/test_kernels.py
 
 lint: venv
 	$(PY) -m ruff check .

@@ -39,10 +39,24 @@ EPILOG = (
 )
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and which neuron loop runs (checked only when asked: it may import torch)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[override]
+        import warnings
+
+        from nasflow import kernels
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            line = kernels.describe()
+        parser.exit(message=f"nasflow {__version__}; {line}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``nasflow`` argument parser (subcommands)."""
     parser = argparse.ArgumentParser(prog="nasflow", description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("--version", action="version", version=f"nasflow {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print nasflow's version and neuron loop")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_train_parser, add_search_parser, add_run_parser, add_export_parser, add_simulate_parser,
                 add_hw_parser):

@@ -37,7 +37,18 @@ import torch
 from torch import nn
 
 from nasflow.snn.layers import DirectEncoder, TimeDistributed, is_marked_spikes, mark_spikes
-from nasflow.snn.neurons import IF, LIF, LeakyIntegrateSeq, Neuron, NeuronState, fire_mask, reset_from_mask
+from nasflow.snn.neurons import (
+    IF,
+    LIF,
+    LeakyIntegrateSeq,
+    Neuron,
+    NeuronState,
+    fire_mask,
+    kernel_backward,
+    kernel_forward,
+    kernel_ops,
+    reset_from_mask,
+)
 
 __all__ = ["can_fuse", "conv_bn_neuron", "fusion", "fusion_enabled", "set_fusion"]
 
@@ -177,14 +188,19 @@ class _BNLeakyIntegrate(torch.autograd.Function):
         k_val = float(k)
         xs, hs = _drive_and_buffer(x, z, steps, direct)
         v0 = neuron.initial_state(hs[0]).v
-        mask = torch.empty_like(hs, dtype=torch.bool)
-        v = _integrate(xs, hs, v0, k_val, neuron, mask)
+        ops = kernel_ops(xs, neuron)
+        if ops is not None:  # the compiled loop: spikes straight into the output, H recomputed in backward
+            spikes, _, v = kernel_forward(ops, xs, v0, k_val, neuron, False)
+        else:
+            mask = torch.empty_like(hs, dtype=torch.bool)
+            v = _integrate(xs, hs, v0, k_val, neuron, mask)
+            spikes = mask.to(y.dtype)
         del x, xs, hs
         ctx.z_bool = z is not None and is_marked_spikes(z)  # a spiking shortcut: keep it as bool
         ctx.save_for_backward(y, z.to(torch.bool) if ctx.z_bool else z, weight, bias, mean, invstd)
         ctx.bn, ctx.neuron, ctx.steps, ctx.direct, ctx.k = bn, neuron, steps, direct, k_val
         ctx.mark_non_differentiable(v)
-        return mask.to(y.dtype), v
+        return spikes, v
 
     @staticmethod
     def backward(ctx, grad_s, _grad_v):  # type: ignore[override]
@@ -195,11 +211,18 @@ class _BNLeakyIntegrate(torch.autograd.Function):
         x = _bn_apply(y, weight, bias, mean, invstd)  # bit-identical to the forward's BN output
         xs, hs = _drive_and_buffer(x, z, steps, direct)
         v0 = neuron.initial_state(hs[0]).v
-        _integrate(xs, hs, v0, k, neuron, None)
-        del x, xs
-        lctx = _Ctx((hs, v0), neuron, k, ctx.needs_input_grad[4])
-        grad_x, grad_k, _, _ = LeakyIntegrateSeq.backward(lctx, grad_s, None)
-        del hs, lctx
+        ops = kernel_ops(xs, neuron)
+        if ops is not None:
+            _, hs, _ = kernel_forward(ops, xs, v0, k, neuron, True)
+            del x, xs
+            grad_x, grad_k, _ = kernel_backward(ops, grad_s, hs, v0, None, k, neuron, ctx.needs_input_grad[4])
+        else:
+            _integrate(xs, hs, v0, k, neuron, None)
+            del x, xs
+            lctx = _Ctx((hs, v0), neuron, k, ctx.needs_input_grad[4])
+            grad_x, grad_k, _, _ = LeakyIntegrateSeq.backward(lctx, grad_s, None)
+            del lctx
+        del hs
         grad_z = grad_x if (z is not None and ctx.needs_input_grad[1]) else None
         gx = grad_x.sum(0) if direct else grad_x.flatten(0, 1)
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[2], ctx.needs_input_grad[3]]

@@ -24,7 +24,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from nasflow.snn.surrogate import ATan, Surrogate
+from nasflow import kernels
+from nasflow.snn.surrogate import ATan, Dspike, Sigmoid, SuperSpike, Surrogate, Triangle
 
 __all__ = ["ALIF", "CUBA", "IF", "LIF", "PLIF", "Neuron", "NeuronState", "reset_states"]
 
@@ -156,6 +157,45 @@ def reset_from_mask(h: torch.Tensor, m: torch.Tensor, th: float, vr: float | Non
     return h.masked_fill(m, vr)
 
 
+_SURROGATE_IDS = {ATan: (0, "alpha"), Sigmoid: (1, "alpha"), Triangle: (2, "width"), SuperSpike: (3, "beta"),
+                  Dspike: (4, "b")}
+
+
+def kernel_ops(x: torch.Tensor, neuron: Neuron):
+    """The compiled time loop for ``neuron`` on ``x`` (``nasflow.kernels``), or None for the torch-op loop (no
+    build, forced fallback, not on CPU, not float32/64, or a surrogate the kernel does not know)."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    if type(neuron.surrogate) not in _SURROGATE_IDS:
+        return None
+    return kernels.ops()
+
+
+def kernel_forward(ops, x: torch.Tensor, v0: torch.Tensor, k: float, neuron: Neuron, save_h: bool):
+    """``(spikes, H or None, last V)`` of the IF/LIF/PLIF loop on ``x [T, ...]`` from the compiled kernel."""
+    di = neuron.decay_input_eff
+    vr = neuron.v_reset
+    steps = x.shape[0]
+    s, h, v = ops.lif_forward(x.reshape(steps, -1).contiguous(), v0.expand(x.shape[1:]).reshape(-1).contiguous(),
+                              k, k if di else 1.0, neuron.leak_target, neuron.v_threshold, vr is None,
+                              0.0 if vr is None else vr, neuron.strict, save_h)
+    return s.view(x.shape), (h.view(x.shape) if save_h else None), v.view(x.shape[1:])
+
+
+def kernel_backward(ops, grad_s: torch.Tensor, h_seq: torch.Tensor, v0: torch.Tensor,
+                    grad_v_last: torch.Tensor | None, k: float, neuron: Neuron, need_k: bool):
+    """``(grad_x, grad_k or None, grad_v0)`` of the IF/LIF/PLIF loop from the compiled kernel."""
+    sid, name = _SURROGATE_IDS[type(neuron.surrogate)]
+    vr, steps = neuron.v_reset, h_seq.shape[0]
+    gvl = grad_v_last.reshape(-1).contiguous() if grad_v_last is not None else h_seq.new_empty(0)
+    gx, gv0, gk = ops.lif_backward(
+        grad_s.reshape(steps, -1).contiguous(), h_seq.reshape(steps, -1).contiguous(),
+        v0.expand(h_seq.shape[1:]).reshape(-1).contiguous(), gvl, k, k if neuron.decay_input_eff else 1.0,
+        neuron.leak_target, neuron.v_threshold, vr is None, 0.0 if vr is None else vr, neuron.strict,
+        neuron.detach_reset, sid, float(getattr(neuron.surrogate, name)), neuron.decay_input_eff, need_k)
+    return gx.view(h_seq.shape), (gk if need_k else None), gv0.view(h_seq.shape[1:]).sum_to_size(v0.shape)
+
+
 class LeakyIntegrateSeq(torch.autograd.Function):
     """Whole-sequence IF/LIF/PLIF: forward writes H in place and keeps a bool spike mask; backward
     walks time in reverse recomputing masks from H (ATan in closed form with fused ops)."""
@@ -163,6 +203,15 @@ class LeakyIntegrateSeq(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, k, v0, neuron):  # type: ignore[override]
         k_val = float(k) if torch.is_tensor(k) else k
+        ctx.neuron, ctx.k = neuron, k_val
+        ctx.k_requires_grad = torch.is_tensor(k) and k.requires_grad
+        ops = kernel_ops(x, neuron)
+        ctx.kernel = ops is not None
+        if ops is not None:
+            save = any(ctx.needs_input_grad)
+            s, h, v = kernel_forward(ops, x, v0, k_val, neuron, save)
+            ctx.save_for_backward(h, v0)
+            return s, v
         di = neuron.decay_input_eff
         b = k_val if di else 1.0
         vl = neuron.leak_target
@@ -183,15 +232,16 @@ class LeakyIntegrateSeq(torch.autograd.Function):
             fire_mask(h, th, strict, out=m_seq[t])
             v = reset_from_mask(h, m_seq[t], th, vr)
         ctx.save_for_backward(h_seq, v0)
-        ctx.neuron = neuron
-        ctx.k = k_val
-        ctx.k_requires_grad = torch.is_tensor(k) and k.requires_grad
         return m_seq.to(x.dtype), v
 
     @staticmethod
     def backward(ctx, grad_s, grad_v_last):  # type: ignore[override]
         h_seq, v0 = ctx.saved_tensors
         n = ctx.neuron
+        if getattr(ctx, "kernel", False):
+            ops = kernel_ops(h_seq, n)
+            gx, gk, gv0 = kernel_backward(ops, grad_s, h_seq, v0, grad_v_last, ctx.k, n, ctx.k_requires_grad)
+            return gx, (gk.to(h_seq.dtype) if gk is not None else None), gv0, None
         k, th, vr, strict = ctx.k, n.v_threshold, n.v_reset, n.strict
         di = n.decay_input_eff
         b = k if di else 1.0
