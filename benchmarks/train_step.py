@@ -267,6 +267,14 @@ def build_floor(cfg: dict[str, Any]) -> tuple[nn.Module, Callable[[], None] | No
     return ReluFloorNet(cfg), None
 
 
+def build_nasflow_torchloop(cfg: dict[str, Any]) -> tuple[nn.Module, Callable[[], None] | None]:
+    """nasflow with its torch-op neuron loop (``NASFLOW_KERNELS=torch`` in this worker only): A/B for the kernel."""
+    import os
+
+    os.environ["NASFLOW_KERNELS"] = "torch"
+    return build_nasflow(cfg)
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[nn.Module, Callable[[], None] | None]]] = {
     "nasflow": build_nasflow,
     "snntorch": build_snntorch,
@@ -275,12 +283,17 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[nn.Module, Callable[[], Non
     "floor": build_floor,
     # Extra nasflow variants for A/B runs (``--frameworks nasflow,nasflow_plain,...``); ratios use ``nasflow``.
     **{f"nasflow_{m.replace('+', '_')}": (lambda cfg, m=m: build_nasflow(cfg, m)) for m in NASFLOW_MODES},
+    "nasflow_torchloop": build_nasflow_torchloop,
 }
 
 
 def framework_version(name: str) -> str:
     if name == "floor":
         return "torch " + torch.__version__.split("+")[0]
+    if name.startswith("nasflow"):
+        from nasflow import kernels
+
+        return f"nasflow ({kernels.backend()} neuron loop)"
     try:
         from importlib.metadata import version
 

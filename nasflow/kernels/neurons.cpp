@@ -71,6 +71,51 @@ inline T surrogate(int kind, T x, T p) {
   }
 }
 
+// The loops are templated on every flag, so the inner loop over neurons has no branch on a setting and the compiler
+// can vectorise it; each thread owns a block of neurons and walks time over it (contiguous rows of [T, N]).
+template <typename T, bool LERP, bool STRICT, bool SOFT>
+void forward_block(const T *px, const T *pv0, T *ps, T *ph, T *pv, int64_t steps, int64_t n, int64_t lo, int64_t hi,
+                   T K, T B, T VL, T TH, T VR) {
+  const int64_t len = hi - lo;
+  std::vector<T> v(pv0 + lo, pv0 + hi);
+  T *vp = v.data();
+  const bool add_leak = K != T(0) && VL != T(0);
+  for (int64_t t = 0; t < steps; ++t) {
+    const T *xt = px + t * n + lo;
+    T *st = ps + t * n + lo;
+    T *ht = ph ? ph + t * n + lo : nullptr;
+    for (int64_t j = 0; j < len; ++j) {
+      T h;
+      if (LERP) {
+        h = lerp_like_torch(vp[j], xt[j], K);
+      } else {
+        h = vp[j] * (T(1) - K);
+        h = h + B * xt[j];
+        if (add_leak) h = h + K * VL;
+      }
+      const bool m = STRICT ? (h > TH) : (h >= TH);
+      st[j] = m ? T(1) : T(0);
+      if (ht) ht[j] = h;
+      vp[j] = m ? (SOFT ? h - TH : VR) : h;
+    }
+  }
+  std::copy(v.begin(), v.end(), pv + lo);
+}
+
+#define NASFLOW_FWD(L, S, R) forward_block<T, L, S, R>(px, pv0, ps, ph, pv, steps, n, lo, hi, K, B, VL, TH, VR)
+template <typename T>
+void forward_dispatch(bool lerp, bool strict, bool soft, const T *px, const T *pv0, T *ps, T *ph, T *pv,
+                      int64_t steps, int64_t n, int64_t lo, int64_t hi, T K, T B, T VL, T TH, T VR) {
+  if (lerp) {
+    if (strict) { if (soft) NASFLOW_FWD(true, true, true); else NASFLOW_FWD(true, true, false); }
+    else { if (soft) NASFLOW_FWD(true, false, true); else NASFLOW_FWD(true, false, false); }
+  } else {
+    if (strict) { if (soft) NASFLOW_FWD(false, true, true); else NASFLOW_FWD(false, true, false); }
+    else { if (soft) NASFLOW_FWD(false, false, true); else NASFLOW_FWD(false, false, false); }
+  }
+}
+#undef NASFLOW_FWD
+
 // x: [T, N] (contiguous), v0: [N]. Returns (spikes [T, N] in x's dtype, H [T, N] or empty, V[T-1] [N]).
 std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, double k, double b, double vl, double th,
                                        bool soft, double vr, bool strict, bool save_h) {
@@ -82,28 +127,97 @@ std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, double
   auto v_last = torch::empty_like(v0);
   const bool lerp = (b == k) && vl == 0.0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_forward", [&] {
-    const scalar_t *px = x.data_ptr<scalar_t>(), *pv0 = v0.data_ptr<scalar_t>();
-    scalar_t *ps = spikes.data_ptr<scalar_t>(), *pv = v_last.data_ptr<scalar_t>();
-    scalar_t *ph = save_h ? h_seq.data_ptr<scalar_t>() : nullptr;
-    const scalar_t K = k, B = b, VL = vl, TH = th, VR = vr;
+    using T = scalar_t;
+    const T *px = x.data_ptr<T>(), *pv0 = v0.data_ptr<T>();
+    T *ps = spikes.data_ptr<T>(), *pv = v_last.data_ptr<T>();
+    T *ph = save_h ? h_seq.data_ptr<T>() : nullptr;
+    const T K = k, B = b, VL = vl, TH = th, VR = vr;
     at::parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
-      std::vector<scalar_t> v(pv0 + lo, pv0 + hi);
-      for (int64_t t = 0; t < steps; ++t) {
-        const scalar_t *xt = px + t * n;
-        scalar_t *st = ps + t * n;
-        scalar_t *ht = ph ? ph + t * n : nullptr;
-        for (int64_t i = lo; i < hi; ++i) {
-          scalar_t h = charge(v[i - lo], xt[i], K, B, VL, lerp);
-          bool m = fires(h, TH, strict);
-          if (ht) ht[i] = h;
-          st[i] = m ? scalar_t(1) : scalar_t(0);
-          v[i - lo] = reset(h, m, TH, soft, VR);
-        }
-      }
-      std::copy(v.begin(), v.end(), pv + lo);
+      forward_dispatch<T>(lerp, strict, soft, px, pv0, ps, ph, pv, steps, n, lo, hi, K, B, VL, TH, VR);
     });
   });
   return {spikes, h_seq, v_last};
+}
+
+template <typename T, int SUR, bool STRICT, bool SOFT, bool DETACH, bool NEED_K, bool DI>
+double backward_block(const T *pg, const T *ph, const T *pv0, const T *pgv, T *pgx, T *pgv0, int64_t steps, int64_t n,
+                      int64_t lo, int64_t hi, T K, T B, T VL, T TH, T VR, T P) {
+  const int64_t len = hi - lo;
+  std::vector<T> gv(len, T(0));
+  if (pgv) std::copy(pgv + lo, pgv + hi, gv.begin());
+  T scale = T(1);
+  bool have = pgv != nullptr;
+  double acc = 0.0;
+  T *g = gv.data();
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const T *ht = ph + t * n + lo, *gt = pg + t * n + lo;
+    const T *hp = t > 0 ? ph + (t - 1) * n + lo : nullptr;
+    T *gxt = pgx + t * n + lo;
+    const T sc = have ? scale : T(0);
+    for (int64_t j = 0; j < len; ++j) {
+      const T h = ht[j];
+      const bool m = STRICT ? (h > TH) : (h >= TH);
+      const T sg = surrogate<T>(SUR, h - TH, P);
+      T dv_dh;
+      if (SOFT) dv_dh = DETACH ? T(1) : T(1) - TH * sg;
+      else dv_dh = DETACH ? (m ? T(0) : T(1)) : (m ? T(0) : T(1)) + (VR - h) * sg;
+      const T gh = gt[j] * sg + sc * g[j] * dv_dh;
+      gxt[j] = gh * B;
+      if (NEED_K) {
+        T v_prev;
+        if (hp) {
+          const T q = hp[j];
+          const bool mp = STRICT ? (q > TH) : (q >= TH);
+          v_prev = mp ? (SOFT ? q - TH : VR) : q;
+        } else {
+          v_prev = pv0[lo + j];
+        }
+        acc += DI ? double(gh) * (double(h) - double(v_prev)) / double(K) : double(gh) * (double(VL) - double(v_prev));
+      }
+      g[j] = gh;
+    }
+    scale = T(1) - K;
+    have = true;
+  }
+  for (int64_t j = 0; j < len; ++j) pgv0[lo + j] = have ? g[j] * scale : T(0);
+  return acc;
+}
+
+template <typename T, int SUR>
+double backward_dispatch(bool strict, bool soft, bool detach, bool need_k, bool di, const T *pg, const T *ph,
+                         const T *pv0, const T *pgv, T *pgx, T *pgv0, int64_t steps, int64_t n, int64_t lo,
+                         int64_t hi, T K, T B, T VL, T TH, T VR, T P) {
+#define NASFLOW_BWD(S, R, D, NK, DI_) \
+  return backward_block<T, SUR, S, R, D, NK, DI_>(pg, ph, pv0, pgv, pgx, pgv0, steps, n, lo, hi, K, B, VL, TH, VR, P)
+#define NASFLOW_BWD_K(S, R, D) \
+  if (!need_k) { NASFLOW_BWD(S, R, D, false, false); } \
+  else if (di) { NASFLOW_BWD(S, R, D, true, true); } \
+  else { NASFLOW_BWD(S, R, D, true, false); }
+#define NASFLOW_BWD_D(S, R) if (detach) { NASFLOW_BWD_K(S, R, true) } else { NASFLOW_BWD_K(S, R, false) }
+#define NASFLOW_BWD_R(S) if (soft) { NASFLOW_BWD_D(S, true) } else { NASFLOW_BWD_D(S, false) }
+  if (strict) { NASFLOW_BWD_R(true) } else { NASFLOW_BWD_R(false) }
+#undef NASFLOW_BWD_R
+#undef NASFLOW_BWD_D
+#undef NASFLOW_BWD_K
+#undef NASFLOW_BWD
+}
+
+template <typename T>
+double backward_surrogate(int64_t sur, bool strict, bool soft, bool detach, bool need_k, bool di, const T *pg,
+                          const T *ph, const T *pv0, const T *pgv, T *pgx, T *pgv0, int64_t steps, int64_t n,
+                          int64_t lo, int64_t hi, T K, T B, T VL, T TH, T VR, T P) {
+  switch (sur) {
+    case 0: return backward_dispatch<T, 0>(strict, soft, detach, need_k, di, pg, ph, pv0, pgv, pgx, pgv0, steps, n,
+                                           lo, hi, K, B, VL, TH, VR, P);
+    case 1: return backward_dispatch<T, 1>(strict, soft, detach, need_k, di, pg, ph, pv0, pgv, pgx, pgv0, steps, n,
+                                           lo, hi, K, B, VL, TH, VR, P);
+    case 2: return backward_dispatch<T, 2>(strict, soft, detach, need_k, di, pg, ph, pv0, pgv, pgx, pgv0, steps, n,
+                                           lo, hi, K, B, VL, TH, VR, P);
+    case 3: return backward_dispatch<T, 3>(strict, soft, detach, need_k, di, pg, ph, pv0, pgv, pgx, pgv0, steps, n,
+                                           lo, hi, K, B, VL, TH, VR, P);
+    default: return backward_dispatch<T, 4>(strict, soft, detach, need_k, di, pg, ph, pv0, pgv, pgx, pgv0, steps, n,
+                                            lo, hi, K, B, VL, TH, VR, P);
+  }
 }
 
 // Exact BPTT of lif_forward from the saved H. grad_v_last may be empty. Returns (grad_x [T, N], grad_v0 [N],
@@ -114,56 +228,25 @@ std::vector<torch::Tensor> lif_backward(torch::Tensor grad_s, torch::Tensor h_se
                                         bool decay_input, bool need_k) {
   TORCH_CHECK(h_seq.dim() == 2 && h_seq.is_contiguous() && grad_s.is_contiguous() && grad_s.sizes() == h_seq.sizes(),
               "lif_backward: grad_s and H must be contiguous [T, N] tensors of one shape");
+  TORCH_CHECK(sur >= 0 && sur <= 4, "lif_backward: unknown surrogate id ", sur);
   const int64_t steps = h_seq.size(0), n = h_seq.size(1);
   auto grad_x = torch::empty_like(h_seq);
   auto grad_v0 = torch::empty_like(v0);
   const bool has_gv = grad_v_last.defined() && grad_v_last.numel() == n;
   double grad_k = 0.0;
   AT_DISPATCH_FLOATING_TYPES(h_seq.scalar_type(), "lif_backward", [&] {
-    const scalar_t *pg = grad_s.data_ptr<scalar_t>(), *ph = h_seq.data_ptr<scalar_t>();
-    const scalar_t *pv0 = v0.data_ptr<scalar_t>();
-    const scalar_t *pgv = has_gv ? grad_v_last.data_ptr<scalar_t>() : nullptr;
-    scalar_t *pgx = grad_x.data_ptr<scalar_t>(), *pgv0 = grad_v0.data_ptr<scalar_t>();
-    const scalar_t K = k, B = b, VL = vl, TH = th, VR = vr, P = sur_p;
+    using T = scalar_t;
+    const T *pg = grad_s.data_ptr<T>(), *ph = h_seq.data_ptr<T>(), *pv0 = v0.data_ptr<T>();
+    const T *pgv = has_gv ? grad_v_last.data_ptr<T>() : nullptr;
+    T *pgx = grad_x.data_ptr<T>(), *pgv0 = grad_v0.data_ptr<T>();
+    const T K = k, B = b, VL = vl, TH = th, VR = vr, P = sur_p;
     const int64_t chunks = std::max<int64_t>(1, (n + kGrain - 1) / kGrain);
     std::vector<double> partial(chunks, 0.0);
     at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t lo = c * kGrain, hi = std::min(n, lo + kGrain);
-        double acc = 0.0;
-        for (int64_t i = lo; i < hi; ++i) {
-          scalar_t gv = pgv ? pgv[i] : scalar_t(0);  // dL/dV[t] / scale
-          scalar_t scale = scalar_t(1);
-          bool have = pgv != nullptr;
-          for (int64_t t = steps - 1; t >= 0; --t) {
-            const scalar_t h = ph[t * n + i];
-            const bool m = fires(h, TH, strict);
-            const scalar_t g = surrogate<scalar_t>(static_cast<int>(sur), h - TH, P);
-            scalar_t gh = pg[t * n + i] * g;
-            if (have) {
-              scalar_t dv_dh;
-              if (soft) dv_dh = detach ? scalar_t(1) : scalar_t(1) - TH * g;
-              else dv_dh = detach ? (m ? scalar_t(0) : scalar_t(1)) : (m ? scalar_t(0) : scalar_t(1)) + (VR - h) * g;
-              gh = gh + scale * gv * dv_dh;
-            }
-            pgx[t * n + i] = gh * B;
-            if (need_k) {
-              scalar_t v_prev;
-              if (t == 0) v_prev = pv0[i];
-              else {
-                const scalar_t hp = ph[(t - 1) * n + i];
-                v_prev = reset(hp, fires(hp, TH, strict), TH, soft, VR);
-              }
-              acc += decay_input ? double(gh) * (double(h) - double(v_prev)) / double(K)
-                                 : double(gh) * (double(VL) - double(v_prev));
-            }
-            gv = gh;
-            scale = scalar_t(1) - K;
-            have = true;
-          }
-          pgv0[i] = have ? gv * scale : scalar_t(0);
-        }
-        partial[c] = acc;
+        partial[c] = backward_surrogate<T>(sur, strict, soft, detach, need_k, decay_input, pg, ph, pv0, pgv, pgx,
+                                           pgv0, steps, n, lo, hi, K, B, VL, TH, VR, P);
       }
     });
     for (double p : partial) grad_k += p;
