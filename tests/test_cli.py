@@ -30,8 +30,12 @@ def test_version_prints_the_installed_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out == f"nasflow {version('nasflow')}\n"
+    first, loop = capsys.readouterr().out.splitlines()
+    assert first == f"nasflow {version('nasflow')}"
     assert nasflow.__version__ == version("nasflow")
+    from nasflow import kernels
+
+    assert loop == kernels.describe() and loop.startswith("neuron loop: ")  # which loop runs, and why if not compiled
 
 
 def test_help_is_plain_prose():

@@ -50,7 +50,8 @@ class _Version(argparse.Action):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             line = kernels.describe()
-        parser.exit(message=f"nasflow {__version__}; {line}\n")
+        print(f"nasflow {__version__}\n{line}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
