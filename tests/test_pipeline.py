@@ -290,3 +290,23 @@ def test_main_job_with_hns_on_the_winner_deploys_a_hybrid(tmp_path):
     assert report["winner"]["lava_accuracy"] is None and "analog ReLU layer" in report["winner"]["lava_refused"]
     assert report["winner"]["energy_per_sample_j"] > 0 and report["winner"]["torch_accuracy"] > 0
     assert "Lava did not run the winner" in (tmp_path / "h" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("space, arch", [("autosnn", "SCB_k3,SRB_k3,skip,SCB_k5,SRB_k5"), ("snasnet", None),
+                                         ("spikedhs", None)])
+@pytest.mark.parametrize("method", ["tps", "hns"])
+def test_the_temporal_step_searches_the_winner_of_every_space(space, arch, method):
+    """The TPS/HNS config the main job derives for its winner builds that winner with the run's T, C and neuron."""
+    from nasflow.snn.neuron_types import type_layers
+    from nasflow.temporal_step import _config
+
+    sets = {"space": space, "model.steps": 3, "model.channels": 4, "search.temporal": method,
+            "chip": "generic-45nm-fp32"}
+    cfg = load_pipeline_config(None, sets)
+    if arch is None:  # the space's own default winner: SNASNet's released cell, SpikeDHS's baseline genotype
+        arch = {"snasnet": "0303 0030 2002 0200", "spikedhs": None}[space]
+    tcfg = _config(cfg, arch)
+    assert type(tcfg).__name__ == ("TPSConfig" if method == "tps" else "HNSConfig")
+    assert (tcfg.steps, tcfg.channels, tcfg.dataset) == (3, 4, "digits")
+    net = tcfg.space().build(in_shape=(1, 8, 8), num_classes=10, channels=4, steps=3, neuron=tcfg.neuron)
+    assert type_layers(net) and net.steps == 3
