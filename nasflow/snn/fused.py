@@ -47,6 +47,7 @@ from nasflow.snn.neurons import (
     kernel_backward,
     kernel_forward,
     kernel_ops,
+    loop_params,
     reset_from_mask,
 )
 
@@ -198,7 +199,7 @@ class _BNLeakyIntegrate(torch.autograd.Function):
         del x, xs, hs
         ctx.z_bool = z is not None and is_marked_spikes(z)  # a spiking shortcut: keep it as bool
         ctx.save_for_backward(y, z.to(torch.bool) if ctx.z_bool else z, weight, bias, mean, invstd)
-        ctx.bn, ctx.neuron, ctx.steps, ctx.direct, ctx.k = bn, neuron, steps, direct, k_val
+        ctx.bn, ctx.neuron, ctx.steps, ctx.direct, ctx.k = bn, loop_params(neuron), steps, direct, k_val
         ctx.mark_non_differentiable(v)
         return spikes, v
 

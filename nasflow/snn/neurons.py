@@ -19,6 +19,7 @@ path is tested against.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -27,7 +28,7 @@ from torch import nn
 from nasflow import kernels
 from nasflow.snn.surrogate import ATan, Dspike, Sigmoid, SuperSpike, Surrogate, Triangle
 
-__all__ = ["ALIF", "CUBA", "IF", "LIF", "PLIF", "Neuron", "NeuronState", "reset_states"]
+__all__ = ["ALIF", "CUBA", "IF", "LIF", "PLIF", "LoopParams", "Neuron", "NeuronState", "loop_params", "reset_states"]
 
 
 class NeuronState(NamedTuple):
@@ -157,6 +158,33 @@ def reset_from_mask(h: torch.Tensor, m: torch.Tensor, th: float, vr: float | Non
     return h.masked_fill(m, vr)
 
 
+@dataclass(frozen=True)
+class LoopParams:
+    """The settings of an IF/LIF/PLIF time loop without the module: what autograd contexts keep.
+
+    A context holding the module itself would form a reference cycle (module → ``last_state.v`` → its
+    ``grad_fn`` → context → module) that only Python's cyclic collector breaks, so every step's graph, with
+    its activations, would stay alive until the next collection (seen as RSS growing by ~100 MB per step)."""
+
+    v_threshold: float
+    v_reset: float | None
+    strict: bool
+    detach_reset: bool
+    decay_input_eff: bool
+    leak_target: float
+    surrogate: Surrogate
+
+    def initial_state(self, x_t: torch.Tensor) -> NeuronState:
+        return NeuronState(torch.full_like(x_t, 0.0 if self.v_reset is None else self.v_reset))
+
+
+def loop_params(neuron: Neuron) -> LoopParams:
+    """``neuron``'s loop settings (``LoopParams``)."""
+    return LoopParams(neuron.v_threshold, neuron.v_reset, neuron.strict, neuron.detach_reset,
+                      bool(getattr(neuron, "decay_input_eff", False)), float(getattr(neuron, "leak_target", 0.0)),
+                      neuron.surrogate)
+
+
 _SURROGATE_IDS = {ATan: (0, "alpha"), Sigmoid: (1, "alpha"), Triangle: (2, "width"), SuperSpike: (3, "beta"),
                   Dspike: (4, "b")}
 
@@ -203,7 +231,7 @@ class LeakyIntegrateSeq(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, k, v0, neuron):  # type: ignore[override]
         k_val = float(k) if torch.is_tensor(k) else k
-        ctx.neuron, ctx.k = neuron, k_val
+        ctx.neuron, ctx.k = loop_params(neuron), k_val
         ctx.k_requires_grad = torch.is_tensor(k) and k.requires_grad
         ops = kernel_ops(x, neuron)
         ctx.kernel = ops is not None

@@ -200,6 +200,10 @@ def _evaluate(module: nn.Module, wiring: Wiring, x: torch.Tensor,
             compute(i)
     for i in last:
         compute(i)
+    # get and compute reference each other through their closure cells: clearing the cells breaks that cycle, so
+    # the intermediate values (every activation of the block) are freed as soon as the caller drops them instead
+    # of waiting for Python's cyclic collector (which left ~100 MB per training step alive in the benchmark)
+    get = compute = None  # type: ignore[assignment]  # noqa: F811, F841
     return vals
 
 
