@@ -6,17 +6,11 @@ import argparse
 import json
 
 from nasflow.cli.common import search_config_mapping
-from nasflow.cli.tps import add_run_args
+from nasflow.cli.tps import SHARED_FLAGS, add_network_args, add_run_args
 
 __all__ = ["add_hns_parser", "cmd_hns"]
 
-_FLAGS = {
-    "dataset": "dataset", "data_dir": "data_dir", "model": "model", "arch": "arch", "types": "types",
-    "lambda_e": "lambda_e", "cost": "cost", "energy_factors": "energy_factors", "accounting": "accounting",
-    "channels": "channels", "steps": "steps", "epochs": "epochs", "warmup": "warmup", "every": "every",
-    "batch_size": "batch_size", "lr_gamma": "lr_gamma", "retrain_epochs": "retrain_epochs", "seed": "seed",
-    "device": "device",
-}
+_FLAGS = {**SHARED_FLAGS, **{k: k for k in ("types", "lambda_e", "cost", "energy_factors", "accounting")}}
 
 
 def add_hns_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,11 +21,7 @@ def add_hns_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
                               "and the loss is (1 - λ_E)·task + λ_E·E_pred/E_ref with energy terms from the chip "
                               "model; every --every batches each layer keeps its best type. search.json holds the "
                               "per-layer types and energy terms; --retrain-epochs retrains and costs the hybrid.")
-    p.add_argument("--config", help="YAML with HNSConfig keys; flags given here override it")
-    p.add_argument("--dataset", help="dataset name (digits, digits-events, cifar10, ...)")
-    p.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
-    p.add_argument("--model", help="registered model (spikedhs by default; autosnn, snasnet need --arch)")
-    p.add_argument("--arch", help="the model's architecture")
+    add_network_args(p, "HNSConfig")
     p.add_argument("--types", help="comma-separated neuron types among lif, alif, relu (default all three)")
     p.add_argument("--lambda-e", type=float, help="weight of the energy term in [0, 1] (default 0)")
     p.add_argument("--cost", help="energy:CHIP whose prices make the energy terms (default energy:generic-45nm-fp32)")

@@ -7,14 +7,12 @@ import json
 
 from nasflow.cli.common import search_config_mapping
 
-__all__ = ["add_run_args", "add_tps_parser", "cmd_tps"]
+__all__ = ["SHARED_FLAGS", "add_network_args", "add_run_args", "add_tps_parser", "cmd_tps"]
 
-_FLAGS = {
-    "dataset": "dataset", "data_dir": "data_dir", "model": "model", "arch": "arch", "params": "params",
-    "candidates": "candidates", "channels": "channels", "steps": "steps", "epochs": "epochs", "warmup": "warmup",
-    "every": "every", "batch_size": "batch_size", "lr_gamma": "lr_gamma", "retrain_epochs": "retrain_epochs",
-    "seed": "seed", "device": "device",
-}
+#: The flags ``add_network_args`` and ``add_run_args`` add, by config key (shared with ``search hns``).
+SHARED_FLAGS = {k: k for k in ("dataset", "data_dir", "model", "arch", "channels", "steps", "epochs", "warmup",
+                               "every", "batch_size", "lr_gamma", "retrain_epochs", "seed", "device")}
+_FLAGS = {**SHARED_FLAGS, "params": "params", "candidates": "candidates"}
 
 
 def add_tps_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -25,17 +23,22 @@ def add_tps_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
                               "input, mixed by softmax(γ); every --every batches each layer keeps its best "
                               "candidate and γ restarts. search.json holds the per-layer values and their history "
                               "(history.png); --retrain-epochs retrains them from scratch.")
-    p.add_argument("--config", help="YAML with TPSConfig keys; flags given here override it")
-    p.add_argument("--dataset", help="dataset name (digits, digits-events, cifar10, ...)")
-    p.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
-    p.add_argument("--model", help="registered model (spikedhs by default; autosnn, snasnet need --arch)")
-    p.add_argument("--arch", help="the model's architecture (a genotype for spikedhs, blocks for autosnn, ...)")
+    add_network_args(p, "TPSConfig")
     p.add_argument("--params", help="comma-separated parameters: decay, alif.beta, alif.rho (default decay)")
     p.add_argument("--candidates", help="per parameter, e.g. 'decay=0.1,0.2,0.5;alif.beta=0,0.5' (default: "
                    "decay 0.1,0.2,0.35,0.5,0.65,0.8,0.95)")
     add_run_args(p, "parameters")
     p.set_defaults(handler=cmd_tps)
     return p
+
+
+def add_network_args(p: argparse.ArgumentParser, config: str) -> None:
+    """The flags TPS and HNS share that name the config, data and fixed network."""
+    p.add_argument("--config", help=f"YAML with {config} keys; flags given here override it")
+    p.add_argument("--dataset", help="dataset name (digits, digits-events, cifar10, ...)")
+    p.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
+    p.add_argument("--model", help="registered model (spikedhs and snasnet have defaults; autosnn needs --arch)")
+    p.add_argument("--arch", help="the model's architecture (a genotype for spikedhs, blocks for autosnn, ...)")
 
 
 def add_run_args(p: argparse.ArgumentParser, searched: str) -> None:
