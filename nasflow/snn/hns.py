@@ -95,7 +95,7 @@ class HNSNeuron(nn.Module):
             return self.current()(x)
         outs = {k: c(x) for k, c in enumerate(self.candidates) if self.types[k] in self.allowed}
         with torch.no_grad():
-            self._activity += torch.tensor([float((outs[k] != 0).float().mean()) if k in outs else 0.0
+            self._activity += torch.tensor([int(torch.count_nonzero(outs[k])) / outs[k].numel() if k in outs else 0.0
                                             for k in range(len(self.types))], dtype=torch.float64)
             self._passes += 1
         w = self.weights().to(x.dtype)
