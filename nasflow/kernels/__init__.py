@@ -1,4 +1,5 @@
-"""Compiled neuron kernels: the IF/LIF/PLIF time loop in C++ (``neurons.cpp``), with the torch-op loop as fallback.
+"""Compiled neuron kernels: the IF/LIF/PLIF, ALIF and CUBA time loops in C++ (``neurons.cpp``, ``adaptive.cpp``),
+with the torch-op loop as fallback.
 
 ``make`` builds the extension once per machine (``python -m nasflow.kernels.build``: the machine's compiler
 against the venv's own torch, through ``torch.utils.cpp_extension``, into ``nasflow/kernels/_build/``). At run
@@ -19,20 +20,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["BUILD_DIR", "ENV", "NAME", "SOURCE", "backend", "describe", "ops", "source_digest", "using_torch_loop",
+__all__ = ["BUILD_DIR", "ENV", "NAME", "SOURCES", "backend", "describe", "ops", "source_digest", "using_torch_loop",
            "why_fallback"]
 
 ENV = "NASFLOW_KERNELS"
 NAME = "nasflow_neurons"
-SOURCE = Path(__file__).with_name("neurons.cpp")
+SOURCES = tuple(Path(__file__).with_name(n) for n in ("neurons.cpp", "adaptive.cpp", "common.h"))
+"""The kernel's sources (the first holds the module definition; the header is part of the digest)."""
 BUILD_DIR = Path(__file__).with_name("_build")
 
 _state: dict[str, object] = {}
 
 
 def source_digest() -> str:
-    """SHA-256 of the kernel source (a build is used only for the source it was built from)."""
-    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()
+    """SHA-256 of the kernel sources (a build is used only for the sources it was built from)."""
+    h = hashlib.sha256()
+    for path in SOURCES:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def _load() -> tuple[ModuleType | None, str | None]:

@@ -1,9 +1,10 @@
 """Build the compiled neuron kernel: ``python -m nasflow.kernels.build [--force]`` (``make`` runs it).
 
-Compiles ``neurons.cpp`` with the machine's C++ compiler against the installed torch (``torch.utils.cpp_extension``,
-ninja), ``-O3 -ffp-contract=off`` (no fused multiply-adds, so the forward matches the torch-op loop bit for bit)
-and OpenMP (``at::parallel_for`` then uses torch's threads). Writes ``nasflow/kernels/_build/`` and the source's
-SHA-256 beside the library. A failed build exits 1 with the compiler's message; nasflow still runs (torch loop).
+Compiles ``neurons.cpp`` and ``adaptive.cpp`` with the machine's C++ compiler against the installed torch
+(``torch.utils.cpp_extension``, ninja), ``-O3 -ffp-contract=off`` (no fused multiply-adds, so the forward matches
+the torch-op loop bit for bit) and OpenMP (``at::parallel_for`` then uses torch's threads). Writes
+``nasflow/kernels/_build/`` and the sources' SHA-256 beside the library.
+A failed build exits 1 with the compiler's message; nasflow still runs (torch loop).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import shutil
 import sys
 import time
 
-from nasflow.kernels import BUILD_DIR, NAME, SOURCE, source_digest
+from nasflow.kernels import BUILD_DIR, NAME, SOURCES, source_digest
 
 __all__ = ["build", "main"]
 
@@ -30,7 +31,8 @@ def build(force: bool = False, verbose: bool = False) -> float:
         shutil.rmtree(BUILD_DIR)
     BUILD_DIR.mkdir(parents=True)
     t0 = time.perf_counter()
-    load(name=NAME, sources=[str(SOURCE)], build_directory=str(BUILD_DIR), verbose=verbose, with_cuda=False,
+    load(name=NAME, sources=[str(p) for p in SOURCES if p.suffix == ".cpp"], build_directory=str(BUILD_DIR),
+         verbose=verbose, with_cuda=False,
          extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp"], extra_ldflags=["-fopenmp"])
     digest.write_text(source_digest() + "\n")
     return time.perf_counter() - t0

@@ -1,81 +1,26 @@
-// nasflow's compiled neuron time loops (CPU): the IF/LIF/PLIF dynamics of nasflow.snn.neurons.LeakyIntegrateSeq,
-// forward and exact BPTT backward, one pass over time per block of neurons, parallel over neurons
-// (at::parallel_for, so torch.get_num_threads() is respected).
+// nasflow's compiled neuron time loops (CPU): IF/LIF/PLIF (nasflow.snn.neurons.LeakyIntegrateSeq and the step
+// loop's charge), ALIF and CUBA, forward and exact BPTT backward, one pass over time per block of neurons, parallel
+// over neurons (at::parallel_for, so torch.get_num_threads() is respected). IF/LIF/PLIF and ALIF take a leading
+// candidate axis: G settings of (k, b) or (k, b, beta, rho) run on one shared input (TPS's batched pass) and give
+// [G, T, N] outputs without copying the input G times.
 //
-//   H[t] = (1 - k)·V[t-1] + b·X[t] + k·v_leak      (decay_input: b = k, computed as lerp(V, X, k) when v_leak = 0)
+//   H[t] = (1 - k)·V[t-1] + b·X[t] + k·v_leak      (decay_input: b = k, computed as lerp(V, X, k) when v_leak = 0;
+//                                                    the step loop's form: V - (V - v_leak)·k + b·X)
 //   S[t] = H[t] >= th  (or > th, strict)
 //   V[t] = H[t] - th·S[t]  (soft reset)  |  H[t]·(1 - S[t]) + v_reset·S[t]  (hard reset)
 //
 // Every arithmetic step is written in the order of the torch-op loop it replaces, and the file is compiled with
 // -ffp-contract=off, so forward values match that loop bit for bit; the backward sums in another order (float
 // tolerance). Surrogates: 0 ATan(alpha), 1 Sigmoid(alpha), 2 Triangle(width), 3 SuperSpike(beta), 4 Dspike(b).
-#include <torch/extension.h>
+#include "common.h"
 
-#include <ATen/Parallel.h>
-
-#include <cmath>
-#include <vector>
-
-namespace {
-
-constexpr int64_t kGrain = 2048;
-
-template <typename T>
-inline T lerp_like_torch(T self, T end, T w) {
-  // ATen's lerp: self + w·(end - self) for |w| < 0.5, else end - (end - self)·(1 - w)
-  return (std::abs(w) < T(0.5)) ? self + w * (end - self) : end - (end - self) * (T(1) - w);
-}
-
-template <typename T>
-inline T charge(T v, T x, T k, T b, T vl, bool lerp) {
-  if (lerp) return lerp_like_torch(v, x, k);
-  T h = v * (T(1) - k);
-  h = h + b * x;
-  if (k != T(0) && vl != T(0)) h = h + k * vl;
-  return h;
-}
-
-template <typename T>
-inline bool fires(T h, T th, bool strict) { return strict ? (h > th) : (h >= th); }
-
-template <typename T>
-inline T reset(T h, bool m, T th, bool soft, T vr) {
-  if (!m) return h;
-  return soft ? h - th : vr;
-}
-
-template <typename T>
-inline T surrogate(int kind, T x, T p) {
-  switch (kind) {
-    case 0: {  // ATan: (alpha/2) / (1 + (pi/2·alpha·x)^2)
-      T c = T(M_PI / 2) * p * x;
-      return (p / T(2)) / (T(1) + c * c);
-    }
-    case 1: {  // Sigmoid: alpha·s·(1 - s), s = sigmoid(alpha·x)
-      T s = T(1) / (T(1) + std::exp(-p * x));
-      return p * s * (T(1) - s);
-    }
-    case 2: {  // Triangle: max(0, 1 - |x|/w) / w
-      T v = T(1) - std::abs(x) / p;
-      return (v > T(0) ? v : T(0)) / p;
-    }
-    case 3: {  // SuperSpike: 1 / (1 + beta·|x|)^2
-      T d = T(1) + p * std::abs(x);
-      return T(1) / (d * d);
-    }
-    default: {  // Dspike: [|x| < 0.5]·b/(2 tanh(b/2))·(1 - tanh²(b·x))
-      if (!(std::abs(x) < T(0.5))) return T(0);
-      T t = std::tanh(p * x);
-      return p / (T(2) * std::tanh(p / T(2))) * (T(1) - t * t);
-    }
-  }
-}
-
+namespace nasflow_kernels {
 // The loops are templated on every flag, so the inner loop over neurons has no branch on a setting and the compiler
 // can vectorise it; each thread owns a block of neurons and walks time over it (contiguous rows of [T, N]).
-template <typename T, bool LERP, bool STRICT, bool SOFT>
+// CH is the charge's arithmetic: 0 lerp, 1 (1-k)·V + b·X (+ k·v_leak), 2 the step loop's V - (V - v_leak)·k + b·X.
+template <typename T, int CH, bool STRICT, bool SOFT>
 void forward_block(const T *px, const T *pv0, T *ps, T *ph, T *pv, int64_t steps, int64_t n, int64_t lo, int64_t hi,
-                   T K, T B, T VL, T TH, T VR) {
+                   T K, T OMK, T B, T VL, T TH, T VR) {
   const int64_t len = hi - lo;
   std::vector<T> v(pv0 + lo, pv0 + hi);
   T *vp = v.data();
@@ -86,12 +31,16 @@ void forward_block(const T *px, const T *pv0, T *ps, T *ph, T *pv, int64_t steps
     T *ht = ph ? ph + t * n + lo : nullptr;
     for (int64_t j = 0; j < len; ++j) {
       T h;
-      if (LERP) {
+      if (CH == 0) {
         h = lerp_like_torch(vp[j], xt[j], K);
-      } else {
-        h = vp[j] * (T(1) - K);
+      } else if (CH == 1) {
+        h = vp[j] * OMK;
         h = h + B * xt[j];
         if (add_leak) h = h + K * VL;
+      } else {
+        const T leak = (vp[j] - VL) * K;
+        h = vp[j] - leak;
+        h = h + B * xt[j];
       }
       const bool m = STRICT ? (h > TH) : (h >= TH);
       st[j] = m ? T(1) : T(0);
@@ -102,38 +51,49 @@ void forward_block(const T *px, const T *pv0, T *ps, T *ph, T *pv, int64_t steps
   std::copy(v.begin(), v.end(), pv + lo);
 }
 
-#define NASFLOW_FWD(L, S, R) forward_block<T, L, S, R>(px, pv0, ps, ph, pv, steps, n, lo, hi, K, B, VL, TH, VR)
+#define NASFLOW_FWD(C, S, R) \
+  return forward_block<T, C, S, R>(px, pv0, ps, ph, pv, steps, n, lo, hi, K, OMK, B, VL, TH, VR)
+#define NASFLOW_FWD_S(C) \
+  if (strict) { if (soft) { NASFLOW_FWD(C, true, true); } NASFLOW_FWD(C, true, false); } \
+  if (soft) { NASFLOW_FWD(C, false, true); } NASFLOW_FWD(C, false, false);
 template <typename T>
-void forward_dispatch(bool lerp, bool strict, bool soft, const T *px, const T *pv0, T *ps, T *ph, T *pv,
-                      int64_t steps, int64_t n, int64_t lo, int64_t hi, T K, T B, T VL, T TH, T VR) {
-  if (lerp) {
-    if (strict) { if (soft) NASFLOW_FWD(true, true, true); else NASFLOW_FWD(true, true, false); }
-    else { if (soft) NASFLOW_FWD(true, false, true); else NASFLOW_FWD(true, false, false); }
-  } else {
-    if (strict) { if (soft) NASFLOW_FWD(false, true, true); else NASFLOW_FWD(false, true, false); }
-    else { if (soft) NASFLOW_FWD(false, false, true); else NASFLOW_FWD(false, false, false); }
-  }
+void forward_dispatch(int form, bool strict, bool soft, const T *px, const T *pv0, T *ps, T *ph, T *pv,
+                      int64_t steps, int64_t n, int64_t lo, int64_t hi, T K, T OMK, T B, T VL, T TH, T VR) {
+  if (form == 0) { NASFLOW_FWD_S(0) }
+  if (form == 1) { NASFLOW_FWD_S(1) }
+  NASFLOW_FWD_S(2)
 }
+#undef NASFLOW_FWD_S
 #undef NASFLOW_FWD
 
-// x: [T, N] (contiguous), v0: [N]. Returns (spikes [T, N] in x's dtype, H [T, N] or empty, V[T-1] [N]).
-std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, double k, double b, double vl, double th,
-                                       bool soft, double vr, bool strict, bool save_h) {
+// x: [T, N] (contiguous, shared by the G candidates), v0: [N]; ks/omks/bs: the candidates' k, 1 - k (computed by the
+// caller as the torch loop does) and b. step_form: the step loop's charge. Returns (spikes [G, T, N] in x's dtype,
+// H [G, T, N] or empty, V[T-1] [G, N]).
+std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, std::vector<double> ks,
+                                       std::vector<double> omks, std::vector<double> bs, double vl, double th,
+                                       bool soft, double vr, bool strict, bool save_h, bool step_form) {
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && v0.is_contiguous() && v0.numel() == x.size(1),
               "lif_forward: x must be a contiguous [T, N] tensor and v0 a contiguous [N] tensor");
+  const int64_t G = static_cast<int64_t>(ks.size());
+  TORCH_CHECK(G >= 1 && omks.size() == ks.size() && bs.size() == ks.size(),
+              "lif_forward: give one k, 1 - k and b per candidate");
   const int64_t steps = x.size(0), n = x.size(1);
-  auto spikes = torch::empty_like(x);
-  auto h_seq = save_h ? torch::empty_like(x) : torch::empty({0}, x.options());
-  auto v_last = torch::empty_like(v0);
-  const bool lerp = (b == k) && vl == 0.0;
+  auto spikes = torch::empty({G, steps, n}, x.options());
+  auto h_seq = save_h ? torch::empty({G, steps, n}, x.options()) : torch::empty({0}, x.options());
+  auto v_last = torch::empty({G, n}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_forward", [&] {
     using T = scalar_t;
     const T *px = x.data_ptr<T>(), *pv0 = v0.data_ptr<T>();
     T *ps = spikes.data_ptr<T>(), *pv = v_last.data_ptr<T>();
     T *ph = save_h ? h_seq.data_ptr<T>() : nullptr;
-    const T K = k, B = b, VL = vl, TH = th, VR = vr;
+    const T VL = vl, TH = th, VR = vr;
     at::parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
-      forward_dispatch<T>(lerp, strict, soft, px, pv0, ps, ph, pv, steps, n, lo, hi, K, B, VL, TH, VR);
+      for (int64_t g = 0; g < G; ++g) {
+        const T K = ks[g], OMK = omks[g], B = bs[g];
+        const int form = step_form ? 2 : ((bs[g] == ks[g] && vl == 0.0) ? 0 : 1);
+        forward_dispatch<T>(form, strict, soft, px, pv0, ps + g * steps * n, ph ? ph + g * steps * n : nullptr,
+                            pv + g * n, steps, n, lo, hi, K, OMK, B, VL, TH, VR);
+      }
     });
   });
   return {spikes, h_seq, v_last};
@@ -220,43 +180,55 @@ double backward_surrogate(int64_t sur, bool strict, bool soft, bool detach, bool
   }
 }
 
-// Exact BPTT of lif_forward from the saved H. grad_v_last may be empty. Returns (grad_x [T, N], grad_v0 [N],
-// grad_k [] (0 unless need_k)).
+// Exact BPTT of lif_forward from the saved H [G, T, N]. grad_v_last ([G, N]) may be empty. Returns (grad_x [G, T, N],
+// grad_v0 [G, N], grad_k [G] (0 unless need_k)); the caller sums over the candidates.
 std::vector<torch::Tensor> lif_backward(torch::Tensor grad_s, torch::Tensor h_seq, torch::Tensor v0,
-                                        torch::Tensor grad_v_last, double k, double b, double vl, double th,
-                                        bool soft, double vr, bool strict, bool detach, int64_t sur, double sur_p,
-                                        bool decay_input, bool need_k) {
-  TORCH_CHECK(h_seq.dim() == 2 && h_seq.is_contiguous() && grad_s.is_contiguous() && grad_s.sizes() == h_seq.sizes(),
-              "lif_backward: grad_s and H must be contiguous [T, N] tensors of one shape");
+                                        torch::Tensor grad_v_last, std::vector<double> ks, std::vector<double> bs,
+                                        double vl, double th, bool soft, double vr, bool strict, bool detach,
+                                        int64_t sur, double sur_p, bool decay_input, bool need_k) {
+  TORCH_CHECK(h_seq.dim() == 3 && h_seq.is_contiguous() && grad_s.is_contiguous() && grad_s.sizes() == h_seq.sizes(),
+              "lif_backward: grad_s and H must be contiguous [G, T, N] tensors of one shape");
   TORCH_CHECK(sur >= 0 && sur <= 4, "lif_backward: unknown surrogate id ", sur);
-  const int64_t steps = h_seq.size(0), n = h_seq.size(1);
+  const int64_t G = h_seq.size(0), steps = h_seq.size(1), n = h_seq.size(2);
+  TORCH_CHECK(static_cast<int64_t>(ks.size()) == G && static_cast<int64_t>(bs.size()) == G,
+              "lif_backward: give one k and b per candidate");
   auto grad_x = torch::empty_like(h_seq);
-  auto grad_v0 = torch::empty_like(v0);
-  const bool has_gv = grad_v_last.defined() && grad_v_last.numel() == n;
-  double grad_k = 0.0;
+  auto grad_v0 = torch::empty({G, n}, h_seq.options());
+  const bool has_gv = grad_v_last.defined() && grad_v_last.numel() == G * n;
+  auto grad_k = torch::zeros({G}, h_seq.options().dtype(torch::kFloat64));
   AT_DISPATCH_FLOATING_TYPES(h_seq.scalar_type(), "lif_backward", [&] {
     using T = scalar_t;
     const T *pg = grad_s.data_ptr<T>(), *ph = h_seq.data_ptr<T>(), *pv0 = v0.data_ptr<T>();
     const T *pgv = has_gv ? grad_v_last.data_ptr<T>() : nullptr;
     T *pgx = grad_x.data_ptr<T>(), *pgv0 = grad_v0.data_ptr<T>();
-    const T K = k, B = b, VL = vl, TH = th, VR = vr, P = sur_p;
+    const T VL = vl, TH = th, VR = vr, P = sur_p;
     const int64_t chunks = std::max<int64_t>(1, (n + kGrain - 1) / kGrain);
-    std::vector<double> partial(chunks, 0.0);
-    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<double> partial(G * chunks, 0.0);
+    at::parallel_for(0, G * chunks, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        const int64_t lo = c * kGrain, hi = std::min(n, lo + kGrain);
-        partial[c] = backward_surrogate<T>(sur, strict, soft, detach, need_k, decay_input, pg, ph, pv0, pgv, pgx,
-                                           pgv0, steps, n, lo, hi, K, B, VL, TH, VR, P);
+        const int64_t g = c / chunks, lo = (c % chunks) * kGrain, hi = std::min(n, lo + kGrain);
+        const int64_t off = g * steps * n;
+        partial[c] = backward_surrogate<T>(sur, strict, soft, detach, need_k, decay_input, pg + off, ph + off, pv0,
+                                           pgv ? pgv + g * n : nullptr, pgx + off, pgv0 + g * n, steps, n, lo, hi,
+                                           T(ks[g]), T(bs[g]), VL, TH, VR, P);
       }
     });
-    for (double p : partial) grad_k += p;
+    auto *pk = grad_k.data_ptr<double>();
+    for (int64_t c = 0; c < G * chunks; ++c) pk[c / chunks] += partial[c];
   });
-  return {grad_x, grad_v0, torch::scalar_tensor(grad_k, h_seq.options())};
+  return {grad_x, grad_v0, grad_k};
 }
 
-}  // namespace
+}  // namespace nasflow_kernels
+
+using namespace nasflow_kernels;
+
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("lif_forward", &lif_forward, "IF/LIF/PLIF time loop, forward");
-  m.def("lif_backward", &lif_backward, "IF/LIF/PLIF time loop, exact BPTT");
+  m.def("lif_forward", &lif_forward, "IF/LIF/PLIF time loop over G candidates, forward");
+  m.def("lif_backward", &lif_backward, "IF/LIF/PLIF time loop over G candidates, exact BPTT");
+  m.def("alif_forward", &alif_forward, "ALIF time loop over G candidates, forward");
+  m.def("alif_backward", &alif_backward, "ALIF time loop over G candidates, exact BPTT");
+  m.def("cuba_forward", &cuba_forward, "CUBA time loop, forward");
+  m.def("cuba_backward", &cuba_backward, "CUBA time loop, exact BPTT");
 }

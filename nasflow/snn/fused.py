@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from nasflow.snn.compiled import kernel_backward, kernel_forward, kernel_ops
 from nasflow.snn.layers import DirectEncoder, TimeDistributed, is_marked_spikes, mark_spikes
 from nasflow.snn.neurons import (
     IF,
@@ -44,9 +45,6 @@ from nasflow.snn.neurons import (
     Neuron,
     NeuronState,
     fire_mask,
-    kernel_backward,
-    kernel_forward,
-    kernel_ops,
     loop_params,
     reset_from_mask,
 )

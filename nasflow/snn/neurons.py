@@ -11,9 +11,10 @@ Every convention that differs between codebases is a parameter:
 
 IF, LIF and PLIF run their whole time loop in one autograd function (``LeakyIntegrateSeq``)
 that saves only ``H`` and recomputes the rest in backward: the per-step autograd graph of a
-plain loop is what makes SNN training slow and memory-hungry. ALIF and CUBA use the plain
-step loop; ``Neuron.forward_steps`` runs any neuron that way and is the reference the fused
-path is tested against.
+plain loop is what makes SNN training slow and memory-hungry. With the compiled kernel built
+(``nasflow.kernels``), IF/LIF/PLIF, ALIF and CUBA all run their loops in C++ (``compiled.py``);
+without it ALIF and CUBA use the plain step loop. ``Neuron.forward_steps`` runs any neuron that
+way and is the reference every faster path is tested against.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from nasflow import kernels
-from nasflow.snn.surrogate import ATan, Dspike, Sigmoid, SuperSpike, Surrogate, Triangle
+from nasflow.snn.compiled import AdaptiveSeq, CubaSeq, kernel_backward, kernel_forward, kernel_ops
+from nasflow.snn.surrogate import ATan, Surrogate
 
 __all__ = ["ALIF", "CUBA", "IF", "LIF", "PLIF", "LoopParams", "Neuron", "NeuronState", "loop_params", "reset_states"]
 
@@ -183,45 +184,6 @@ def loop_params(neuron: Neuron) -> LoopParams:
     return LoopParams(neuron.v_threshold, neuron.v_reset, neuron.strict, neuron.detach_reset,
                       bool(getattr(neuron, "decay_input_eff", False)), float(getattr(neuron, "leak_target", 0.0)),
                       neuron.surrogate)
-
-
-_SURROGATE_IDS = {ATan: (0, "alpha"), Sigmoid: (1, "alpha"), Triangle: (2, "width"), SuperSpike: (3, "beta"),
-                  Dspike: (4, "b")}
-
-
-def kernel_ops(x: torch.Tensor, neuron: Neuron):
-    """The compiled time loop for ``neuron`` on ``x`` (``nasflow.kernels``), or None for the torch-op loop (no
-    build, forced fallback, not on CPU, not float32/64, or a surrogate the kernel does not know)."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-        return None
-    if type(neuron.surrogate) not in _SURROGATE_IDS:
-        return None
-    return kernels.ops()
-
-
-def kernel_forward(ops, x: torch.Tensor, v0: torch.Tensor, k: float, neuron: Neuron, save_h: bool):
-    """``(spikes, H or None, last V)`` of the IF/LIF/PLIF loop on ``x [T, ...]`` from the compiled kernel."""
-    di = neuron.decay_input_eff
-    vr = neuron.v_reset
-    steps = x.shape[0]
-    s, h, v = ops.lif_forward(x.reshape(steps, -1).contiguous(), v0.expand(x.shape[1:]).reshape(-1).contiguous(),
-                              k, k if di else 1.0, neuron.leak_target, neuron.v_threshold, vr is None,
-                              0.0 if vr is None else vr, neuron.strict, save_h)
-    return s.view(x.shape), (h.view(x.shape) if save_h else None), v.view(x.shape[1:])
-
-
-def kernel_backward(ops, grad_s: torch.Tensor, h_seq: torch.Tensor, v0: torch.Tensor,
-                    grad_v_last: torch.Tensor | None, k: float, neuron: Neuron, need_k: bool):
-    """``(grad_x, grad_k or None, grad_v0)`` of the IF/LIF/PLIF loop from the compiled kernel."""
-    sid, name = _SURROGATE_IDS[type(neuron.surrogate)]
-    vr, steps = neuron.v_reset, h_seq.shape[0]
-    gvl = grad_v_last.reshape(-1).contiguous() if grad_v_last is not None else h_seq.new_empty(0)
-    gx, gv0, gk = ops.lif_backward(
-        grad_s.reshape(steps, -1).contiguous(), h_seq.reshape(steps, -1).contiguous(),
-        v0.expand(h_seq.shape[1:]).reshape(-1).contiguous(), gvl, k, k if neuron.decay_input_eff else 1.0,
-        neuron.leak_target, neuron.v_threshold, vr is None, 0.0 if vr is None else vr, neuron.strict,
-        neuron.detach_reset, sid, float(getattr(neuron.surrogate, name)), neuron.decay_input_eff, need_k)
-    return gx.view(h_seq.shape), (gk if need_k else None), gv0.view(h_seq.shape[1:]).sum_to_size(v0.shape)
 
 
 class LeakyIntegrateSeq(torch.autograd.Function):
@@ -436,7 +398,14 @@ class ALIF(LIF):
         return NeuronState(v, torch.stack([a, s]))
 
     def _run(self, x, state):
-        return Neuron._run(self, x, state)
+        if kernel_ops(x, self) is None:
+            return Neuron._run(self, x, state)
+        if state is None:
+            state = self.initial_state(x[0])
+        k = float(self.inv_tau())
+        s, v, a = AdaptiveSeq.apply(x, state.v, state.aux[0], state.aux[1], self, (k,), (self.beta,), (self.rho,))
+        s = s[0]
+        return s, NeuronState(v[0], torch.stack([a[0], s[-1]]))
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, rho={self.rho}, " + super().extra_repr()
@@ -467,6 +436,14 @@ class CUBA(Neuron):
         s = self.surrogate(h - self.v_threshold, self.strict)
         s_reset = s.detach() if self.detach_reset else s
         return s, h, NeuronState(_reset(h, s_reset, self.v_threshold, self.v_reset), u)
+
+    def _run(self, x, state):
+        if kernel_ops(x, self) is None:
+            return Neuron._run(self, x, state)
+        if state is None:
+            state = self.initial_state(x[0])
+        s, v, u = CubaSeq.apply(x, state.v, state.aux, self)
+        return s, NeuronState(v, u)
 
     def extra_repr(self) -> str:
         return f"du={self.du}, dv={self.dv}, bias={self.bias}, " + super().extra_repr()

@@ -2,7 +2,8 @@
 
 A ``TPSNeuron`` wraps one neuron layer. While it searches, its output is the mixture ``Σ_k softmax(γ)_k S_k`` of
 the spikes ``S_k`` every candidate value produces on the *same* input current, all candidates run in one pass
-with the candidates stacked on a new axis (``candidate_spikes``), not K forwards. ``commit()`` replaces the
+with the candidates stacked on a new axis (``candidate_spikes``), not K forwards (with the compiled kernel, the
+candidates are the kernel's leading axis and the input is never copied K times). ``commit()`` replaces the
 parameter by the candidate with the largest ``γ`` and resets ``γ`` to its initial value (zeros); outside a
 search the layer is the plain neuron with the committed value.
 
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nasflow.snn.compiled import AdaptiveSeq, candidate_leaky, kernel_ops
 from nasflow.snn.neuron_types import TYPES, set_type, type_layers, type_of
 from nasflow.snn.neurons import ALIF, LIF, PLIF, Neuron
 
@@ -117,6 +119,8 @@ def candidate_spikes(neuron: Neuron, x: torch.Tensor, param: str, values: Sequen
     parameter is a ``[K, 1, ...]`` tensor, so every step runs all candidates at once (exact BPTT through the
     step loop; the neuron's other settings — threshold, reset, surrogate, comparison — are its own)."""
     vals = _check(neuron, param, values)
+    if kernel_ops(x, neuron) is not None:
+        return _compiled_candidates(neuron, x, param, vals)
     k = len(vals)
     xs = x.unsqueeze(1).expand(x.shape[0], k, *x.shape[1:])
     shape = (k,) + (1,) * (x.dim() - 1)
@@ -131,6 +135,20 @@ def candidate_spikes(neuron: Neuron, x: torch.Tensor, param: str, values: Sequen
         clone.rho = p  # type: ignore[assignment]
     spikes, _, _ = clone.forward_steps(xs)
     return spikes.transpose(0, 1)
+
+
+def _compiled_candidates(neuron: Neuron, x: torch.Tensor, param: str, vals: tuple[float, ...]) -> torch.Tensor:
+    # The candidate values as the step loop sees them ([K] tensors in x's dtype), so the spikes are identical.
+    cand = torch.tensor(vals, dtype=x.dtype)
+    p = (1.0 - cand if param == "decay" else cand).tolist()
+    if not isinstance(neuron, ALIF):
+        return candidate_leaky(neuron, x, p)
+    k = len(vals)
+    ks = p if param == "decay" else [float(neuron.inv_tau())] * k
+    betas = p if param == "alif.beta" else [neuron.beta] * k
+    rhos = p if param == "alif.rho" else [neuron.rho] * k
+    state = neuron.initial_state(x[0])
+    return AdaptiveSeq.apply(x, state.v, state.aux[0], state.aux[1], neuron, ks, betas, rhos)[0]
 
 
 class TPSNeuron(nn.Module):
