@@ -14,11 +14,12 @@ KERNEL := nasflow/kernels/_build/source.sha256
 
 venv: $(STAMP)
 
-# The compiled neuron kernel (nasflow/kernels/neurons.cpp), built with this machine's compiler against the venv's
+# The compiled neuron kernel (nasflow/kernels/*.cpp), built with this machine's compiler against the venv's
 # torch (about a minute); without a compiler nasflow still runs, on the slower torch-op loop, and says so.
 kernels: $(KERNEL)
 
-$(KERNEL): nasflow/kernels/neurons.cpp nasflow/kernels/build.py $(STAMP)
+$(KERNEL): nasflow/kernels/neurons.cpp nasflow/kernels/adaptive.cpp nasflow/kernels/common.h nasflow/kernels/build.py \
+	  $(STAMP)
 	@start=$$(date +%s); \
 	  if $(PY) -m nasflow.kernels.build; then echo "kernel build: $$(( $$(date +%s) - start )) s"; \
 	  else echo "make kernels: build failed; nasflow runs the torch-op neuron loop" >&2; fi
@@ -73,8 +74,9 @@ test-fallback: venv
 lint: venv
 	$(PY) -m ruff check .
 
-bench: venv
-	$(PY) benchmarks/train_step.py
+# One training step against the peers at T = 8, then the rows for T = 4, 16 and 32 (about 10 minutes).
+bench: venv kernels
+	$(PY) benchmarks/train_step.py --T 8,4,16,32
 
 lock: venv
 	$(PY) -m pip freeze --exclude-editable | grep -v '^nasflow' > constraints.txt

@@ -9,6 +9,9 @@ the extracted standalone candidate over the same D_val batches. Prints the media
 With ``--hw-cost CHIP`` it also times (c) the evaluation with the hardware cost on that chip (export to
 NIR, mapping, traffic and energy) and prints how much that adds to (a) (goal ≤ 5%); the hardware
 model's caches warm up on the architectures of the first pass, as they do during a search.
+With ``--kernel-ab`` it also times (d) the same evaluation on the torch-op neuron loop
+(``nasflow.kernels.using_torch_loop``), alternated with (a) in the same repeats: the before/after of the compiled
+kernel on one machine state.
 Writes ``benchmarks/results/candidate_eval.json``.
 """
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import torch
 
 from exporters.core.jsonio import SCHEMA_VERSION
+from nasflow import kernels
 from nasflow.data import make_loaders
 from nasflow.evaluators.supernet_eval import SupernetEvaluator
 from nasflow.snn.neurons import reset_states
@@ -46,7 +50,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--hw-cost", metavar="CHIP", help="also time the hardware cost on CHIP (e.g. loihi)")
+    parser.add_argument("--kernel-ab", action="store_true",
+                        help="also time the evaluation on the torch-op neuron loop, alternated (before/after)")
     args = parser.parse_args()
+    if args.kernel_ab and kernels.backend() != "compiled":
+        parser.error(f"--kernel-ab needs the compiled kernel: {kernels.why_fallback()}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     loaders = make_loaders("digits", 32, seed=0, val_split=0.2, eval_batch_size=512)
@@ -67,8 +75,16 @@ def main() -> None:
         standalone = supernet.extract(arch)
         evaluator.evaluate_one(arch)  # warm-up both
         _plain_forward(standalone, evaluator.batches)
-        t_eval, t_plain, t_hw = [], [], []
+        t_eval, t_plain, t_hw, t_torch = [], [], [], []
+        if args.kernel_ab:
+            with kernels.using_torch_loop():
+                evaluator.evaluate_one(arch)
         for _ in range(args.repeats):
+            if args.kernel_ab:
+                with kernels.using_torch_loop():
+                    t0 = time.perf_counter()
+                    evaluator.evaluate_one(arch)
+                    t_torch.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             evaluator.evaluate_one(arch)
             t_eval.append(time.perf_counter() - t0)
@@ -86,19 +102,31 @@ def main() -> None:
             h = statistics.median(t_hw)
             row.update(evaluate_with_hw_s=h, hw_overhead=h / e - 1)
             line += f"  with hw {h * 1e3:7.1f} ms (+{100 * (h / e - 1):.1f}%)"
+        if t_torch:
+            tl = statistics.median(t_torch)
+            row.update(evaluate_torch_loop_s=tl, kernel_speedup=statistics.median(
+                a / b for a, b in zip(t_torch, t_eval)))
+            line += f"  torch loop {tl * 1e3:7.1f} ms (x{row['kernel_speedup']:.2f})"
         rows.append(row)
         print(line)
     ratio = statistics.median(r["ratio"] for r in rows)
     hw_overhead = statistics.median(r["hw_overhead"] for r in rows) if hw_evaluator is not None else None
     if hw_overhead is not None:
         print(f"median hardware-cost overhead ({args.hw_cost}): {100 * hw_overhead:.1f}%  [goal <= 5%]")
+    kernel_ab = None
+    if args.kernel_ab:
+        kernel_ab = {"torch_loop_s": statistics.median(r["evaluate_torch_loop_s"] for r in rows),
+                     "compiled_s": statistics.median(r["evaluate_s"] for r in rows),
+                     "median_speedup": statistics.median(r["kernel_speedup"] for r in rows)}
+        print(f"seconds per candidate evaluation: torch-op loop {kernel_ab['torch_loop_s']:.3f} s, compiled kernel "
+              f"{kernel_ab['compiled_s']:.3f} s (median paired speed-up {kernel_ab['median_speedup']:.2f}x)")
     print(f"median evaluation / plain forward over D_val ({len(evaluator.batches)} batch(es), "
           f"{sum(len(y) for _, y in evaluator.batches)} samples): {ratio:.3f}  [goal <= 1.10]")
     out = Path("benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "candidate_eval.json").write_text(json.dumps(
         {"schema_version": SCHEMA_VERSION, "median_ratio": ratio, "hw_cost": args.hw_cost,
-         "median_hw_overhead": hw_overhead, "threads": args.threads, "rows": rows}, indent=2))
+         "median_hw_overhead": hw_overhead, "kernel_ab": kernel_ab, "threads": args.threads, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

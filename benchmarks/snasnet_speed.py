@@ -9,7 +9,9 @@ slogdet) and (b) a plain ``torch.no_grad`` train-mode forward over the same batc
 and their ratio (goal ≤ 1.2). The paper's CIFAR macro (C = 256, batch 256, T = 5, 32x32 synthetic input,
 released CIFAR-10 cell, second pool 4) is timed the same way on ``--cifar-batches`` batches (one
 repeat: a forward takes minutes on 2 cores); seconds per candidate are reported for the paper's two
-batches. Writes a JSON next to the printout.
+batches. ``--kernel-ab`` also times the digits scoring on the torch-op neuron loop
+(``nasflow.kernels.using_torch_loop``), alternated with the compiled kernel in the same repeats (before/after).
+Writes a JSON next to the printout.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 
 from exporters.core.jsonio import SCHEMA_VERSION
+from nasflow import kernels
 from nasflow.data import make_loaders
 from nasflow.evaluators.sahd import SAHDScorer
 from nasflow.snn.neurons import reset_states
@@ -51,20 +54,27 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _measure(model, batches, repeats: int, warm: bool) -> dict:
+def _measure(model, batches, repeats: int, warm: bool, kernel_ab: bool = False) -> dict:
     scorer = SAHDScorer()
     if warm:
         scorer.score(model, batches)
         _forward(model, batches)
-    score_t, fwd_t = [], []
+    score_t, fwd_t, torch_t = [], [], []
     for _ in range(repeats):
         fwd_t.append(_time(lambda: _forward(model, batches)))
         score_t.append(_time(lambda: scorer.score(model, batches)))
+        if kernel_ab:
+            with kernels.using_torch_loop():
+                torch_t.append(_time(lambda: scorer.score(model, batches)))
     result = scorer.score(model, batches) if warm else None
-    return {"score_s": statistics.median(score_t), "forward_s": statistics.median(fwd_t),
-            "ratio": statistics.median(s / f for s, f in zip(score_t, fwd_t)),
-            "lif_kernels_per_batch": result.kernels_per_batch if result else None,
-            "reused_per_batch": result.reused_per_batch if result else None}
+    row = {"score_s": statistics.median(score_t), "forward_s": statistics.median(fwd_t),
+           "ratio": statistics.median(s / f for s, f in zip(score_t, fwd_t)),
+           "lif_kernels_per_batch": result.kernels_per_batch if result else None,
+           "reused_per_batch": result.reused_per_batch if result else None}
+    if torch_t:
+        row.update(score_torch_loop_s=statistics.median(torch_t),
+                   kernel_speedup=statistics.median(a / b for a, b in zip(torch_t, score_t)))
+    return row
 
 
 def main() -> None:
@@ -77,7 +87,11 @@ def main() -> None:
     parser.add_argument("--skip-cifar", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="benchmarks/results/snasnet_speed.json")
+    parser.add_argument("--kernel-ab", action="store_true",
+                        help="also time the digits scoring on the torch-op neuron loop, alternated (before/after)")
     args = parser.parse_args()
+    if args.kernel_ab and kernels.backend() != "compiled":
+        parser.error(f"--kernel-ab needs the compiled kernel: {kernels.why_fallback()}")
     torch.set_num_threads(args.threads)
     loaders = make_loaders("digits", 256, seed=0)
     dev = torch.device(args.device)
@@ -89,13 +103,21 @@ def main() -> None:
     for cell in cells:
         torch.manual_seed(0)
         model = SNASNet(cell=cell, in_shape=(1, 8, 8), channels=16, steps=8, second_pool=2, classifier_bn=True).to(dev)
-        row = {"cell": cell, **_measure(model, batches, args.repeats, warm=True)}
+        row = {"cell": cell, **_measure(model, batches, args.repeats, warm=True, kernel_ab=args.kernel_ab)}
         rows.append(row)
+        ab = (f"  torch loop {row['score_torch_loop_s']:.3f} s (x{row['kernel_speedup']:.2f})"
+              if "kernel_speedup" in row else "")
         print(f"  {cell}  score {row['score_s']:.3f} s  forward {row['forward_s']:.3f} s  ratio {row['ratio']:.2f}"
-              f"  (LIF kernels/batch {row['lif_kernels_per_batch']}, reused {row['reused_per_batch']})", flush=True)
+              f"  (LIF kernels/batch {row['lif_kernels_per_batch']}, reused {row['reused_per_batch']}){ab}",
+              flush=True)
     ratios = [r["ratio"] for r in rows]
     summary = {"digits_median_ratio": statistics.median(ratios), "digits_max_ratio": max(ratios),
                "digits_seconds_per_candidate": statistics.median(r["score_s"] for r in rows)}
+    if args.kernel_ab:
+        summary.update(digits_torch_loop_seconds_per_candidate=statistics.median(r["score_torch_loop_s"] for r in rows),
+                       digits_kernel_speedup=statistics.median(r["kernel_speedup"] for r in rows))
+        print(f"digits, torch-op loop: {summary['digits_torch_loop_seconds_per_candidate']:.3f} s per candidate; "
+              f"compiled kernel x{summary['digits_kernel_speedup']:.2f} (median paired)")
     print(f"digits: median ratio {summary['digits_median_ratio']:.2f} (max {summary['digits_max_ratio']:.2f}), "
           f"{summary['digits_seconds_per_candidate']:.3f} s per candidate")
     cifar = None

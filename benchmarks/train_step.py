@@ -18,7 +18,9 @@ analog image and the same current drives all T steps.
 * ``spikingjelly``: multi-step ``SeqToANNContainer`` + ``MultiStepParametricLIFNode(backend="torch")``
   (``cupy`` is GPU-only, so ``torch`` is its fastest CPU multi-step backend).
 * ``floor``: the same convs over ``T·B`` with ReLU instead of neurons (no time loop): the floor
-  for a spiking step on this CPU (REFERENCE.md §10).
+  for a spiking step on this CPU (REFERENCE.md §10). ``floor_fused``: the same with BN+ReLU fused as nasflow
+  fuses BN+neuron (saves the conv output and the BN statistics, recomputes BN in backward), so that nasflow /
+  floor compares like with like.
 
 Method
 ------
@@ -68,7 +70,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-FRAMEWORKS = ("nasflow", "snntorch", "norse", "spikingjelly", "floor")
+FRAMEWORKS = ("nasflow", "snntorch", "norse", "spikingjelly", "floor", "floor_fused")
 PEERS = ("snntorch", "norse", "spikingjelly")
 MIN_STEPS = 5  # the time budget never cuts the timed steps below this
 VOTE = 10
@@ -267,6 +269,68 @@ def build_floor(cfg: dict[str, Any]) -> tuple[nn.Module, Callable[[], None] | No
     return ReluFloorNet(cfg), None
 
 
+class _BNReLU(torch.autograd.Function):
+    """Training-mode BatchNorm + ReLU saving what nasflow's fused BN+neuron function saves (the conv output and the
+    batch statistics) and recomputing BN in backward: the floor's memory and time on nasflow's own BN path."""
+
+    @staticmethod
+    def forward(ctx, y, weight, bias, bn):  # type: ignore[override]
+        x, mean, invstd = torch.native_batch_norm(y, weight, bias, bn.running_mean, bn.running_var, True,
+                                                  bn.momentum, bn.eps)
+        ctx.bn = bn
+        ctx.save_for_backward(y, weight, bias, mean, invstd)
+        return x.relu_()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        y, weight, bias, mean, invstd = ctx.saved_tensors
+        bn = ctx.bn
+        shape = (1, -1) + (1,) * (y.dim() - 2)
+        alpha = invstd * weight
+        x = torch.addcmul((bias - mean * alpha).view(shape), y, alpha.view(shape))  # BN recomputed in one pass
+        gx = torch.ops.aten.threshold_backward(grad, x, 0.0)
+        gy, gw, gb = torch.ops.aten.native_batch_norm_backward(gx, y, weight, bn.running_mean, bn.running_var, mean,
+                                                               invstd, True, bn.eps, [True, True, True])
+        return gy, gw, gb, None
+
+
+class FusedBNReLU(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return torch.relu(self.bn(y))
+        return _BNReLU.apply(y, self.bn.weight, self.bn.bias, self.bn)
+
+
+class FusedReluFloorNet(ReluFloorNet):
+    """``ReluFloorNet`` with every BN+ReLU pair fused as nasflow fuses BN+neuron (``FusedBNReLU``)."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(cfg)
+        self.stem = _fuse_bn_relu(self.stem)
+        self.net = _fuse_bn_relu(self.net)
+
+
+def _fuse_bn_relu(seq: nn.Sequential) -> nn.Sequential:
+    out: list[nn.Module] = []
+    for m in seq:
+        if isinstance(m, nn.ReLU) and out and isinstance(out[-1], nn.BatchNorm2d):
+            bn = out.pop()
+            fused = FusedBNReLU(bn.num_features)
+            fused.bn = bn
+            out.append(fused)
+        else:
+            out.append(m)
+    return nn.Sequential(*out)
+
+
+def build_floor_fused(cfg: dict[str, Any]) -> tuple[nn.Module, Callable[[], None] | None]:
+    return FusedReluFloorNet(cfg), None
+
+
 def build_nasflow_torchloop(cfg: dict[str, Any]) -> tuple[nn.Module, Callable[[], None] | None]:
     """nasflow with its torch-op neuron loop (``NASFLOW_KERNELS=torch`` in this worker only): A/B for the kernel."""
     import os
@@ -281,6 +345,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[nn.Module, Callable[[], Non
     "norse": build_norse,
     "spikingjelly": build_spikingjelly,
     "floor": build_floor,
+    "floor_fused": build_floor_fused,
     # Extra nasflow variants for A/B runs (``--frameworks nasflow,nasflow_plain,...``); ratios use ``nasflow``.
     **{f"nasflow_{m.replace('+', '_')}": (lambda cfg, m=m: build_nasflow(cfg, m)) for m in NASFLOW_MODES},
     "nasflow_torchloop": build_nasflow_torchloop,
@@ -288,7 +353,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[nn.Module, Callable[[], Non
 
 
 def framework_version(name: str) -> str:
-    if name == "floor":
+    if name in ("floor", "floor_fused"):
         return "torch " + torch.__version__.split("+")[0]
     if name.startswith("nasflow"):
         from nasflow import kernels
@@ -573,6 +638,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "floor" in by:
             ratios["time_vs_floor"] = nas["median_s"] / by["floor"]["median_s"]
             ratios["memory_vs_floor"] = nas["peak_delta_mb"] / by["floor"]["peak_delta_mb"]
+        if "floor_fused" in by:
+            ratios["time_vs_floor_fused"] = nas["median_s"] / by["floor_fused"]["median_s"]
+            ratios["paired_time_vs_floor_fused"] = statistics.median(
+                a / b for a, b in zip(wall["nasflow"], wall["floor_fused"]))
+            ratios["memory_vs_floor_fused"] = nas["peak_delta_mb"] / by["floor_fused"]["peak_delta_mb"]
     machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     # imported here, not at the top: spawned workers import this module and must load only their framework
     from exporters.core.jsonio import SCHEMA_VERSION
@@ -632,6 +702,11 @@ def format_table(res: dict[str, Any]) -> str:
             lines.append(
                 f"nasflow / ReLU floor: time {rt['time_vs_floor']:.2f}x, peak RSS {rt['memory_vs_floor']:.2f}x"
             )
+        if "time_vs_floor_fused" in rt:
+            lines.append(
+                f"nasflow / ReLU floor on the fused BN path: time {rt['time_vs_floor_fused']:.2f}x (paired "
+                f"{rt['paired_time_vs_floor_fused']:.2f}x), peak RSS {rt['memory_vs_floor_fused']:.2f}x"
+            )
     m = res["machine"]
     lines.append(
         f"\n{res['method']['steps']} timed + {res['method']['warmup']} warm-up steps each, alternated; "
@@ -649,7 +724,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads per worker (default 2)")
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS), help=f"comma list from {','.join(FRAMEWORKS)}")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--T", type=int, default=8, help="time steps (default 8)")
+    ap.add_argument("--T", default="8", help="time steps, or a comma list (4,8,16,32) for one run per T and a "
+                                              "summary row each (default 8)")
     ap.add_argument("--channels", type=int, default=16, help="C of the backbone (default 16)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "train_step.json")
     ap.add_argument(
@@ -662,14 +738,42 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--verbose", action="store_true", help="print every round's times")
     args = ap.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.batch < 1 or args.T < 1:
+    try:
+        steps_list = [int(t) for t in str(args.T).split(",")]
+    except ValueError:
+        ap.error(f"--T takes integers separated by commas, got {args.T!r}")
+    if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.batch < 1 or min(steps_list) < 1:
         ap.error("--steps, --threads, --batch and --T must be >= 1 and --warmup >= 0")
-    res = run(args)
-    print(format_table(res))
+    results = []
+    for t in steps_list:
+        args.T = t
+        res = run(args)
+        print(f"\n== T = {t} ==\n" + format_table(res), flush=True)
+        results.append(res)
+    out = results[0] if len(results) == 1 else dict(benchmark="train_step",
+                                                    by_T={r["network"]["T"]: r for r in results})
+    if len(results) > 1:
+        print("\n" + format_by_T(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2))
+    args.out.write_text(json.dumps(out, indent=2))
     print(f"results written to {args.out}")
     return 0
+
+
+def format_by_T(results: list[dict[str, Any]]) -> str:
+    """One Markdown row per T: nasflow's step, the ratios against the fastest/lightest peer and the fused floor."""
+    lines = ["| T | nasflow s | fastest peer | speed-up (paired) | peak RSS / lightest | nasflow / fused floor |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        rt, nas = r["ratios"], next(x for x in r["rows"] if x["framework"] == "nasflow")
+        if not rt:
+            continue
+        paired = rt["paired_speedup"][rt["fastest_peer"]]
+        floor = f"{rt['time_vs_floor_fused']:.2f}x" if "time_vs_floor_fused" in rt else "n/a"
+        lines.append(f"| {r['network']['T']} | {nas['median_s']:.3f} | {rt['fastest_peer']} | "
+                     f"{rt['speedup_vs_fastest_peer']:.2f}x ({paired:.2f}x) | {rt['memory_vs_lightest_peer']:.2f} | "
+                     f"{floor} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -18,41 +18,52 @@ namespace nasflow_kernels {
 // The loops are templated on every flag, so the inner loop over neurons has no branch on a setting and the compiler
 // can vectorise it; each thread owns a block of neurons and walks time over it (contiguous rows of [T, N]).
 // CH is the charge's arithmetic: 0 lerp, 1 (1-k)·V + b·X (+ k·v_leak), 2 the step loop's V - (V - v_leak)·k + b·X.
-template <typename T, int CH, bool STRICT, bool SOFT>
-void forward_block(const T *px, const T *pv0, T *ps, T *ph, T *pv, int64_t steps, int64_t n, int64_t lo, int64_t hi,
-                   T K, T OMK, T B, T VL, T TH, T VR) {
+template <typename T, int CH, bool STRICT, bool SOFT, bool SAVE, bool SPK>
+void forward_block(const T *__restrict__ px, const T *__restrict__ pv0, T *__restrict__ ps, T *__restrict__ ph,
+                   T *__restrict__ pv, int64_t steps, int64_t n, int64_t lo, int64_t hi, T K, T OMK, T B, T VL, T TH,
+                   T VR) {
   const int64_t len = hi - lo;
   std::vector<T> v(pv0 + lo, pv0 + hi);
-  T *vp = v.data();
+  T *__restrict__ vp = v.data();
   const bool add_leak = K != T(0) && VL != T(0);
+  const T KVL = add_leak ? K * VL : T(0);
+  // ATen's lerp picks its formula from |w| < 0.5; both are computed and one selected, so the loop vectorises.
+  const bool small = std::abs(K) < T(0.5);
+  const T omk_lerp = T(1) - K;
   for (int64_t t = 0; t < steps; ++t) {
-    const T *xt = px + t * n + lo;
-    T *st = ps + t * n + lo;
-    T *ht = ph ? ph + t * n + lo : nullptr;
+    const T *__restrict__ xt = px + t * n + lo;
+    T *__restrict__ st = SPK ? ps + t * n + lo : nullptr;
+    T *__restrict__ ht = SAVE ? ph + t * n + lo : nullptr;
     for (int64_t j = 0; j < len; ++j) {
+      const T vj = vp[j], xj = xt[j];
       T h;
       if (CH == 0) {
-        h = lerp_like_torch(vp[j], xt[j], K);
+        const T d = xj - vj;
+        const T lo_w = vj + K * d, hi_w = xj - d * omk_lerp;
+        h = small ? lo_w : hi_w;
       } else if (CH == 1) {
-        h = vp[j] * OMK;
-        h = h + B * xt[j];
-        if (add_leak) h = h + K * VL;
+        h = vj * OMK;
+        h = h + B * xj;
+        const T hl = h + KVL;
+        h = add_leak ? hl : h;
       } else {
-        const T leak = (vp[j] - VL) * K;
-        h = vp[j] - leak;
-        h = h + B * xt[j];
+        const T leak = (vj - VL) * K;
+        h = vj - leak;
+        h = h + B * xj;
       }
       const bool m = STRICT ? (h > TH) : (h >= TH);
-      st[j] = m ? T(1) : T(0);
-      if (ht) ht[j] = h;
+      if (SPK) st[j] = m ? T(1) : T(0);
       vp[j] = m ? (SOFT ? h - TH : VR) : h;
+      if (SAVE) ht[j] = h;
     }
   }
   std::copy(v.begin(), v.end(), pv + lo);
 }
 
-#define NASFLOW_FWD(C, S, R) \
-  return forward_block<T, C, S, R>(px, pv0, ps, ph, pv, steps, n, lo, hi, K, OMK, B, VL, TH, VR)
+#define NASFLOW_FWD(C, S, R)                                                                                       \
+  if (!ps) return forward_block<T, C, S, R, true, false>(px, pv0, ps, ph, pv, steps, n, lo, hi, K, OMK, B, VL, TH, VR); \
+  if (ph) return forward_block<T, C, S, R, true, true>(px, pv0, ps, ph, pv, steps, n, lo, hi, K, OMK, B, VL, TH, VR); \
+  return forward_block<T, C, S, R, false, true>(px, pv0, ps, ph, pv, steps, n, lo, hi, K, OMK, B, VL, TH, VR)
 #define NASFLOW_FWD_S(C) \
   if (strict) { if (soft) { NASFLOW_FWD(C, true, true); } NASFLOW_FWD(C, true, false); } \
   if (soft) { NASFLOW_FWD(C, false, true); } NASFLOW_FWD(C, false, false);
@@ -67,31 +78,34 @@ void forward_dispatch(int form, bool strict, bool soft, const T *px, const T *pv
 #undef NASFLOW_FWD
 
 // x: [T, N] (contiguous, shared by the G candidates), v0: [N]; ks/omks/bs: the candidates' k, 1 - k (computed by the
-// caller as the torch loop does) and b. step_form: the step loop's charge. Returns (spikes [G, T, N] in x's dtype,
-// H [G, T, N] or empty, V[T-1] [G, N]).
+// caller as the torch loop does) and b. step_form: the step loop's charge. Returns (spikes [G, T, N] in x's dtype, or
+// empty when only H is wanted (!want_spikes, which needs save_h), H [G, T, N] or empty, V[T-1] [G, N]).
 std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, std::vector<double> ks,
                                        std::vector<double> omks, std::vector<double> bs, double vl, double th,
-                                       bool soft, double vr, bool strict, bool save_h, bool step_form) {
+                                       bool soft, double vr, bool strict, bool save_h, bool step_form,
+                                       bool want_spikes) {
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && v0.is_contiguous() && v0.numel() == x.size(1),
               "lif_forward: x must be a contiguous [T, N] tensor and v0 a contiguous [N] tensor");
   const int64_t G = static_cast<int64_t>(ks.size());
   TORCH_CHECK(G >= 1 && omks.size() == ks.size() && bs.size() == ks.size(),
               "lif_forward: give one k, 1 - k and b per candidate");
   const int64_t steps = x.size(0), n = x.size(1);
-  auto spikes = torch::empty({G, steps, n}, x.options());
+  TORCH_CHECK(want_spikes || save_h, "lif_forward: asked for neither spikes nor H");
+  auto spikes = want_spikes ? torch::empty({G, steps, n}, x.options()) : torch::empty({0}, x.options());
   auto h_seq = save_h ? torch::empty({G, steps, n}, x.options()) : torch::empty({0}, x.options());
   auto v_last = torch::empty({G, n}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_forward", [&] {
     using T = scalar_t;
     const T *px = x.data_ptr<T>(), *pv0 = v0.data_ptr<T>();
-    T *ps = spikes.data_ptr<T>(), *pv = v_last.data_ptr<T>();
+    T *ps = want_spikes ? spikes.data_ptr<T>() : nullptr, *pv = v_last.data_ptr<T>();
     T *ph = save_h ? h_seq.data_ptr<T>() : nullptr;
     const T VL = vl, TH = th, VR = vr;
     at::parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
       for (int64_t g = 0; g < G; ++g) {
         const T K = ks[g], OMK = omks[g], B = bs[g];
         const int form = step_form ? 2 : ((bs[g] == ks[g] && vl == 0.0) ? 0 : 1);
-        forward_dispatch<T>(form, strict, soft, px, pv0, ps + g * steps * n, ph ? ph + g * steps * n : nullptr,
+        forward_dispatch<T>(form, strict, soft, px, pv0, ps ? ps + g * steps * n : nullptr,
+                            ph ? ph + g * steps * n : nullptr,
                             pv + g * n, steps, n, lo, hi, K, OMK, B, VL, TH, VR);
       }
     });
@@ -100,19 +114,23 @@ std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor v0, std::v
 }
 
 template <typename T, int SUR, bool STRICT, bool SOFT, bool DETACH, bool NEED_K, bool DI>
-double backward_block(const T *pg, const T *ph, const T *pv0, const T *pgv, T *pgx, T *pgv0, int64_t steps, int64_t n,
+double backward_block(const T *__restrict__ pg, const T *__restrict__ ph, const T *__restrict__ pv0,
+                      const T *__restrict__ pgv, T *__restrict__ pgx, T *__restrict__ pgv0, int64_t steps, int64_t n,
                       int64_t lo, int64_t hi, T K, T B, T VL, T TH, T VR, T P) {
   const int64_t len = hi - lo;
   std::vector<T> gv(len, T(0));
   if (pgv) std::copy(pgv + lo, pgv + hi, gv.begin());
+  std::vector<double> acc(NEED_K ? len : 0, 0.0);  // per neuron, so the loop needs no cross-lane reduction
+  double *__restrict__ ap = acc.data();
   T scale = T(1);
   bool have = pgv != nullptr;
-  double acc = 0.0;
-  T *g = gv.data();
+  T *__restrict__ g = gv.data();
   for (int64_t t = steps - 1; t >= 0; --t) {
-    const T *ht = ph + t * n + lo, *gt = pg + t * n + lo;
-    const T *hp = t > 0 ? ph + (t - 1) * n + lo : nullptr;
-    T *gxt = pgx + t * n + lo;
+    const T *__restrict__ ht = ph + t * n + lo;
+    const T *__restrict__ gt = pg + t * n + lo;
+    const bool from_h = t > 0;  // V[t-1] from H[t-1], or V0 at t = 0
+    const T *__restrict__ vsrc = from_h ? ph + (t - 1) * n + lo : pv0 + lo;
+    T *__restrict__ gxt = pgx + t * n + lo;
     const T sc = have ? scale : T(0);
     for (int64_t j = 0; j < len; ++j) {
       const T h = ht[j];
@@ -124,15 +142,11 @@ double backward_block(const T *pg, const T *ph, const T *pv0, const T *pgv, T *p
       const T gh = gt[j] * sg + sc * g[j] * dv_dh;
       gxt[j] = gh * B;
       if (NEED_K) {
-        T v_prev;
-        if (hp) {
-          const T q = hp[j];
-          const bool mp = STRICT ? (q > TH) : (q >= TH);
-          v_prev = mp ? (SOFT ? q - TH : VR) : q;
-        } else {
-          v_prev = pv0[lo + j];
-        }
-        acc += DI ? double(gh) * (double(h) - double(v_prev)) / double(K) : double(gh) * (double(VL) - double(v_prev));
+        const T q = vsrc[j];
+        const bool mp = STRICT ? (q > TH) : (q >= TH);
+        const T v_reset = mp ? (SOFT ? q - TH : VR) : q;
+        const T v_prev = from_h ? v_reset : q;
+        ap[j] += DI ? double(gh) * (double(h) - double(v_prev)) : double(gh) * (double(VL) - double(v_prev));
       }
       g[j] = gh;
     }
@@ -140,7 +154,9 @@ double backward_block(const T *pg, const T *ph, const T *pv0, const T *pgv, T *p
     have = true;
   }
   for (int64_t j = 0; j < len; ++j) pgv0[lo + j] = have ? g[j] * scale : T(0);
-  return acc;
+  double total = 0.0;
+  for (int64_t j = 0; j < static_cast<int64_t>(acc.size()); ++j) total += ap[j];
+  return DI ? total / double(K) : total;
 }
 
 template <typename T, int SUR>

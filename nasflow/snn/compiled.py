@@ -50,14 +50,15 @@ def kernel_ops(x: torch.Tensor, neuron):
     return kernels.ops()
 
 
-def kernel_forward(ops, x: torch.Tensor, v0: torch.Tensor, k: float, neuron, save_h: bool):
-    """``(spikes, H or None, last V)`` of ``LeakyIntegrateSeq``'s IF/LIF/PLIF loop on ``x [T, ...]``."""
+def kernel_forward(ops, x: torch.Tensor, v0: torch.Tensor, k: float, neuron, save_h: bool, spikes: bool = True):
+    """``(spikes or None, H or None, last V)`` of ``LeakyIntegrateSeq``'s IF/LIF/PLIF loop on ``x [T, ...]``
+    (``spikes=False``: only ``H``, for a backward that recomputes it)."""
     b = k if neuron.decay_input_eff else 1.0
     soft, vr = _soft_vr(neuron)
     steps = x.shape[0]
     s, h, v = ops.lif_forward(x.reshape(steps, -1).contiguous(), _flat(v0, x.shape[1:]), [k], [1.0 - k], [b],
-                              neuron.leak_target, neuron.v_threshold, soft, vr, neuron.strict, save_h, False)
-    return s.view(x.shape), (h.view(x.shape) if save_h else None), v.view(x.shape[1:])
+                              neuron.leak_target, neuron.v_threshold, soft, vr, neuron.strict, save_h, False, spikes)
+    return (s.view(x.shape) if spikes else None), (h.view(x.shape) if save_h else None), v.view(x.shape[1:])
 
 
 def kernel_backward(ops, grad_s: torch.Tensor, h_seq: torch.Tensor, v0: torch.Tensor,
@@ -86,7 +87,7 @@ class _CandidateLeaky(torch.autograd.Function):
         rest = torch.full((x2.shape[1],), 0.0 if soft else vr, dtype=x.dtype)
         save = ctx.needs_input_grad[0]
         s, h, _ = ops.lif_forward(x2, rest, list(ks), [1.0 - k for k in ks], bs, neuron.leak_target,
-                                  neuron.v_threshold, soft, vr, neuron.strict, save, True)
+                                  neuron.v_threshold, soft, vr, neuron.strict, save, True, True)
         ctx.params = (neuron.leak_target, neuron.v_threshold, soft, vr, neuron.strict, neuron.detach_reset,
                       *_surrogate(neuron), di, list(ks), bs)
         ctx.shape = x.shape

@@ -212,7 +212,7 @@ class _BNLeakyIntegrate(torch.autograd.Function):
         v0 = neuron.initial_state(hs[0]).v
         ops = kernel_ops(xs, neuron)
         if ops is not None:
-            _, hs, _ = kernel_forward(ops, xs, v0, k, neuron, True)
+            _, hs, _ = kernel_forward(ops, xs, v0, k, neuron, True, spikes=False)
             del x, xs
             grad_x, grad_k, _ = kernel_backward(ops, grad_s, hs, v0, None, k, neuron, ctx.needs_input_grad[4])
         else:

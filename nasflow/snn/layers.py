@@ -6,6 +6,8 @@ loop over time (the SpikingJelly multi-step layout).
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -58,25 +60,66 @@ def is_marked_spikes(x: torch.Tensor) -> bool:
     return getattr(x, _SPIKES_ATTR, False) is True
 
 
-class _SpikeConv2d(torch.autograd.Function):
-    """``conv2d`` of a binary input that saves that input as bool (same gradients as ``F.conv2d``)."""
+#: Bytes of one image's input or output a conv chunk may hold on CPU (``NASFLOW_CONV_CHUNK_MB``, 0: no chunks).
+#: Convolving ``T·B`` images in one call spills the caches: on a 2-core EPYC, 16x32x32 maps ran 2x faster in
+#: chunks of 32-64 images than as one batch of 256 (``benchmarks/README.md``, conv chunks); per-step frameworks
+#: get this for free, which is why they overtake a merged-time conv as T grows.
+CONV_CHUNK_BYTES = int(float(os.environ.get("NASFLOW_CONV_CHUNK_MB", "3")) * 2**20)
+
+
+def conv_chunks(x: torch.Tensor, out_channels: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` over ``x``'s batch axis so that a chunk's input and output stay within
+    ``CONV_CHUNK_BYTES`` (one chunk off CPU, or with chunking off)."""
+    n = x.shape[0]
+    if CONV_CHUNK_BYTES <= 0 or x.device.type != "cpu" or n <= 1:
+        return [(0, n)]
+    per_image = x[0].numel() * x.element_size() * max(1.0, out_channels / max(1, x.shape[1]))
+    size = max(1, int(CONV_CHUNK_BYTES // max(per_image, 1)))
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def _conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d) -> torch.Tensor:
+    chunks = conv_chunks(x, weight.shape[0])
+    args = (conv.stride, conv.padding, conv.dilation, conv.groups)
+    if len(chunks) == 1:
+        return F.conv2d(x, weight, bias, *args)
+    first = F.conv2d(x[chunks[0][0]:chunks[0][1]], weight, bias, *args)
+    y = first.new_empty((x.shape[0], *first.shape[1:]))
+    y[: first.shape[0]] = first
+    for a, b in chunks[1:]:
+        y[a:b] = F.conv2d(x[a:b], weight, bias, *args)
+    return y
+
+
+class _ChunkedConv2d(torch.autograd.Function):
+    """``conv2d`` over the merged ``T·B`` axis in cache-sized chunks on CPU (``conv_chunks``), same gradients as
+    ``F.conv2d``; a binary (``spikes``) input is saved for backward as bool (1 byte instead of 4 or 8)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, conv):  # type: ignore[override]
-        ctx.save_for_backward(x.to(torch.bool), weight)
+    def forward(ctx, x, weight, bias, conv, spikes):  # type: ignore[override]
+        ctx.save_for_backward(x.to(torch.bool) if spikes else x, weight)
         ctx.conv, ctx.dtype, ctx.has_bias = conv, x.dtype, bias is not None
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return _conv_forward(x, weight, bias, conv)
 
     @staticmethod
     def backward(ctx, grad_y):  # type: ignore[override]
-        xb, weight = ctx.saved_tensors
+        xs, weight = ctx.saved_tensors
         c = ctx.conv
-        gx, gw, gb = torch.ops.aten.convolution_backward(
-            grad_y, xb.to(ctx.dtype), weight, [weight.shape[0]] if ctx.has_bias else None, list(c.stride),
-            list(c.padding), list(c.dilation), False, [0, 0], c.groups,
-            [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]],
-        )
-        return gx, gw, gb if ctx.has_bias else None, None
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+        gx = torch.empty(xs.shape, dtype=ctx.dtype) if mask[0] else None
+        gw = gb = None
+        for a, b in conv_chunks(xs, weight.shape[0]):
+            gxc, gwc, gbc = torch.ops.aten.convolution_backward(
+                grad_y[a:b], xs[a:b].to(ctx.dtype), weight, [weight.shape[0]] if ctx.has_bias else None,
+                list(c.stride), list(c.padding), list(c.dilation), False, [0, 0], c.groups, mask,
+            )
+            if gx is not None:
+                gx[a:b] = gxc
+            if mask[1]:
+                gw = gwc if gw is None else gw.add_(gwc)
+            if mask[2]:
+                gb = gbc if gb is None else gb.add_(gbc)
+        return gx, gw, gb if ctx.has_bias else None, None, None
 
 
 class _SpikeMaxPool2d(torch.autograd.Function):
@@ -98,11 +141,11 @@ class _SpikeMaxPool2d(torch.autograd.Function):
         return gx, None, None
 
 
-def _spike_conv_ok(x: torch.Tensor, layer: nn.Module) -> bool:
-    return (
-        is_marked_spikes(x) and torch.is_grad_enabled() and isinstance(layer, nn.Conv2d)
-        and layer.padding_mode == "zeros" and isinstance(layer.padding, tuple)
-    )
+def _own_conv_ok(x: torch.Tensor, layer: nn.Module | None) -> bool:
+    """Whether nasflow runs ``layer`` itself (chunked, bool-saved spikes) rather than calling the module."""
+    if not (isinstance(layer, nn.Conv2d) and layer.padding_mode == "zeros" and isinstance(layer.padding, tuple)):
+        return False
+    return (is_marked_spikes(x) and torch.is_grad_enabled()) or x.device.type == "cpu"
 
 
 def _pre_norm_layer(module: nn.Module) -> nn.Module:
@@ -127,8 +170,12 @@ class TimeDistributed(nn.Module):
             )
         module = _pre_norm_layer(self.module) if pre_norm else self.module
         layer = synaptic_layer(module)
-        if layer is not None and _spike_conv_ok(x, layer):
-            y = _SpikeConv2d.apply(_merge(x), layer.weight, layer.bias, layer)
+        if _own_conv_ok(x, layer):
+            xm = _merge(x)
+            if torch.is_grad_enabled():
+                y = _ChunkedConv2d.apply(xm, layer.weight, layer.bias, layer, is_marked_spikes(x))
+            else:
+                y = _conv_forward(xm, layer.weight, layer.bias, layer)
             if module is not layer:  # Sequential(conv, rest...)
                 y = module[1:](y)
             return _split(y, x.shape[0])
