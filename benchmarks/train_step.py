@@ -339,6 +339,17 @@ def build_nasflow_torchloop(cfg: dict[str, Any]) -> tuple[nn.Module, Callable[[]
     return build_nasflow(cfg)
 
 
+def build_nasflow_chunk(cfg: dict[str, Any], mb: float) -> tuple[nn.Module, Callable[[], None] | None]:
+    """nasflow with CPU conv chunks of ``mb`` MiB (0: one conv call over T·B) in this worker only: A/B for the
+    chunk size (``nasflow.snn.layers.CONV_CHUNK_BYTES``)."""
+    from nasflow.snn import layers
+
+    layers.CONV_CHUNK_BYTES = int(mb * 2**20)
+    return build_nasflow(cfg)
+
+
+CHUNK_VARIANTS = {"nasflow_nochunk": 0.0, "nasflow_chunk1": 1.0, "nasflow_chunk6": 6.0, "nasflow_chunk12": 12.0}
+
 BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[nn.Module, Callable[[], None] | None]]] = {
     "nasflow": build_nasflow,
     "snntorch": build_snntorch,
@@ -349,6 +360,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[nn.Module, Callable[[], Non
     # Extra nasflow variants for A/B runs (``--frameworks nasflow,nasflow_plain,...``); ratios use ``nasflow``.
     **{f"nasflow_{m.replace('+', '_')}": (lambda cfg, m=m: build_nasflow(cfg, m)) for m in NASFLOW_MODES},
     "nasflow_torchloop": build_nasflow_torchloop,
+    **{name: (lambda cfg, mb=mb: build_nasflow_chunk(cfg, mb)) for name, mb in CHUNK_VARIANTS.items()},
 }
 
 

@@ -60,20 +60,25 @@ def is_marked_spikes(x: torch.Tensor) -> bool:
     return getattr(x, _SPIKES_ATTR, False) is True
 
 
-#: Bytes of one image's input or output a conv chunk may hold on CPU (``NASFLOW_CONV_CHUNK_MB``, 0: no chunks).
-#: Convolving ``T·B`` images in one call spills the caches: on a 2-core EPYC, 16x32x32 maps ran 2x faster in
-#: chunks of 32-64 images than as one batch of 256 (``benchmarks/README.md``, conv chunks); per-step frameworks
-#: get this for free, which is why they overtake a merged-time conv as T grows.
+#: CPU conv chunks (``conv_chunks``): a conv whose merged ``T·B`` input exceeds ``CONV_CHUNK_ABOVE_BYTES``
+#: (``NASFLOW_CONV_CHUNK_ABOVE_MB``, default 32) runs in chunks of at most ``CONV_CHUNK_BYTES`` of input or
+#: output (``NASFLOW_CONV_CHUNK_MB``, default 3; 0 turns chunking off). One call over a batch that spills the
+#: caches is slow: in the training-step benchmark at T = 32 (64 MiB per layer) chunks made the step 1.17x
+#: faster, while at T = 8 (16 MiB) one call was 1.1x faster than chunks (``benchmarks/README.md``, conv chunks).
+#: Per-step frameworks get small batches for free, which is why they overtook merged-time convs as T grew.
 CONV_CHUNK_BYTES = int(float(os.environ.get("NASFLOW_CONV_CHUNK_MB", "3")) * 2**20)
+CONV_CHUNK_ABOVE_BYTES = int(float(os.environ.get("NASFLOW_CONV_CHUNK_ABOVE_MB", "32")) * 2**20)
 
 
 def conv_chunks(x: torch.Tensor, out_channels: int) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` over ``x``'s batch axis so that a chunk's input and output stay within
-    ``CONV_CHUNK_BYTES`` (one chunk off CPU, or with chunking off)."""
+    """``[(start, stop), ...]`` over ``x``'s batch axis: one chunk off CPU, with chunking off, or when the
+    whole input and output fit in ``CONV_CHUNK_ABOVE_BYTES``; otherwise chunks of ``CONV_CHUNK_BYTES``."""
     n = x.shape[0]
     if CONV_CHUNK_BYTES <= 0 or x.device.type != "cpu" or n <= 1:
         return [(0, n)]
     per_image = x[0].numel() * x.element_size() * max(1.0, out_channels / max(1, x.shape[1]))
+    if per_image * n <= CONV_CHUNK_ABOVE_BYTES:
+        return [(0, n)]
     size = max(1, int(CONV_CHUNK_BYTES // max(per_image, 1)))
     return [(i, min(n, i + size)) for i in range(0, n, size)]
 
