@@ -18,8 +18,8 @@ from nasflow.snn.blocks import NeuronSpec
 from nasflow.snn.fused import conv_bn_neuron, fusion
 from nasflow.snn.layers import TimeDistributed
 from nasflow.snn.neurons import ALIF, CUBA, IF, LIF, PLIF
-from nasflow.snn.tps import TPSNeuron, candidate_spikes
 from nasflow.snn.surrogate import ATan, Dspike, Sigmoid, SuperSpike, Triangle
+from nasflow.snn.tps import TPSNeuron, candidate_spikes
 
 FORCED = os.environ.get(kernels.ENV, "").strip().lower() == "torch"
 SURROGATES = [ATan(2.0), Sigmoid(4.0), Triangle(1.0), SuperSpike(10.0), Dspike(3.0)]
