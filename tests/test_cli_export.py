@@ -124,7 +124,7 @@ def test_simulate_on_lava_float_and_fixed_compares_with_torch(trained, tmp_path)
     nir_path = tmp_path / "model.nir"
     assert _run("export", str(model_pt), "--to", "nir", "--output", str(nir_path)) == 0
     results = {}
-    for backend in ("torch", "lava", "lava-fixed"):
+    for backend in ("torch", "lava", "lava-fixed", "lava-emu"):
         out = tmp_path / backend
         assert _run("simulate", str(nir_path), "--backend", backend, "--dataset", "digits", "--samples", "24",
                     "--compare", "torch", "--out", str(out)) == 0
@@ -135,6 +135,11 @@ def test_simulate_on_lava_float_and_fixed_compares_with_torch(trained, tmp_path)
     assert abs(results["lava-fixed"]["accuracy"] - results["torch"]["accuracy"]) <= 2 / 24 + 1e-9
     act = np.load(tmp_path / "lava" / "activity.npz")
     assert act["features.0.sn2"].shape == (4, 24, 8, 8, 8)  # the reference time axis, whatever the backend
+    fixed, emu = (np.load(tmp_path / b / "activity.npz") for b in ("lava-fixed", "lava-emu"))
+    assert sorted(emu.files) == sorted(fixed.files)
+    for nid in fixed.files:  # the emulator's rasters are Lava's fixed-point rasters
+        np.testing.assert_array_equal(emu[nid], fixed[nid], err_msg=nid)
+    assert results["lava-emu"]["accuracy"] == results["lava-fixed"]["accuracy"]
 
 
 def test_netx_export_refuses_a_residual_model_and_runs_a_plain_one(trained, tmp_path):

@@ -195,7 +195,7 @@ def _with(graph: nir.NIRGraph, node: str, param: str, value: float, count: int =
     return graph
 
 
-@pytest.mark.parametrize("backend", ["torch", "lava", "lava-fixed", "netx", "hw"])
+@pytest.mark.parametrize("backend", ["torch", "lava", "lava-fixed", "lava-emu", "netx", "hw"])
 def test_nan_weight_file_is_refused_by_every_command(backend, tmp_path, capsys):
     nir.write(tmp_path / "model.nir", _with(_graph("residual-from-input"), "a1", "weight", np.nan, 3))
     np.save(tmp_path / "x.npy", np.zeros((4, 1, 6), np.float32))

@@ -32,6 +32,7 @@ Modules, by job (only ``models`` imports Lava at module level, and it is importe
 * ``layout``: NIR ↔ Lava array layout;
 * ``quantize``: Loihi fixed point for a plan (``quantize_plan``);
 * ``build``: the Lava processes of a plan; ``models``: the Lava process models they run with;
+* ``emulate``: ``lava-emu``, the fixed-point plan executed bit for bit without Lava, batched over samples;
 * ``runtime``: ``run_network`` with its timeout and stop/kill guards, ``ensure_lava_importable``;
 * ``activity``: every node's activity from the recorded neuron layers;
 * ``errors``: ``LavaBackendError``.
@@ -49,6 +50,7 @@ import numpy as np
 
 from exporters.lava.activity import node_activity, read_recording
 from exporters.lava.build import build_network
+from exporters.lava.emulate import emulate_plan
 from exporters.lava.errors import LavaBackendError
 from exporters.lava.layout import from_lava_layout, lava_perm, lava_shape, to_lava_layout
 from exporters.lava.linalg import MAX_DENSE_ENTRIES, apply_linear
@@ -58,6 +60,8 @@ from exporters.lava.runtime import ensure_lava_importable, run_network
 
 __all__ = [
     "simulate",
+    "emulate",
+    "emulate_plan",
     "LavaBackendError",
     "LavaNeuron",
     "LavaConnection",
@@ -80,6 +84,24 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+def _prepared(graph: nir.NIRGraph, x: np.ndarray, dt: float | None, fixed_point: bool, max_weight_exp: int
+              ) -> tuple[LavaPlan, np.ndarray, QuantPlan | None]:
+    """The plan, the checked input and (fixed point) the quantisation every executor of a graph shares."""
+    plan = build_plan(graph, dt)
+    x = np.asarray(x, dtype=np.float32)
+    in_shape = plan.shapes[plan.input_id]
+    if x.ndim != 2 + len(in_shape) or tuple(x.shape[2:]) != in_shape:
+        raise LavaBackendError(
+            f"input {plan.input_id!r}: expected an array [T, B, {', '.join(map(str, in_shape))}], got {x.shape}"
+        )
+    quant = None
+    if fixed_point:
+        quant = quantize_plan(plan, x, max_weight_exp=max_weight_exp)
+        for line in quant.summary():
+            log.info("fixed point: %s", line)
+    return plan, x, quant
+
+
 def simulate(graph: nir.NIRGraph, x: np.ndarray, dt: float | None = None, fixed_point: bool = False,
              align: bool = True, timeout_s: float = 120.0, *,
              voltages: dict[str, np.ndarray] | None = None, max_weight_exp: int = 7) -> dict[str, np.ndarray]:
@@ -91,21 +113,10 @@ def simulate(graph: nir.NIRGraph, x: np.ndarray, dt: float | None = None, fixed_
     back in one runtime. Raises ``LavaBackendError`` naming the node Lava cannot represent,
     ``TimeoutError`` after ``timeout_s``; the runtime is always stopped.
     """
-    plan = build_plan(graph, dt)
-    x = np.asarray(x, dtype=np.float32)
-    in_shape = plan.shapes[plan.input_id]
-    if x.ndim != 2 + len(in_shape) or tuple(x.shape[2:]) != in_shape:
-        raise LavaBackendError(
-            f"input {plan.input_id!r}: expected an array [T, B, {', '.join(map(str, in_shape))}], got {x.shape}"
-        )
+    plan, x, quant = _prepared(graph, x, dt, fixed_point, max_weight_exp)
     t_len, b = x.shape[:2]
     # Samples one after another: [B*T, *shape].
-    xs = np.moveaxis(x, 1, 0).reshape((b * t_len,) + in_shape)
-    quant = None
-    if fixed_point:
-        quant = quantize_plan(plan, x, max_weight_exp=max_weight_exp)
-        for line in quant.summary():
-            log.info("fixed point: %s", line)
+    xs = np.moveaxis(x, 1, 0).reshape((b * t_len,) + plan.shapes[plan.input_id])
     tmp_root = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="nasflow-lava-", dir=tmp_root) as tmp:
         entry, files = build_network(plan, xs, t_len, fixed_point, align, Path(tmp), quant, voltages is not None)
@@ -122,4 +133,15 @@ def simulate(graph: nir.NIRGraph, x: np.ndarray, dt: float | None = None, fixed_
                 if voltages is not None:
                     voltages[nid] = v_rec
             neuron_act[nid] = v_rec if s_path is None else read_recording(s_path, spec.shape, b, t_len)
+    return node_activity(plan.compiled.graph, plan, x, neuron_act)
+
+
+def emulate(graph: nir.NIRGraph, x: np.ndarray, dt: float | None = None, align: bool = True, *,
+            voltages: dict[str, np.ndarray] | None = None, max_weight_exp: int = 7) -> dict[str, np.ndarray]:
+    """``lava-emu``: what ``simulate(..., fixed_point=True)`` returns, computed without Lava (``exporters.lava.
+    emulate``), all samples at once; same plan, same quantisation, same refusals, identical rasters."""
+    plan, x, quant = _prepared(graph, x, dt, True, max_weight_exp)
+    neuron_act, volts = emulate_plan(plan, quant, x, align, want_v=voltages is not None)
+    if voltages is not None:
+        voltages.update(volts)
     return node_activity(plan.compiled.graph, plan, x, neuron_act)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from exporters.core.jsonio import SCHEMA_VERSION
+from exporters.lava.errors import LavaBackendError
 from exporters.lava.plan import LavaPlan
 
 __all__ = ["QuantNeuron", "QuantConn", "QuantPlan", "quantize_plan", "quantize_weights"]
@@ -153,6 +154,13 @@ def quantize_plan(plan: LavaPlan, x: np.ndarray | None = None, input_scale: floa
         theta = spec.vth if math.isfinite(spec.vth) else 1.0
         alpha = _choose_alpha(theta, wmax, max_weight_exp)
         vth = int(min(VTH_MAX, round(alpha * theta))) if math.isfinite(spec.vth) else VTH_MAX
+        if vth < 1:
+            limit = 2 * W_MAX * 2**max_weight_exp
+            raise LavaBackendError(
+                f"node {nid!r}: incoming weights up to {wmax:g} against a threshold of {theta:g} (ratio "
+                f"{wmax / theta:.4g}) overflow Loihi fixed point even after scaling: with 8-bit weights and "
+                f"weight_exp <= {max_weight_exp} the threshold rounds below 1 unit (the ratio must stay below "
+                f"{limit}); lower the weights or raise the threshold")
         mant, bexp = _bias(64.0 * alpha * spec.bias_v)
         if np.any(np.abs(64.0 * alpha * spec.bias_v) > BIAS_MANT_MAX * 2**BIAS_EXP_MAX):
             notes.append(f"{nid}: bias clipped to the 13-bit mantissa << 7")

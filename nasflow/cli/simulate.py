@@ -28,7 +28,7 @@ from nasflow.cli.export import export_graph
 
 __all__ = ["BACKENDS", "add_simulate_parser", "cmd_simulate", "load_graph", "write_simulation"]
 
-BACKENDS = ("torch", "lava", "lava-fixed", "netx")
+BACKENDS = ("torch", "lava", "lava-fixed", "lava-emu", "netx")
 
 
 def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -40,7 +40,9 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                               "optionally a comparison with torch) and activity.npz (every node's output).")
     s.add_argument("model", help="a .nir graph, a .net (netx backend) or a model.pt (exported on the fly)")
     s.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="torch (the reference), lava, lava-fixed (fixed point) or netx (default torch)")
+                   help="torch (the reference), lava, lava-fixed (Lava's fixed-point models), lava-emu (the same "
+                   "fixed-point network emulated bit for bit without Lava, all samples at once) or netx (default "
+                   "torch)")
     s.add_argument("--dataset", help="dataset whose test split feeds the model (e.g. digits)")
     s.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
     s.add_argument("--samples", type=int, default=16, help="number of test samples (default 16)")
@@ -144,6 +146,10 @@ def _run_backend(backend: str, graph, model_path: Path, x: np.ndarray, dt: float
         from exporters import lava
 
         return lava.simulate(graph, x, dt, fixed_point=backend == "lava-fixed", timeout_s=timeout)
+    if backend == "lava-emu":
+        from exporters import lava
+
+        return lava.emulate(graph, x, dt)
     from exporters import netx
 
     if model_path.suffix != ".net":
