@@ -18,7 +18,7 @@ venv: $(STAMP)
 # torch (about a minute); without a compiler nasflow still runs, on the slower torch-op loop, and says so.
 kernels: $(KERNEL)
 
-$(KERNEL): nasflow/kernels/neurons.cpp nasflow/kernels/adaptive.cpp nasflow/kernels/common.h nasflow/kernels/build.py \
+$(KERNEL): nasflow/kernels/neurons.cpp nasflow/kernels/adaptive.cpp nasflow/kernels/fixed.cpp nasflow/kernels/common.h nasflow/kernels/build.py \
 	  $(STAMP)
 	@start=$$(date +%s); \
 	  if $(PY) -m nasflow.kernels.build; then echo "kernel build: $$(( $$(date +%s) - start )) s"; \

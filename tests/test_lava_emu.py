@@ -13,7 +13,7 @@ from test_lava_backend import DT, lif_input_train, representable_graph, residual
 
 from exporters import lava as lb
 from exporters.core.kinds import FIRING_TYPES, node_type
-from exporters.lava.emulate import lava_dense_weights, lif_fixed_step
+from exporters.lava.emulate import lava_dense_weights, lif_fixed_run, lif_fixed_step
 from exporters.nir_export import to_nir
 
 
@@ -224,3 +224,27 @@ def test_weights_beyond_fixed_point_range_are_refused_by_node() -> None:
     msg = _refusal(lb.emulate, g, x)
     assert "'n2'" in msg and "threshold" in msg
     assert msg == _refusal(lb.simulate, g, x, fixed_point=True)
+
+
+def test_compiled_fixed_point_loop_equals_the_numpy_steps() -> None:
+    """``nasflow/kernels/fixed.cpp`` against :func:`lif_fixed_step` on inputs that wrap ``u``, clip ``v`` and fire
+    (the suite runs with the kernel built; the fallback runs the numpy steps themselves)."""
+    from nasflow import kernels
+
+    if kernels.ops() is None:
+        pytest.skip(f"compiled kernel not active: {kernels.why_fallback()}")
+    rng = np.random.default_rng(0)
+    t_len, b, n = 12, 3, 50
+    a_in = rng.integers(-2**17, 2**17, (t_len, b, n)).astype(np.int64)
+    a_in[:, 0, :5] = 2**30  # beyond 24 bits after the shift: int32 wrap of a_in << 6
+    bias = rng.integers(-4096, 4096, n).astype(np.int64) << 3
+    for du, dv in ((0, 0), (409, 100), (4095, 4095)):
+        u0 = rng.integers(-2**23 + 1, 2**23, (b, n)).astype(np.int64)
+        v0 = rng.integers(-2**23 + 1, 2**23, (b, n)).astype(np.int64)
+        u1, v1, u2, v2 = u0.copy(), v0.copy(), u0.copy(), v0.copy()
+        s1, r1 = lif_fixed_run(a_in, u1, v1, du, dv, bias, 3000 << 6)
+        s2 = np.stack([lif_fixed_step(u2, v2, a_in[t], du, dv, bias, 3000 << 6) for t in range(t_len)])
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(u1, u2)
+        np.testing.assert_array_equal(v1, v2)
+        assert r1[-1].tolist() == v2.tolist() and s1.any() and not s1.all()

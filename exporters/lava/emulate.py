@@ -21,8 +21,6 @@ connection and float64 (or int64) is used where float32 could round.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,7 +29,7 @@ from exporters.lava.errors import LavaBackendError
 from exporters.lava.plan import CONST, LavaPlan
 from exporters.lava.quantize import QuantPlan
 
-__all__ = ["emulate_plan", "lava_dense_weights", "lif_fixed_step"]
+__all__ = ["FixedPointNetwork", "emulate_plan", "lava_dense_weights", "lif_fixed_run", "lif_fixed_step"]
 
 UV_MAX = 2**23  # Lava's max_uv_val: u and v are 24-bit
 ACT_SHIFT = 6
@@ -79,27 +77,63 @@ def lava_dense_weights(w: np.ndarray) -> np.ndarray:
     return truncate_weights(clip_weights(w, mode, num_bits=8), mode, 8).astype(np.int64)
 
 
-@dataclass
+def lif_fixed_run(a_in: np.ndarray, u: np.ndarray, v: np.ndarray, du: int, dv: int, bias: np.ndarray,
+                  vth_eff: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`lif_fixed_step` over the leading time axis of ``a_in`` ``[T, B, N]`` (``u``, ``v`` ``[B, N]``
+    updated in place); returns spikes (bool) and ``v`` after reset, both ``[T, B, N]``. Runs the compiled loop
+    of ``nasflow/kernels/fixed.cpp`` when it is built, else the numpy steps (the two are tested equal)."""
+    from nasflow.kernels import ops
+
+    kernel = ops()
+    if kernel is not None:
+        s, vrec = kernel.lava_lif_fixed(torch.from_numpy(np.ascontiguousarray(a_in, dtype=np.int64)),
+                                        torch.from_numpy(u), torch.from_numpy(v), int(du), int(dv),
+                                        torch.from_numpy(np.ascontiguousarray(bias, dtype=np.int64)), int(vth_eff))
+        return s.numpy(), vrec.numpy()
+    s = np.zeros(a_in.shape, dtype=bool)
+    vrec = np.zeros(a_in.shape, dtype=np.int64)
+    for t in range(a_in.shape[0]):
+        s[t] = lif_fixed_step(u, v, a_in[t], du, dv, bias, vth_eff)
+        vrec[t] = v
+    return s, vrec
+
+
 class _Conn:
-    """One connection as the emulator runs it: an exact linear map from source values to int32 inputs."""
+    """One connection as the emulator runs it: an exact linear map from integer source values to int32 inputs."""
 
-    src: str
-    dst: str
-    delayed: bool
-    weight: torch.Tensor  # dense [n_dst, n_src] or conv (Cout, Cin, kh, kw), in the exact float dtype
-    conv: dict | None
-    exp: int
-    src_shape: tuple[int, ...]
+    def __init__(self, src: str, dst: str, delayed: bool, w: np.ndarray, conv: dict | None, exp: int,
+                 src_shape: tuple[int, ...]) -> None:
+        self.src, self.dst, self.delayed, self.conv, self.exp, self.src_shape = src, dst, delayed, conv, exp, src_shape
+        self.w = w
+        # Largest |sum| per unit of input peak: the L1 norm of an output's fan-in.
+        flat = np.abs(w).reshape(w.shape[0], -1)
+        self.l1 = float(flat.sum(axis=1).max(initial=0))
+        self._cache: dict[torch.dtype, torch.Tensor] = {}
 
-    def apply(self, s: np.ndarray) -> np.ndarray:
-        """int32-valued int64 inputs ``[N, n_dst]`` for source values ``s`` ``[N, *src_shape]`` (integers)."""
-        x = torch.from_numpy(np.ascontiguousarray(s)).to(self.weight.dtype)
+    def _weight(self, peak: float) -> torch.Tensor:
+        bound = self.l1 * max(peak, 1.0)
+        if bound < 2**24:
+            dtype = torch.float32
+        elif bound < 2**53:
+            dtype = torch.float64
+        else:
+            raise LavaBackendError(f"node {self.dst!r}: the sums from {self.src!r} could reach {bound:.3g}, beyond "
+                                   "what the emulator sums exactly")
+        if dtype not in self._cache:
+            self._cache[dtype] = torch.from_numpy(self.w.astype(np.float32 if dtype == torch.float32 else np.float64))
+        return self._cache[dtype]
+
+    def apply(self, s: np.ndarray, peak: float = 1.0) -> np.ndarray:
+        """int32-valued int64 inputs ``[N, n_dst]`` for source values ``s`` ``[N, *src_shape]`` (integers up to
+        ``peak`` in magnitude)."""
+        w = self._weight(peak)
+        x = torch.from_numpy(np.ascontiguousarray(s)).to(w.dtype)
         if self.conv is None:
-            acc = x.reshape(x.shape[0], -1) @ self.weight.T
+            acc = x.reshape(x.shape[0], -1) @ w.T
         else:
             cv = self.conv
-            acc = F.conv2d(x.reshape((x.shape[0],) + self.src_shape), self.weight, stride=cv["stride"],
-                           padding=cv["padding"], dilation=cv["dilation"], groups=cv["groups"])
+            acc = F.conv2d(x.reshape((x.shape[0],) + self.src_shape), w, stride=cv["stride"], padding=cv["padding"],
+                           dilation=cv["dilation"], groups=cv["groups"])
         acc = torch.round(acc).to(torch.int64).reshape(x.shape[0], -1).numpy()
         acc = acc << self.exp if self.exp >= 0 else acc >> -self.exp
         if self.conv is None:
@@ -107,29 +141,16 @@ class _Conn:
         return ((acc + UV_MAX) & (2 * UV_MAX - 1)) - UV_MAX  # NasConvFixed: signed_clamp to 24 bits
 
 
-def _exact_weight(w: np.ndarray, peak_in: float, fan: float) -> torch.Tensor:
-    """``w`` in the cheapest float dtype whose sums of ``fan`` products up to ``|w|·peak_in`` stay exact."""
-    bound = float(np.abs(w).max(initial=0)) * max(peak_in, 1.0) * max(fan, 1.0)
-    if bound < 2**24:
-        return torch.from_numpy(w.astype(np.float32))
-    if bound < 2**53:
-        return torch.from_numpy(w.astype(np.float64))
-    raise LavaBackendError(f"a connection's sums could reach {bound:.3g}, beyond what the emulator sums exactly")
-
-
-def _connections(plan: LavaPlan, quant: QuantPlan, peak_in: float, align: bool) -> list[_Conn]:
+def _connections(plan: LavaPlan, quant: QuantPlan, align: bool) -> list[_Conn]:
     conns = []
     for c, q in zip(plan.conns, quant.conns):
         src_shape = (1,) if c.src == CONST else plan.shapes[c.src]
-        peak = peak_in if c.src == plan.input_id else 1.0
         if c.dense is not None:
-            w = lava_dense_weights(q.weights)
-            wt, conv = _exact_weight(w, peak, float(np.count_nonzero(w, axis=1).max(initial=0))), None
+            w, conv = lava_dense_weights(q.weights), None
         else:
             w = np.asarray(q.weights, dtype=np.int64)
             conv = {k: c.conv[k] for k in ("stride", "padding", "dilation", "groups")}
-            wt = _exact_weight(w, peak, float(np.prod(w.shape[1:])))
-        conns.append(_Conn(c.src, c.dst, bool(c.delayed or not align), wt, conv, int(q.weight_exp), src_shape))
+        conns.append(_Conn(c.src, c.dst, bool(c.delayed or not align), w, conv, int(q.weight_exp), src_shape))
     return conns
 
 
@@ -184,77 +205,100 @@ def _components(plan: LavaPlan, conns: list[_Conn]) -> list[list[str]]:
     return [sorted(comp, key=rank.__getitem__) for comp in reversed(comps)]
 
 
+class FixedPointNetwork:
+    """A fixed-point Lava plan prepared once for the emulator (integer weights, connection order, neuron
+    parameters); :meth:`run` executes it on any number of samples. Preparing is the emulator's start-up."""
+
+    def __init__(self, plan: LavaPlan, quant: QuantPlan, align: bool = True) -> None:
+        self.plan, self.quant = plan, quant
+        self.conns = _connections(plan, quant, align)
+        self.into: dict[str, list[_Conn]] = {n: [] for n in plan.neurons}
+        for c in self.conns:
+            self.into[c.dst].append(c)
+        self.components = _components(plan, self.conns)
+        self.size = {m: int(np.prod(spec.shape)) for m, spec in plan.neurons.items()}
+        self.params = {}
+        for m in plan.neurons:
+            q = quant.neurons[m]
+            bias = np.asarray(q.bias_mant, dtype=np.int64)
+            bias = bias << q.bias_exp if q.bias_exp >= 0 else bias >> -q.bias_exp
+            self.params[m] = (int(q.du), int(q.dv), np.array(np.broadcast_to(bias, (self.size[m],))),
+                              int(q.vth) << VTH_SHIFT)
+        for comp in self.components:
+            for m in comp:
+                for c in self.into[m]:
+                    if c.src in comp and not c.delayed and comp.index(c.src) >= comp.index(m):
+                        raise LavaBackendError(f"node {m!r}: a zero-delay connection from {c.src!r} closes a cycle")
+
+    def run(self, x: np.ndarray, want_v: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Spikes (or read-out voltages) and, with ``want_v``, voltages of every neuron node for ``x``
+        ``[T, B, *input_shape]`` (see :func:`emulate_plan`)."""
+        plan, quant = self.plan, self.quant
+        t_len, b = x.shape[:2]
+        x_int = np.rint(np.asarray(x, dtype=np.float64) * quant.input_scale).astype(np.int32).astype(np.int64)
+        if not np.any((x != 0) & (x != 1)):  # binary input: Lava sends it as 1-bit spikes
+            x_int = (x_int != 0).astype(np.int64)
+        peak = {plan.input_id: float(np.abs(x_int).max(initial=0))}
+        vals: dict[str, np.ndarray] = {plan.input_id: x_int.reshape(t_len, b, -1),
+                                       CONST: np.ones((t_len, b, 1), np.int64)}
+        volts: dict[str, np.ndarray] = {}
+        for comp in self.components:
+            self._component(comp, vals, volts, peak, t_len, b)
+        neuron_act: dict[str, np.ndarray] = {}
+        voltages: dict[str, np.ndarray] = {}
+        for nid, spec in plan.neurons.items():
+            shape = (t_len, b) + spec.shape
+            scale = (spec.v_scale * quant.neurons[nid].v_unit).reshape(spec.shape)
+            if spec.record == "v" or want_v:
+                voltages[nid] = volts[nid].astype(np.float32).reshape(shape) / scale  # as simulate() reads Lava's
+            neuron_act[nid] = voltages[nid] if spec.record == "v" else vals[nid].astype(np.float32).reshape(shape)
+        return neuron_act, voltages
+
+    def _component(self, comp: list[str], vals: dict[str, np.ndarray], volts: dict[str, np.ndarray],
+                   peak: dict[str, float], t_len: int, b: int) -> None:
+        members = set(comp)
+        n = self.size
+        ext = {m: np.zeros((t_len, b, n[m]), np.int64) for m in comp}
+        for m in comp:  # inputs from outside the component, for all steps at once
+            for c in self.into[m]:
+                if c.src in members:
+                    continue
+                y = c.apply(vals[c.src].reshape((t_len * b,) + c.src_shape), peak.get(c.src, 1.0))
+                y = y.reshape(t_len, b, n[m])
+                if c.delayed:
+                    y = np.concatenate([np.zeros_like(y[:1]), y[:-1]], axis=0)
+                ext[m] += y
+        state = {m: (np.zeros((b, n[m]), np.int64), np.zeros((b, n[m]), np.int64)) for m in comp}
+        inner = [c for m in comp for c in self.into[m] if c.src in members]
+        if not inner:  # no cycle: the whole time loop at once
+            for m in comp:
+                s, vrec = lif_fixed_run(_wrap32(ext[m]), *state[m], *self.params[m])
+                vals[m], volts[m] = s.astype(np.int64), vrec
+            return
+        out = {m: np.zeros((t_len, b, n[m]), np.int64) for m in comp}
+        vrec = {m: np.zeros((t_len, b, n[m]), np.int64) for m in comp}
+        buf = {id(c): np.zeros((b, n[c.dst]), np.int64) for c in inner if c.delayed}
+        for t in range(t_len):
+            for m in comp:
+                a_in = ext[m][t].copy()
+                for c in self.into[m]:
+                    if c.src in members:
+                        a_in += buf[id(c)] if c.delayed else c.apply(out[c.src][t])
+                s, v = lif_fixed_run(_wrap32(a_in)[None], *state[m], *self.params[m])
+                out[m][t], vrec[m][t] = s[0], v[0]
+            for c in inner:
+                if c.delayed:
+                    buf[id(c)] = c.apply(out[c.src][t])
+        for m in comp:
+            vals[m], volts[m] = out[m], vrec[m]
+
+
 def emulate_plan(plan: LavaPlan, quant: QuantPlan, x: np.ndarray, align: bool = True,
                  want_v: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run ``plan`` with ``quant`` on ``x`` ``[T, B, *input_shape]`` as ``lava-fixed`` does.
 
     Returns (per neuron node: spikes ``[T, B, *shape]`` float32, or the voltage in NIR units for non-spiking
     readouts; voltages in NIR units of every neuron node when ``want_v``). Samples are independent, as Lava's
-    per-sample reset makes them.
+    per-sample reset makes them. Running many inputs through one network: :class:`FixedPointNetwork`.
     """
-    t_len, b = x.shape[:2]
-    x_int = np.rint(np.asarray(x, dtype=np.float64) * quant.input_scale).astype(np.int32).astype(np.int64)
-    graded = bool(np.any((x != 0) & (x != 1)))
-    if not graded:
-        x_int = (x_int != 0).astype(np.int64)
-    conns = _connections(plan, quant, float(np.abs(x_int).max(initial=0)), align)
-    into: dict[str, list[_Conn]] = {n: [] for n in plan.neurons}
-    for c in conns:
-        into[c.dst].append(c)
-    # Source values over time: [T, B, n]; the constant source sends 1 every step.
-    vals: dict[str, np.ndarray] = {plan.input_id: x_int.reshape(t_len, b, -1), CONST: np.ones((t_len, b, 1), np.int64)}
-    volts: dict[str, np.ndarray] = {}
-    comps = _components(plan, conns)
-    for comp in comps:
-        members = set(comp)
-        n = {m: int(np.prod(plan.neurons[m].shape)) for m in comp}
-        # Inputs from outside the component, for all steps at once.
-        ext = {m: np.zeros((t_len, b, n[m]), np.int64) for m in comp}
-        for m in comp:
-            for c in into[m]:
-                if c.src in members:
-                    continue
-                src = vals[c.src]
-                y = c.apply(src.reshape((t_len * b,) + c.src_shape)).reshape(t_len, b, n[m])
-                if c.delayed:
-                    y = np.concatenate([np.zeros_like(y[:1]), y[:-1]], axis=0)
-                ext[m] += y
-        state = {m: (np.zeros((b, n[m]), np.int64), np.zeros((b, n[m]), np.int64)) for m in comp}
-        out = {m: np.zeros((t_len, b, n[m]), np.int64) for m in comp}
-        vrec = {m: np.zeros((t_len, b, n[m]), np.int64) for m in comp}
-        inner = [c for m in comp for c in into[m] if c.src in members]
-        for c in inner:
-            if not c.delayed and comp.index(c.src) >= comp.index(c.dst):
-                raise LavaBackendError(f"node {c.dst!r}: a zero-delay connection from {c.src!r} closes a cycle")
-        buf = {id(c): np.zeros((b, n[c.dst]), np.int64) for c in inner if c.delayed}
-        params = {}
-        for m in comp:
-            q = quant.neurons[m]
-            bias = np.asarray(q.bias_mant, dtype=np.int64)
-            bias = bias << q.bias_exp if q.bias_exp >= 0 else bias >> -q.bias_exp
-            params[m] = (q.du, q.dv, np.broadcast_to(bias, (n[m],)), int(q.vth) << VTH_SHIFT)
-        for t in range(t_len):
-            for m in comp:
-                a_in = ext[m][t].copy()
-                for c in into[m]:
-                    if c.src in members:
-                        a_in += buf[id(c)] if c.delayed else c.apply(out[c.src][t])
-                u, v = state[m]
-                du, dv, bias, vth = params[m]
-                out[m][t] = lif_fixed_step(u, v, _wrap32(a_in), du, dv, bias, vth)
-                vrec[m][t] = v
-            for c in inner:
-                if c.delayed:
-                    buf[id(c)] = c.apply(out[c.src][t])
-        for m in comp:
-            vals[m] = out[m]
-            volts[m] = vrec[m]
-    neuron_act: dict[str, np.ndarray] = {}
-    voltages: dict[str, np.ndarray] = {}
-    for nid, spec in plan.neurons.items():
-        shape = (t_len, b) + spec.shape
-        scale = (spec.v_scale * quant.neurons[nid].v_unit).reshape(spec.shape)
-        if spec.record == "v" or want_v:
-            voltages[nid] = volts[nid].astype(np.float32).reshape(shape) / scale  # as simulate() reads Lava's
-        neuron_act[nid] = voltages[nid] if spec.record == "v" else vals[nid].astype(np.float32).reshape(shape)
-    return neuron_act, voltages
+    return FixedPointNetwork(plan, quant, align).run(x, want_v)

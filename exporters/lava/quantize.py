@@ -23,7 +23,7 @@ from exporters.core.jsonio import SCHEMA_VERSION
 from exporters.lava.errors import LavaBackendError
 from exporters.lava.plan import LavaPlan
 
-__all__ = ["QuantNeuron", "QuantConn", "QuantPlan", "quantize_plan", "quantize_weights"]
+__all__ = ["QuantNeuron", "QuantConn", "QuantPlan", "input_scale_of", "quantize_plan", "quantize_weights"]
 
 V_TARGET = 2**13  # α·θ aimed for
 VTH_MAX = 2**17 - 1  # 17-bit threshold mantissa
@@ -125,7 +125,10 @@ def _bias(b: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(np.rint(b / 2.0**exp), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int32), exp
 
 
-def _input_scale(x: np.ndarray) -> float:
+def input_scale_of(x: np.ndarray) -> float:
+    """Integer units per unit of graph input: 1 for binary spikes, else 8 bits (255, or 127 with negative values)
+    over the range of ``x``. Pass one value to every run that must share a quantisation (a subset on Lava, all
+    samples on the emulator)."""
     binary = not np.any((x != 0) & (x != 1))
     peak = float(np.abs(x).max()) if x.size else 0.0
     if binary or peak == 0:
@@ -137,11 +140,11 @@ def quantize_plan(plan: LavaPlan, x: np.ndarray | None = None, input_scale: floa
                   max_weight_exp: int = WEXP_MAX) -> QuantPlan:
     """Per-layer fixed-point parameters for ``plan``.
 
-    Graded graph inputs are sent as ``round(x · input_scale)`` (default: 8 bits over the range of ``x``;
-    1 for binary spikes). ``max_weight_exp=0`` keeps every weight within 8 bits without exponent (netx's
+    Graded graph inputs are sent as ``round(x · s)`` with ``s = input_scale`` or :func:`input_scale_of` ``x``.
+    ``max_weight_exp=0`` keeps every weight within 8 bits without exponent (netx's
     conv synapses have none).
     """
-    in_scale = float(input_scale) if input_scale is not None else _input_scale(np.asarray(x if x is not None else 0))
+    in_scale = float(input_scale) if input_scale is not None else input_scale_of(np.asarray(x if x is not None else 0))
     eff: list[np.ndarray] = []
     for c in plan.conns:  # weights per integer message
         eff.append(c.weights / in_scale if c.src == plan.input_id else c.weights)

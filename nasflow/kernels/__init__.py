@@ -1,5 +1,5 @@
 """Compiled neuron kernels: the IF/LIF/PLIF, ALIF and CUBA time loops in C++ (``neurons.cpp``, ``adaptive.cpp``),
-with the torch-op loop as fallback.
+with the torch-op loop as fallback, and Lava's integer LIF for ``lava-emu`` (``fixed.cpp``, numpy fallback).
 
 ``make`` builds the extension once per machine (``python -m nasflow.kernels.build``: the machine's compiler
 against the venv's own torch, through ``torch.utils.cpp_extension``, into ``nasflow/kernels/_build/``). At run
@@ -25,7 +25,7 @@ __all__ = ["BUILD_DIR", "ENV", "NAME", "SOURCES", "backend", "describe", "ops", 
 
 ENV = "NASFLOW_KERNELS"
 NAME = "nasflow_neurons"
-SOURCES = tuple(Path(__file__).with_name(n) for n in ("neurons.cpp", "adaptive.cpp", "common.h"))
+SOURCES = tuple(Path(__file__).with_name(n) for n in ("neurons.cpp", "adaptive.cpp", "fixed.cpp", "common.h"))
 """The kernel's sources (the first holds the module definition; the header is part of the digest)."""
 BUILD_DIR = Path(__file__).with_name("_build")
 

@@ -1,6 +1,6 @@
 """Build the compiled neuron kernel: ``python -m nasflow.kernels.build [--force]`` (``make`` runs it).
 
-Compiles ``neurons.cpp`` and ``adaptive.cpp`` with the machine's C++ compiler against the installed torch
+Compiles ``neurons.cpp``, ``adaptive.cpp`` and ``fixed.cpp`` with the machine's C++ compiler against the installed torch
 (``torch.utils.cpp_extension``, ninja), ``-O3 -ffp-contract=off`` (no fused multiply-adds, so the forward matches
 the torch-op loop bit for bit) and OpenMP (``at::parallel_for`` then uses torch's threads). Writes
 ``nasflow/kernels/_build/`` and the sources' SHA-256 beside the library.

@@ -1,4 +1,4 @@
-// Shared by nasflow's kernel sources (neurons.cpp, adaptive.cpp): the surrogate derivatives, the firing test and the
+// Shared by nasflow's kernel sources (neurons.cpp, adaptive.cpp, fixed.cpp): the surrogate derivatives, the firing test and the
 // signatures of the ALIF/CUBA loops that neurons.cpp binds.
 #pragma once
 #include <torch/extension.h>
@@ -63,5 +63,7 @@ std::vector<torch::Tensor> cuba_forward(torch::Tensor x, torch::Tensor v0, torch
 std::vector<torch::Tensor> cuba_backward(torch::Tensor grad_s, torch::Tensor h_seq, torch::Tensor grad_v_last,
                                          torch::Tensor grad_u_last, double omdu, double omdv, double th, bool soft,
                                          double vr, bool strict, bool detach, int64_t sur, double sur_p);
+std::vector<torch::Tensor> lava_lif_fixed(torch::Tensor a_in, torch::Tensor u, torch::Tensor v, int64_t du,
+                                          int64_t dv, torch::Tensor bias, int64_t vth_eff);
 
 }  // namespace nasflow_kernels
