@@ -13,10 +13,11 @@ Loihi silicon.
 
 Speed comes from evaluating whole layers at once where the graph allows it: neurons are grouped into strongly
 connected components of the connection graph; a component without a cycle gets its input for all ``T`` steps and
-samples from one matrix product or convolution, then runs its integer time loop; a component with a cycle (a
-recurrent cell) steps its members together. Matrix products and convolutions run in floating point, which is
-exact for these integers as long as every partial sum stays below the mantissa's range; the bound is checked per
-connection and float64 (or int64) is used where float32 could round.
+samples from one matrix product or convolution, then runs its integer time loop (compiled in
+``nasflow/kernels/fixed.cpp`` when built, numpy otherwise; tested equal); a component with a cycle (a recurrent
+cell) steps its members together. Matrix products and convolutions run in floating point, which is exact for
+these integers while every sum stays within the mantissa: the bound (the largest L1 norm of a fan-in times the
+input's peak) picks float32 or float64 per connection, and a connection beyond float64's 2^53 is refused.
 """
 
 from __future__ import annotations
@@ -77,37 +78,65 @@ def lava_dense_weights(w: np.ndarray) -> np.ndarray:
     return truncate_weights(clip_weights(w, mode, num_bits=8), mode, 8).astype(np.int64)
 
 
-def lif_fixed_run(a_in: np.ndarray, u: np.ndarray, v: np.ndarray, du: int, dv: int, bias: np.ndarray,
-                  vth_eff: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`lif_fixed_step` over the leading time axis of ``a_in`` ``[T, B, N]`` (``u``, ``v`` ``[B, N]``
-    updated in place); returns spikes (bool) and ``v`` after reset, both ``[T, B, N]``. Runs the compiled loop
-    of ``nasflow/kernels/fixed.cpp`` when it is built, else the numpy steps (the two are tested equal)."""
+MODE_DENSE, MODE_CONV, MODE_INT = 0, 1, 2
+"""How :func:`lif_fixed_run` turns an input into Lava's int32 synaptic input: a Dense accumulation (rounded, shifted
+by ``weight_exp``, cast to int32), a Conv accumulation (the same, wrapped to 24 bits), or integers used as given."""
+
+
+def _post(acc: np.ndarray, exp: int, mode: int) -> np.ndarray:
+    """What a Lava connection model sends for an exact accumulation ``acc`` (``exporters.lava.models``)."""
+    if mode == MODE_INT:
+        return acc
+    acc = np.rint(acc).astype(np.int64)
+    acc = acc << exp if exp >= 0 else acc >> -exp
+    if mode == MODE_DENSE:
+        return _wrap32(acc)  # NasDenseFixed: astype(int32)
+    return ((acc + UV_MAX) & (2 * UV_MAX - 1)) - UV_MAX  # NasConvFixed: signed_clamp to 24 bits
+
+
+def lif_fixed_run(inputs: list[tuple[torch.Tensor, int, int, int]], u: np.ndarray, v: np.ndarray, du: int, dv: int,
+                  bias: np.ndarray, vth_eff: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lava's integer LIF over ``steps`` steps for a neuron layer with state ``u``, ``v`` ``[B, N]`` (int64, updated
+    in place). ``inputs`` holds, per incoming connection, ``(values [T, B, N], weight_exp, mode, delay)``: see
+    :data:`MODE_DENSE`; ``delay`` 1 delivers step t − 1 at step t (0 at t = 0). Returns spikes (float32) and ``v``
+    after reset (int64), both ``[T, B, N]``. Runs ``nasflow/kernels/fixed.cpp`` when it is built, else numpy
+    (:func:`lif_fixed_step`); the two are tested equal."""
     from nasflow.kernels import ops
 
     kernel = ops()
     if kernel is not None:
-        s, vrec = kernel.lava_lif_fixed(torch.from_numpy(np.ascontiguousarray(a_in, dtype=np.int64)),
+        s, vrec = kernel.lava_lif_fixed([x for x, *_ in inputs], [int(e) for _, e, _, _ in inputs],
+                                        [int(m) for *_, m, _ in inputs], [int(d) for *_, d in inputs],
                                         torch.from_numpy(u), torch.from_numpy(v), int(du), int(dv),
-                                        torch.from_numpy(np.ascontiguousarray(bias, dtype=np.int64)), int(vth_eff))
+                                        torch.from_numpy(bias), int(vth_eff), int(steps))
         return s.numpy(), vrec.numpy()
-    s = np.zeros(a_in.shape, dtype=bool)
-    vrec = np.zeros(a_in.shape, dtype=np.int64)
-    for t in range(a_in.shape[0]):
+    b, n = u.shape
+    a_in = np.zeros((steps, b, n), np.int64)
+    for x, exp, mode, delay in inputs:
+        y = _post(x.numpy().reshape(steps, b, n), exp, mode)
+        if delay:
+            a_in[1:] += y[:-1]
+        else:
+            a_in += y
+    a_in = _wrap32(a_in)
+    s = np.zeros((steps, b, n), dtype=np.float32)
+    vrec = np.zeros((steps, b, n), dtype=np.int64)
+    for t in range(steps):
         s[t] = lif_fixed_step(u, v, a_in[t], du, dv, bias, vth_eff)
         vrec[t] = v
     return s, vrec
 
 
 class _Conn:
-    """One connection as the emulator runs it: an exact linear map from integer source values to int32 inputs."""
+    """One connection as the emulator runs it: an exact linear map from integer source values to accumulations."""
 
     def __init__(self, src: str, dst: str, delayed: bool, w: np.ndarray, conv: dict | None, exp: int,
                  src_shape: tuple[int, ...]) -> None:
         self.src, self.dst, self.delayed, self.conv, self.exp, self.src_shape = src, dst, delayed, conv, exp, src_shape
+        self.mode = MODE_DENSE if conv is None else MODE_CONV
         self.w = w
         # Largest |sum| per unit of input peak: the L1 norm of an output's fan-in.
-        flat = np.abs(w).reshape(w.shape[0], -1)
-        self.l1 = float(flat.sum(axis=1).max(initial=0))
+        self.l1 = float(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
         self._cache: dict[torch.dtype, torch.Tensor] = {}
 
     def _weight(self, peak: float) -> torch.Tensor:
@@ -120,25 +149,24 @@ class _Conn:
             raise LavaBackendError(f"node {self.dst!r}: the sums from {self.src!r} could reach {bound:.3g}, beyond "
                                    "what the emulator sums exactly")
         if dtype not in self._cache:
-            self._cache[dtype] = torch.from_numpy(self.w.astype(np.float32 if dtype == torch.float32 else np.float64))
+            w = torch.from_numpy(self.w.astype(np.float32 if dtype == torch.float32 else np.float64))
+            self._cache[dtype] = w if self.conv is None else w.contiguous(memory_format=torch.channels_last)
         return self._cache[dtype]
 
-    def apply(self, s: np.ndarray, peak: float = 1.0) -> np.ndarray:
-        """int32-valued int64 inputs ``[N, n_dst]`` for source values ``s`` ``[N, *src_shape]`` (integers up to
-        ``peak`` in magnitude)."""
+    def acc(self, x: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
+        """Exact accumulations ``[N, n_dst]`` (float) for integer source values ``x`` ``[N, ...]`` up to ``peak``."""
         w = self._weight(peak)
-        x = torch.from_numpy(np.ascontiguousarray(s)).to(w.dtype)
+        x = x.to(w.dtype)
         if self.conv is None:
-            acc = x.reshape(x.shape[0], -1) @ w.T
-        else:
-            cv = self.conv
-            acc = F.conv2d(x.reshape((x.shape[0],) + self.src_shape), w, stride=cv["stride"], padding=cv["padding"],
-                           dilation=cv["dilation"], groups=cv["groups"])
-        acc = torch.round(acc).to(torch.int64).reshape(x.shape[0], -1).numpy()
-        acc = acc << self.exp if self.exp >= 0 else acc >> -self.exp
-        if self.conv is None:
-            return _wrap32(acc)  # NasDenseFixed: astype(int32)
-        return ((acc + UV_MAX) & (2 * UV_MAX - 1)) - UV_MAX  # NasConvFixed: signed_clamp to 24 bits
+            return x.reshape(x.shape[0], -1) @ w.T
+        cv = self.conv
+        x = x.reshape((x.shape[0],) + self.src_shape).contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(x, w, stride=cv["stride"], padding=cv["padding"], dilation=cv["dilation"], groups=cv["groups"])
+        return y.contiguous().reshape(x.shape[0], -1)
+
+    def apply(self, x: torch.Tensor, peak: float = 1.0) -> np.ndarray:
+        """What the Lava connection sends (int64 holding int32 values) for source values ``x``."""
+        return _post(self.acc(x, peak).numpy(), self.exp, self.mode)
 
 
 def _connections(plan: LavaPlan, quant: QuantPlan, align: bool) -> list[_Conn]:
@@ -233,17 +261,25 @@ class FixedPointNetwork:
     def run(self, x: np.ndarray, want_v: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Spikes (or read-out voltages) and, with ``want_v``, voltages of every neuron node for ``x``
         ``[T, B, *input_shape]`` (see :func:`emulate_plan`)."""
+        with torch.inference_mode():
+            return self._run(x, want_v)
+
+    def _run(self, x: np.ndarray, want_v: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         plan, quant = self.plan, self.quant
         t_len, b = x.shape[:2]
         x_int = np.rint(np.asarray(x, dtype=np.float64) * quant.input_scale).astype(np.int32).astype(np.int64)
         if not np.any((x != 0) & (x != 1)):  # binary input: Lava sends it as 1-bit spikes
             x_int = (x_int != 0).astype(np.int64)
         peak = {plan.input_id: float(np.abs(x_int).max(initial=0))}
-        vals: dict[str, np.ndarray] = {plan.input_id: x_int.reshape(t_len, b, -1),
-                                       CONST: np.ones((t_len, b, 1), np.int64)}
+        x_t = torch.from_numpy(x_int.reshape(t_len, b, -1).astype(np.float64 if peak[plan.input_id] >= 2**24
+                                                                  else np.float32))
+        vals: dict[str, torch.Tensor] = {plan.input_id: x_t, CONST: torch.ones((t_len, b, 1))}
         volts: dict[str, np.ndarray] = {}
         for comp in self.components:
-            self._component(comp, vals, volts, peak, t_len, b)
+            if len(comp) == 1 and not any(c.src == comp[0] for c in self.into[comp[0]]):
+                self._layer(comp[0], vals, volts, peak, t_len, b)
+            else:
+                self._cycle(comp, vals, volts, peak, t_len, b)
         neuron_act: dict[str, np.ndarray] = {}
         voltages: dict[str, np.ndarray] = {}
         for nid, spec in plan.neurons.items():
@@ -251,15 +287,27 @@ class FixedPointNetwork:
             scale = (spec.v_scale * quant.neurons[nid].v_unit).reshape(spec.shape)
             if spec.record == "v" or want_v:
                 voltages[nid] = volts[nid].astype(np.float32).reshape(shape) / scale  # as simulate() reads Lava's
-            neuron_act[nid] = voltages[nid] if spec.record == "v" else vals[nid].astype(np.float32).reshape(shape)
+            neuron_act[nid] = voltages[nid] if spec.record == "v" else vals[nid].numpy().reshape(shape)
         return neuron_act, voltages
 
-    def _component(self, comp: list[str], vals: dict[str, np.ndarray], volts: dict[str, np.ndarray],
-                   peak: dict[str, float], t_len: int, b: int) -> None:
+    def _state(self, m: str, b: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((b, self.size[m]), np.int64), np.zeros((b, self.size[m]), np.int64)
+
+    def _layer(self, m: str, vals: dict[str, torch.Tensor], volts: dict[str, np.ndarray], peak: dict[str, float],
+               t_len: int, b: int) -> None:
+        """A neuron layer outside any cycle: every input for all steps at once, then its time loop."""
+        inputs = [(c.acc(vals[c.src].reshape((t_len * b,) + c.src_shape), peak.get(c.src, 1.0)), c.exp, c.mode,
+                   int(c.delayed)) for c in self.into[m]]
+        s, vrec = lif_fixed_run(inputs, *self._state(m, b), *self.params[m], t_len)
+        vals[m], volts[m] = torch.from_numpy(s), vrec
+
+    def _cycle(self, comp: list[str], vals: dict[str, torch.Tensor], volts: dict[str, np.ndarray],
+               peak: dict[str, float], t_len: int, b: int) -> None:
+        """A strongly connected group (a recurrent cell): inputs from outside at once, then step by step."""
         members = set(comp)
         n = self.size
         ext = {m: np.zeros((t_len, b, n[m]), np.int64) for m in comp}
-        for m in comp:  # inputs from outside the component, for all steps at once
+        for m in comp:
             for c in self.into[m]:
                 if c.src in members:
                     continue
@@ -268,29 +316,24 @@ class FixedPointNetwork:
                 if c.delayed:
                     y = np.concatenate([np.zeros_like(y[:1]), y[:-1]], axis=0)
                 ext[m] += y
-        state = {m: (np.zeros((b, n[m]), np.int64), np.zeros((b, n[m]), np.int64)) for m in comp}
-        inner = [c for m in comp for c in self.into[m] if c.src in members]
-        if not inner:  # no cycle: the whole time loop at once
-            for m in comp:
-                s, vrec = lif_fixed_run(_wrap32(ext[m]), *state[m], *self.params[m])
-                vals[m], volts[m] = s.astype(np.int64), vrec
-            return
-        out = {m: np.zeros((t_len, b, n[m]), np.int64) for m in comp}
+        state = {m: self._state(m, b) for m in comp}
+        out = {m: np.zeros((t_len, b, n[m]), np.float32) for m in comp}
         vrec = {m: np.zeros((t_len, b, n[m]), np.int64) for m in comp}
+        inner = [c for m in comp for c in self.into[m] if c.src in members]
         buf = {id(c): np.zeros((b, n[c.dst]), np.int64) for c in inner if c.delayed}
         for t in range(t_len):
             for m in comp:
                 a_in = ext[m][t].copy()
                 for c in self.into[m]:
                     if c.src in members:
-                        a_in += buf[id(c)] if c.delayed else c.apply(out[c.src][t])
-                s, v = lif_fixed_run(_wrap32(a_in)[None], *state[m], *self.params[m])
+                        a_in += buf[id(c)] if c.delayed else c.apply(torch.from_numpy(out[c.src][t]))
+                s, v = lif_fixed_run([(torch.from_numpy(a_in[None]), 0, MODE_INT, 0)], *state[m], *self.params[m], 1)
                 out[m][t], vrec[m][t] = s[0], v[0]
             for c in inner:
                 if c.delayed:
-                    buf[id(c)] = c.apply(out[c.src][t])
+                    buf[id(c)] = c.apply(torch.from_numpy(out[c.src][t]))
         for m in comp:
-            vals[m], volts[m] = out[m], vrec[m]
+            vals[m], volts[m] = torch.from_numpy(out[m]), vrec[m]
 
 
 def emulate_plan(plan: LavaPlan, quant: QuantPlan, x: np.ndarray, align: bool = True,

@@ -63,7 +63,9 @@ std::vector<torch::Tensor> cuba_forward(torch::Tensor x, torch::Tensor v0, torch
 std::vector<torch::Tensor> cuba_backward(torch::Tensor grad_s, torch::Tensor h_seq, torch::Tensor grad_v_last,
                                          torch::Tensor grad_u_last, double omdu, double omdv, double th, bool soft,
                                          double vr, bool strict, bool detach, int64_t sur, double sur_p);
-std::vector<torch::Tensor> lava_lif_fixed(torch::Tensor a_in, torch::Tensor u, torch::Tensor v, int64_t du,
-                                          int64_t dv, torch::Tensor bias, int64_t vth_eff);
+std::vector<torch::Tensor> lava_lif_fixed(std::vector<torch::Tensor> inputs, std::vector<int64_t> exps,
+                                          std::vector<int64_t> modes, std::vector<int64_t> delays, torch::Tensor u,
+                                          torch::Tensor v, int64_t du, int64_t dv, torch::Tensor bias,
+                                          int64_t vth_eff, int64_t steps);
 
 }  // namespace nasflow_kernels

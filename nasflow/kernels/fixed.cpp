@@ -13,52 +13,122 @@ inline int64_t wrap32(int64_t x) {
   return ((x + (int64_t(1) << 31)) & ((int64_t(1) << 32) - 1)) - (int64_t(1) << 31);
 }
 
-inline int64_t decay(int64_t x, int64_t d) {  // sign(x·(4096 − d)) · (|x·(4096 − d)| >> 12)
-  const int64_t p = x * (4096 - d);
-  return p < 0 ? -((-p) >> 12) : (p >> 12);
+// One block [lo, hi) of neurons over T steps on int32 state. Cloned for AVX2 (chosen at load time when the CPU has
+// it) and the baseline ISA: the double <-> int32 conversions and int32 selects vectorise well only with AVX2.
+__attribute__((target_clones("avx2", "default")))
+void lif_steps(int32_t *__restrict__ uq, int32_t *__restrict__ vq, const int32_t *__restrict__ bq,
+               const uint32_t *__restrict__ pa, float *__restrict__ ps, int32_t *__restrict__ pr, int64_t T,
+               int64_t M, int64_t lo, int64_t hi, double cu, double cv, int32_t um, int32_t lo_v, int32_t hi_v,
+               int32_t th) {
+  for (int64_t t = 0; t < T; ++t) {
+    const uint32_t *__restrict__ at = pa + t * M;
+    float *__restrict__ st = ps + t * M;
+    int32_t *__restrict__ rt = pr + t * M;
+    for (int64_t m = lo; m < hi; ++m) {
+      const int32_t dec_u = static_cast<int32_t>(double(uq[m]) * cu);
+      const int32_t cur = static_cast<int32_t>(static_cast<uint32_t>(dec_u) + (at[m] << 6));
+      const int32_t w1 = cur > um ? cur - 2 * um : cur;
+      const int32_t uu = w1 <= -um ? cur + 2 * um : w1;
+      uq[m] = uu;
+      const int32_t dec_v = static_cast<int32_t>(double(vq[m]) * cv);
+      int32_t volt = static_cast<int32_t>(static_cast<uint32_t>(dec_v) + static_cast<uint32_t>(uu) +
+                                          static_cast<uint32_t>(bq[m]));
+      volt = volt < lo_v ? lo_v : (volt > hi_v ? hi_v : volt);
+      const int32_t fired = volt > th;
+      const int32_t vn = fired ? 0 : volt;
+      vq[m] = vn;
+      st[m] = static_cast<float>(fired);
+      rt[m] = vn;
+    }
+  }
 }
 
 }  // namespace
 
-std::vector<torch::Tensor> lava_lif_fixed(torch::Tensor a_in, torch::Tensor u, torch::Tensor v, int64_t du,
-                                          int64_t dv, torch::Tensor bias, int64_t vth_eff) {
-  // a_in [T, B, N] int64 (the int32 sums of the incoming connections); u, v [B, N] int64, updated in place;
-  // bias [N] int64 (bias_mant << bias_exp); du without Lava's offset of 1. Returns spikes [T, B, N] (bool) and
-  // v after reset [T, B, N] (int64).
-  TORCH_CHECK(a_in.dim() == 3 && a_in.scalar_type() == torch::kInt64, "a_in must be int64 [T, B, N]");
+std::vector<torch::Tensor> lava_lif_fixed(std::vector<torch::Tensor> inputs, std::vector<int64_t> exps,
+                                          std::vector<int64_t> modes, std::vector<int64_t> delays, torch::Tensor u,
+                                          torch::Tensor v, int64_t du, int64_t dv, torch::Tensor bias,
+                                          int64_t vth_eff, int64_t steps) {
+  // inputs: per incoming connection, its values over [T, B, N] (contiguous): mode 0 a Dense accumulation and
+  // mode 1 a Conv accumulation (float32/float64 holding exact integers: rounded, shifted by exps[k], then cast to
+  // int32 (Dense) or wrapped to 24 bits (Conv), as exporters.lava.models does), mode 2 int64 values already
+  // processed; delays[k] = 1 reads step t − 1 (0 at t = 0: Lava's buffered connections). u, v [B, N] int64,
+  // updated in place; bias [N] int64 (bias_mant << bias_exp); du without Lava's offset of 1.
+  // Returns spikes [T, B, N] float32 and v after reset [T, B, N] int32.
+  const int64_t K = static_cast<int64_t>(inputs.size());
+  TORCH_CHECK(static_cast<int64_t>(exps.size()) == K && static_cast<int64_t>(modes.size()) == K &&
+                  static_cast<int64_t>(delays.size()) == K, "one exp, mode and delay per input");
   TORCH_CHECK(u.scalar_type() == torch::kInt64 && v.scalar_type() == torch::kInt64, "u, v must be int64");
-  TORCH_CHECK(u.is_contiguous() && v.is_contiguous(), "u, v must be contiguous");
-  const int64_t T = a_in.size(0), B = a_in.size(1), N = a_in.size(2);
-  TORCH_CHECK(u.numel() == B * N && v.numel() == B * N && bias.numel() == N, "u, v [B, N] and bias [N] expected");
-  auto a = a_in.contiguous();
-  auto b = bias.to(torch::kInt64).contiguous();
-  auto spikes = torch::empty({T, B, N}, a.options().dtype(torch::kBool));
-  auto vrec = torch::empty({T, B, N}, a.options());
-  const int64_t *pa = a.data_ptr<int64_t>(), *pb = b.data_ptr<int64_t>();
-  int64_t *pu = u.data_ptr<int64_t>(), *pv = v.data_ptr<int64_t>(), *pr = vrec.data_ptr<int64_t>();
-  bool *ps = spikes.data_ptr<bool>();
-  const int64_t M = B * N, du_eff = du + 1;
-  at::parallel_for(0, M, kGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t m = lo; m < hi; ++m) {
-      int64_t uu = pu[m], vv = pv[m];
-      const int64_t bias_m = pb[m % N];
-      for (int64_t t = 0; t < T; ++t) {
-        const int64_t i = t * M + m;
-        const int64_t cur = wrap32(decay(uu, du_eff) + wrap32(pa[i] * 64));
-        int64_t w = cur > kUvMax ? cur - 2 * kUvMax : cur;
-        if (w <= -kUvMax) w = cur + 2 * kUvMax;
-        uu = w;
-        int64_t volt = wrap32(decay(vv, dv) + uu + bias_m);
-        volt = volt < -kUvMax + 1 ? -kUvMax + 1 : (volt > kUvMax - 1 ? kUvMax - 1 : volt);
-        const bool s = volt > vth_eff;
-        vv = s ? 0 : volt;
-        ps[i] = s;
-        pr[i] = vv;
-      }
-      pu[m] = uu;
-      pv[m] = vv;
+  TORCH_CHECK(u.is_contiguous() && v.is_contiguous() && u.dim() == 2, "u, v must be contiguous [B, N]");
+  const int64_t T = steps, B = u.size(0), N = u.size(1), M = B * N;
+  TORCH_CHECK(v.numel() == M && bias.numel() == N, "v [B, N] and bias [N] expected");
+  std::vector<torch::Tensor> held;
+  std::vector<const float *> pf(K, nullptr);
+  std::vector<const double *> pd(K, nullptr);
+  std::vector<const int64_t *> pi(K, nullptr);
+  for (int64_t k = 0; k < K; ++k) {
+    auto x = inputs[k].contiguous();
+    TORCH_CHECK(x.numel() == T * M, "input ", k, " has ", x.numel(), " values, expected T·B·N = ", T * M);
+    held.push_back(x);
+    if (x.scalar_type() == torch::kFloat32) {
+      pf[k] = x.data_ptr<float>();
+    } else if (x.scalar_type() == torch::kFloat64) {
+      pd[k] = x.data_ptr<double>();
+    } else {
+      TORCH_CHECK(x.scalar_type() == torch::kInt64 && modes[k] == 2, "int64 inputs must be mode 2");
+      pi[k] = x.data_ptr<int64_t>();
     }
+  }
+  auto b = bias.to(torch::kInt32).contiguous();
+  auto spikes = torch::empty({T, B, N}, u.options().dtype(torch::kFloat32));
+  auto vrec = torch::empty({T, B, N}, u.options().dtype(torch::kInt32));
+  // Lava adds its int32 inputs with int32 wrap-around: accumulate the low 32 bits (uint32 addition is exact mod 2^32).
+  std::vector<uint32_t> a_in(static_cast<size_t>(T * M), 0u);
+  uint32_t *pa = a_in.data();
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t off = delays[k] * M, count = T * M - off, e = exps[k];
+    if (count <= 0) continue;
+    uint32_t *dst = pa + off;
+    const float *xf = pf[k];
+    const double *xd = pd[k];
+    const int64_t *xi = pi[k];
+    const bool conv = modes[k] == 1;
+    // The accumulations are exact integers held in floating point (the caller's bound keeps them below 2^53).
+    auto post = [e, conv](int64_t acc) -> uint32_t {
+      acc = e >= 0 ? acc * (int64_t(1) << e) : (acc >> (-e));
+      return static_cast<uint32_t>(conv ? (((acc + kUvMax) & (2 * kUvMax - 1)) - kUvMax) : acc);
+    };
+    if (xi != nullptr) {
+      for (int64_t i = 0; i < count; ++i) dst[i] += static_cast<uint32_t>(xi[i]);
+    } else if (xf != nullptr) {
+      for (int64_t i = 0; i < count; ++i) dst[i] += post(static_cast<int64_t>(xf[i]));
+    } else {
+      for (int64_t i = 0; i < count; ++i) dst[i] += post(static_cast<int64_t>(xd[i]));
+    }
+  }
+  // The LIF time loop on Lava's int32 state, steps outside and neurons inside, branch-free so that it vectorises.
+  // The decay sign(p)·(|p| >> 12) of p = x·(4096 − d) is trunc(p / 4096), exact in double (|p| < 2^44).
+  const double ku = double(4096 - (du + 1)) / 4096.0, kv = double(4096 - dv) / 4096.0;
+  const int32_t umax = int32_t(kUvMax), vlo = -umax + 1, vhi = umax - 1, vth = int32_t(vth_eff);
+  int64_t *pu = u.data_ptr<int64_t>(), *pv = v.data_ptr<int64_t>();
+  const int32_t *pb = b.data_ptr<int32_t>();
+  std::vector<int32_t> us(static_cast<size_t>(M)), vs(static_cast<size_t>(M)), bs(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    us[m] = static_cast<int32_t>(pu[m]);
+    vs[m] = static_cast<int32_t>(pv[m]);
+    bs[m] = pb[m % N];
+  }
+  int32_t *u32 = us.data(), *v32 = vs.data();
+  const int32_t *bias_m = bs.data();
+  float *ps = spikes.data_ptr<float>();
+  int32_t *pr = vrec.data_ptr<int32_t>();
+  at::parallel_for(0, M, kGrain, [&](int64_t lo, int64_t hi) {
+    lif_steps(u32, v32, bias_m, pa, ps, pr, T, M, lo, hi, ku, kv, umax, vlo, vhi, vth);
   });
+  for (int64_t m = 0; m < M; ++m) {
+    pu[m] = u32[m];
+    pv[m] = v32[m];
+  }
   return {spikes, vrec};
 }
 
