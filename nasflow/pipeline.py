@@ -50,6 +50,7 @@ class LavaConfig:
     samples: int = 40
     fixed_point: bool = True
     timeout_s: float = 600.0
+    emulate: bool = True  # fixed-point accuracy on every test sample by lava-emu (checked against Lava's subset)
 
 
 def _default_snasnet() -> SNASNetSearchConfig:
@@ -291,26 +292,10 @@ def _export(cfg: PipelineConfig, models: ByRole[TrainedModel], out_dir: Path) ->
 
 def _test_inputs(cfg: PipelineConfig, samples: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``samples`` test samples as ``[T, B, *input_shape]`` float32 and their labels."""
-    import torch
+    from nasflow.emulated import test_batches
 
-    from nasflow.data import make_loaders
-
-    loaders = make_loaders(cfg.data.dataset, samples, data_dir=cfg.data.data_dir, seed=cfg.seed, augment=False)
-    xs, ys = [], []
-    taken = 0
-    for x, y in loaders.test:
-        xs.append(x)
-        ys.append(y)
-        taken += len(y)
-        if taken >= samples:
-            break
-    x = torch.cat(xs)[:samples]
-    y = torch.cat(ys)[:samples]
-    if loaders.spec.kind == "event":
-        seq = x.transpose(0, 1)  # [B, T, ...] -> [T, B, ...]
-    else:
-        seq = x.unsqueeze(0).expand(cfg.model.steps, *x.shape)
-    return seq.contiguous().numpy().astype(np.float32), y.numpy()
+    parts = list(test_batches(cfg.data.dataset, cfg.data.data_dir, cfg.seed, cfg.model.steps, samples, samples))
+    return np.concatenate([x for x, _ in parts], axis=1), np.concatenate([y for _, y in parts])
 
 
 def _output_node(graph) -> str:
@@ -337,6 +322,7 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
         torch_accuracy = accuracy_from_output(ref, labels, head, last)
         runs: dict[str, BackendRun] = {}
         refused = lava.analog_refusal(graph)  # a hybrid's analog layers: Lava runs spiking layers only
+        fixed_act = None
         for name, fixed in [("lava", False)] + ([("lava_fixed", True)] if cfg.lava.fixed_point else []):
             if refused is not None:
                 log(f"    {role}: Lava skipped ({refused})")
@@ -344,9 +330,20 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
                 continue
             log(f"    {role}: Lava {'fixed' if fixed else 'floating'} point on {len(labels)} test samples")
             t0 = time.perf_counter()
-            act = lava.simulate(graph, x, dt=cfg.dt, fixed_point=fixed, timeout_s=cfg.lava.timeout_s)
+            act = lava.simulate(graph, x, dt=cfg.dt, fixed_point=fixed, timeout_s=cfg.lava.timeout_s,
+                                input_scale=lava.input_scale_of(x) if fixed else None)
             runs[name] = BackendRun(time.perf_counter() - t0, accuracy_from_output(act, labels, head, last),
                                     compare_activity(ref, act, nodes=graph, values=analog))
+            fixed_act = act if fixed else fixed_act
+        emulated = None
+        if cfg.lava.fixed_point and cfg.lava.emulate and refused is None:
+            from nasflow.emulated import emulate_test_set, test_batches
+
+            batches = test_batches(cfg.data.dataset, cfg.data.data_dir, cfg.seed, cfg.model.steps,
+                                   max(256, len(labels)))
+            emulated = emulate_test_set(graph, cfg.dt, x, fixed_act, ref, head, last, batches)
+            log(f"    {role}: lava-emu fixed point on all {emulated.samples} test samples: accuracy "
+                f"{emulated.run.accuracy:.4f}, spikes equal to Lava fixed point: {emulated.equals_lava_fixed}")
         netx = None
         if entry.netx:
             from exporters.netx import complete_activity, simulate_netx
@@ -362,7 +359,8 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
                 netx = NetxRun(accuracy_from_output(act, labels, head, last) if head in act else None,
                                compare_activity(ref, act, nodes=[n for n in neuron_nodes(graph) if n in act]))
         results[role] = SimulatedModel(int(len(labels)), head, torch_accuracy, runs["lava"], runs.get("lava_fixed"),
-                                       netx)
+                                       netx, emulated and emulated.run, emulated and emulated.samples,
+                                       emulated and emulated.equals_lava_fixed)
     return ByRole(**results)
 
 

@@ -48,6 +48,9 @@ class ModelRow:
     latency_per_step_s: float | None
     parameters: int
     lava_refused: str | None = None  # why Lava did not run it (a hybrid's analog layers)
+    fixed_accuracy_all: float | None = None  # fixed point (lava-emu) on every test sample
+    fixed_samples: int | None = None
+    emu_equals_lava_fixed: bool | None = None  # lava-emu's spikes are Lava fixed point's on the Lava samples
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -124,6 +127,9 @@ def _model_row(m: TrainedModel, s: SimulatedModel, h: HwReport) -> ModelRow:
         torch_accuracy_on_lava_samples=s.torch_accuracy,
         lava_accuracy=s.lava.accuracy,
         lava_fixed_accuracy=s.lava_fixed.accuracy if s.lava_fixed else None,
+        fixed_accuracy_all=s.lava_emu.accuracy if s.lava_emu else None,
+        fixed_samples=s.emu_samples,
+        emu_equals_lava_fixed=s.emu_equals_lava_fixed,
         netx_accuracy=s.netx.accuracy if s.netx else None,
         lava_min_precision=_min_metric(s.lava.compare, "precision"),
         lava_min_recall=_min_metric(s.lava.compare, "recall"),
@@ -300,6 +306,8 @@ _ROWS = [
     ("torch accuracy (Lava samples)", "torch_accuracy_on_lava_samples", "pct"),
     ("Lava floating-point accuracy", "lava_accuracy", "pct"),
     ("Lava fixed-point accuracy", "lava_fixed_accuracy", "pct"),
+    ("fixed-point accuracy, all test samples (lava-emu)", "fixed_accuracy_all", "pct"),
+    ("lava-emu spikes equal Lava fixed point", "emu_equals_lava_fixed", ""),
     ("netx accuracy", "netx_accuracy", "pct"), ("Lava min per-layer precision", "lava_min_precision", "pct"),
     ("Lava min per-layer recall", "lava_min_recall", "pct"), ("spikes per sample", "spikes_per_sample", ""),
     ("energy per sample", "energy_per_sample_j", "j"), ("cores used", "cores_used", ""),

@@ -168,7 +168,7 @@ class NetxRun:
 @dataclass(frozen=True)
 class SimulatedModel:
     """A model's NIR file run on the first test samples: torch reference, Lava floating point, Lava fixed point
-    (when configured) and netx (when exported)."""
+    (when configured) and netx (when exported); and fixed point by ``lava-emu`` on every test sample."""
 
     samples: int
     output_node: str
@@ -176,12 +176,18 @@ class SimulatedModel:
     lava: BackendRun
     lava_fixed: BackendRun | None = None
     netx: NetxRun | None = None
+    lava_emu: BackendRun | None = None  # fixed point by lava-emu on ``emu_samples`` (all test samples)
+    emu_samples: int | None = None
+    emu_equals_lava_fixed: bool | None = None  # its spikes equal Lava fixed point's on the first ``samples``
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"samples": self.samples, "output_node": self.output_node,
                                "torch_accuracy": self.torch_accuracy, **self.lava.to_keys("lava")}
         if self.lava_fixed is not None:
             out |= self.lava_fixed.to_keys("lava_fixed")
+        if self.lava_emu is not None:
+            out |= self.lava_emu.to_keys("lava_emu") | {"lava_emu_samples": self.emu_samples,
+                                                          "lava_emu_equals_lava_fixed": self.emu_equals_lava_fixed}
         return out if self.netx is None else out | self.netx.to_dict()
 
     @classmethod
@@ -193,4 +199,5 @@ class SimulatedModel:
         if lava is None:
             raise ValueError("simulate step result without a Lava run ('lava_seconds')")
         return cls(data["samples"], data["output_node"], data["torch_accuracy"], lava,
-                   BackendRun.from_keys(data, "lava_fixed"), netx)
+                   BackendRun.from_keys(data, "lava_fixed"), netx, BackendRun.from_keys(data, "lava_emu"),
+                   data.get("lava_emu_samples"), data.get("lava_emu_equals_lava_fixed"))

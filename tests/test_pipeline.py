@@ -103,6 +103,14 @@ def test_tiny_run_writes_every_artifact(tiny_run):
         assert 0.0 <= row["torch_accuracy"] <= 1.0
         assert row["energy_per_sample_j"] > 0 and row["cores_used"] >= 1
         assert row["lava_accuracy"] is not None and row["lava_min_precision"] is not None
+        # Fixed point on all 360 digits test samples by lava-emu, its spikes Lava fixed point's on the 6 Lava ones.
+        assert row["fixed_samples"] == 360 and row["emu_equals_lava_fixed"] is True
+        assert 0.0 <= row["fixed_accuracy_all"] <= 1.0
+    steps = json.loads((tiny_run / "steps" / "simulate.json").read_text())
+    for role in ("winner", "baseline"):
+        sim = steps["result"][role]
+        assert sim["lava_emu_samples"] == 360 and sim["lava_emu_compare"]["nodes"]
+    assert "all test samples (lava-emu)" in (tiny_run / "report.md").read_text()
     assert report["pareto"] and all("arch" in p for p in report["pareto"])
     for name in ("model.nir", "report.md", "report.html", "search/journal.jsonl", "config.yaml"):
         assert (tiny_run / name).exists(), name

@@ -50,7 +50,7 @@ import numpy as np
 
 from exporters.lava.activity import node_activity, read_recording
 from exporters.lava.build import build_network
-from exporters.lava.emulate import emulate_plan
+from exporters.lava.emulate import FixedPointNetwork, emulate_plan
 from exporters.lava.errors import LavaBackendError
 from exporters.lava.layout import from_lava_layout, lava_perm, lava_shape, to_lava_layout
 from exporters.lava.linalg import MAX_DENSE_ENTRIES, apply_linear
@@ -62,6 +62,7 @@ __all__ = [
     "simulate",
     "emulate",
     "emulate_plan",
+    "FixedPointNetwork",
     "LavaBackendError",
     "LavaNeuron",
     "LavaConnection",
@@ -145,7 +146,4 @@ def emulate(graph: nir.NIRGraph, x: np.ndarray, dt: float | None = None, align: 
     """``lava-emu``: what ``simulate(..., fixed_point=True)`` returns, computed without Lava (``exporters.lava.
     emulate``), all samples at once; same plan, same quantisation, same refusals, identical rasters."""
     plan, x, quant = _prepared(graph, x, dt, True, max_weight_exp, input_scale)
-    neuron_act, volts = emulate_plan(plan, quant, x, align, want_v=voltages is not None)
-    if voltages is not None:
-        voltages.update(volts)
-    return node_activity(plan.compiled.graph, plan, x, neuron_act)
+    return FixedPointNetwork(plan, quant, align).activity(x, voltages)

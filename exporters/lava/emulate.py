@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from exporters.lava.activity import node_activity
 from exporters.lava.errors import LavaBackendError
 from exporters.lava.plan import CONST, LavaPlan
 from exporters.lava.quantize import QuantPlan
@@ -257,6 +258,14 @@ class FixedPointNetwork:
                 for c in self.into[m]:
                     if c.src in comp and not c.delayed and comp.index(c.src) >= comp.index(m):
                         raise LavaBackendError(f"node {m!r}: a zero-delay connection from {c.src!r} closes a cycle")
+
+    def activity(self, x: np.ndarray, voltages: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Every node's activity ``[T, B, *shape]`` for ``x``, as ``exporters.lava.simulate`` returns it (neurons
+        from the emulated integers, the other nodes evaluated from them); fills ``voltages`` when given."""
+        neuron_act, volts = self.run(x, want_v=voltages is not None)
+        if voltages is not None:
+            voltages.update(volts)
+        return node_activity(self.plan.compiled.graph, self.plan, np.asarray(x, dtype=np.float32), neuron_act)
 
     def run(self, x: np.ndarray, want_v: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Spikes (or read-out voltages) and, with ``want_v``, voltages of every neuron node for ``x``

@@ -1,0 +1,83 @@
+"""The main job's fixed-point accuracy on every test sample: the exported graph run by ``lava-emu``
+(``exporters.lava.emulate``: Lava's fixed-point models bit for bit, batched), with the quantisation of the Lava
+fixed-point run, and checked spike for spike against that run on the samples Lava simulated.
+
+Lava's runtime simulates a digits model at tens of steps per second, so ``lava-fixed`` sees a subset of the test
+set; the emulator runs the same integers on all of it in about a second, so the accuracy a chip would reach is
+measured on the whole test set, and the subset run proves that the emulated integers are Lava's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import nir
+import numpy as np
+
+from nasflow.steps import BackendRun
+
+__all__ = ["EmulatedRun", "emulate_test_set", "test_batches"]
+
+
+def test_batches(dataset: str, data_dir: str | None, seed: int, steps: int, batch: int, limit: int | None = None
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The test split in order as ``([T, B, *input_shape] float32, labels)`` batches: static images repeated over
+    the ``steps`` time steps (direct coding), event samples on their own time axis; at most ``limit`` samples."""
+    from nasflow.data import make_loaders
+
+    loaders = make_loaders(dataset, batch, data_dir=data_dir, seed=seed, augment=False)
+    taken = 0
+    for x, y in loaders.test:
+        if limit is not None:
+            x, y = x[:limit - taken], y[:limit - taken]
+        if loaders.spec.kind == "event":
+            seq = x.transpose(0, 1)  # [B, T, ...] -> [T, B, ...]
+        else:
+            seq = x.unsqueeze(0).expand(steps, *x.shape)
+        yield seq.contiguous().numpy().astype(np.float32), y.numpy()
+        taken += len(y)
+        if limit is not None and taken >= limit:
+            return
+
+
+class EmulatedRun:
+    """``lava-emu`` over the test set: a :class:`~nasflow.steps.BackendRun` (accuracy over ``samples``, per-node
+    agreement with the torch reference on the Lava samples) and whether its spikes equal Lava's fixed point there."""
+
+    def __init__(self, run: BackendRun, samples: int, equals_lava_fixed: bool | None) -> None:
+        self.run, self.samples, self.equals_lava_fixed = run, samples, equals_lava_fixed
+
+
+def emulate_test_set(graph: nir.NIRGraph, dt: float, x_lava: np.ndarray, lava_fixed: dict[str, np.ndarray] | None,
+                     reference: dict[str, np.ndarray], head: str, last_step: bool,
+                     batches: Iterator[tuple[np.ndarray, np.ndarray]]) -> EmulatedRun:
+    """Run ``graph`` by ``lava-emu`` on every batch, quantised as Lava's fixed-point run on ``x_lava`` was.
+
+    ``lava_fixed`` (that run's activity, or None when it did not run) and ``reference`` (torch's) cover the first
+    ``x_lava.shape[1]`` samples, which the batches must start with; accuracy is read at ``head`` as the main job
+    reads it (``last_step`` for membrane read-outs).
+    """
+    from exporters import lava
+    from exporters.equivalence import accuracy_from_output, compare_activity
+    from exporters.lava.emulate import FixedPointNetwork
+
+    t0 = time.perf_counter()
+    plan = lava.build_plan(graph, dt)
+    net = FixedPointNetwork(plan, lava.quantize_plan(plan, x_lava, input_scale=lava.input_scale_of(x_lava)))
+    n_lava = int(x_lava.shape[1])
+    correct, total, kept = 0.0, 0, []
+    for x, y in batches:
+        act = net.activity(x)
+        correct += accuracy_from_output(act, y, head, last_step) * len(y)
+        if total < n_lava:  # the samples Lava ran, for the comparisons below
+            kept.append({k: v[:, :n_lava - total] for k, v in act.items()})
+        total += len(y)
+    first = {k: np.concatenate([a[k] for a in kept], axis=1) for k in kept[0]}
+    values = [head] if last_step else []
+    compare = compare_activity(reference, first, nodes=graph, values=values)
+    equal = None
+    if lava_fixed is not None:
+        equal = all(np.array_equal(first[k], lava_fixed[k]) for k in lava_fixed if k in first)
+    run = BackendRun(time.perf_counter() - t0, correct / total if total else None, compare)
+    return EmulatedRun(run, total, equal)
