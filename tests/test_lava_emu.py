@@ -267,3 +267,26 @@ def test_emulator_is_the_same_on_the_numpy_path(case: str) -> None:
         np.testing.assert_array_equal(fast[nid], slow[nid], err_msg=nid)
     for nid in v_fast:
         np.testing.assert_array_equal(v_fast[nid], v_slow[nid], err_msg=nid)
+
+
+CONV_GEOMETRIES = [(1, (1, 1), (1, 1), (1, 1), 3), (1, (2, 2), (0, 0), (1, 1), 2), (2, (2, 1), (2, 1), (2, 1), 3),
+                   (1, (1, 1), (2, 2), (1, 1), 5)]
+
+
+@pytest.mark.parametrize("groups,stride,padding,dilation,k", CONV_GEOMETRIES)
+def test_event_driven_conv_equals_torch_conv(groups: int, stride: tuple, padding: tuple, dilation: tuple,
+                                              k: int) -> None:
+    from nasflow import kernels
+
+    ops = kernels.ops()
+    if ops is None:
+        pytest.skip(f"compiled kernel not active: {kernels.why_fallback()}")
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy((rng.random((6, 4, 9, 7)) < 0.2).astype(np.float32))
+    w = torch.from_numpy(rng.integers(-128, 127, (6, 4 // groups, k, k)).astype(np.float32))
+    o, cg = w.shape[:2]
+    wt = w.reshape(groups, o // groups, cg, k, k).permute(0, 2, 3, 4, 1).contiguous()
+    got = ops.spike_conv(x, wt, o, *stride, *padding, *dilation, groups)
+    ref = torch.nn.functional.conv2d(x.double(), w.double(), stride=stride, padding=padding, dilation=dilation,
+                                     groups=groups)
+    assert torch.equal(got.double(), ref)

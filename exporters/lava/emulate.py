@@ -139,6 +139,7 @@ class _Conn:
         # Largest |sum| per unit of input peak: the L1 norm of an output's fan-in.
         self.l1 = float(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
         self._cache: dict[torch.dtype, torch.Tensor] = {}
+        self._wt: torch.Tensor | None = None
 
     def _weight(self, peak: float) -> torch.Tensor:
         bound = self.l1 * max(peak, 1.0)
@@ -154,13 +155,25 @@ class _Conn:
             self._cache[dtype] = w if self.conv is None else w.contiguous(memory_format=torch.channels_last)
         return self._cache[dtype]
 
-    def acc(self, x: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
-        """Exact accumulations ``[N, n_dst]`` (float) for integer source values ``x`` ``[N, ...]`` up to ``peak``."""
+    def acc(self, x: torch.Tensor, peak: float = 1.0, binary: bool = False) -> torch.Tensor:
+        """Exact accumulations ``[N, n_dst]`` (float) for integer source values ``x`` ``[N, ...]`` up to ``peak``;
+        ``binary`` (spikes) lets a conv run event-driven in the compiled kernel, whose cost follows the spikes."""
+        from nasflow.kernels import ops
+
         w = self._weight(peak)
         x = x.to(w.dtype)
         if self.conv is None:
             return x.reshape(x.shape[0], -1) @ w.T
         cv = self.conv
+        kernel = ops()
+        if binary and kernel is not None and w.dtype == torch.float32:
+            if self._wt is None:  # [groups, C/groups, kh, kw, O/groups]: one contiguous column per tap
+                o, cg, kh, kw = self.w.shape
+                g = cv["groups"]
+                self._wt = w.reshape(g, o // g, cg, kh, kw).permute(0, 2, 3, 4, 1).contiguous()
+            y = kernel.spike_conv(x.reshape((x.shape[0],) + self.src_shape), self._wt, int(self.w.shape[0]),
+                                  *cv["stride"], *cv["padding"], *cv["dilation"], int(cv["groups"]))
+            return y.reshape(x.shape[0], -1)
         x = x.reshape((x.shape[0],) + self.src_shape).contiguous(memory_format=torch.channels_last)
         y = F.conv2d(x, w, stride=cv["stride"], padding=cv["padding"], dilation=cv["dilation"], groups=cv["groups"])
         return y.contiguous().reshape(x.shape[0], -1)
@@ -246,6 +259,7 @@ class FixedPointNetwork:
             self.into[c.dst].append(c)
         self.components = _components(plan, self.conns)
         self.size = {m: int(np.prod(spec.shape)) for m, spec in plan.neurons.items()}
+        self._binary_input = False
         self.params = {}
         for m in plan.neurons:
             q = quant.neurons[m]
@@ -280,6 +294,7 @@ class FixedPointNetwork:
         if not np.any((x != 0) & (x != 1)):  # binary input: Lava sends it as 1-bit spikes
             x_int = (x_int != 0).astype(np.int64)
         peak = {plan.input_id: float(np.abs(x_int).max(initial=0))}
+        self._binary_input = bool(np.isin(x_int, (0, 1)).all())
         x_t = torch.from_numpy(x_int.reshape(t_len, b, -1).astype(np.float64 if peak[plan.input_id] >= 2**24
                                                                   else np.float32))
         vals: dict[str, torch.Tensor] = {plan.input_id: x_t, CONST: torch.ones((t_len, b, 1))}
@@ -305,8 +320,9 @@ class FixedPointNetwork:
     def _layer(self, m: str, vals: dict[str, torch.Tensor], volts: dict[str, np.ndarray], peak: dict[str, float],
                t_len: int, b: int) -> None:
         """A neuron layer outside any cycle: every input for all steps at once, then its time loop."""
-        inputs = [(c.acc(vals[c.src].reshape((t_len * b,) + c.src_shape), peak.get(c.src, 1.0)), c.exp, c.mode,
-                   int(c.delayed)) for c in self.into[m]]
+        inputs = [(c.acc(vals[c.src].reshape((t_len * b,) + c.src_shape), peak.get(c.src, 1.0),
+                         c.src in self.plan.neurons or (c.src == self.plan.input_id and self._binary_input)),
+                   c.exp, c.mode, int(c.delayed)) for c in self.into[m]]
         s, vrec = lif_fixed_run(inputs, *self._state(m, b), *self.params[m], t_len)
         vals[m], volts[m] = torch.from_numpy(s), vrec
 

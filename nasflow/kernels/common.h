@@ -67,5 +67,7 @@ std::vector<torch::Tensor> lava_lif_fixed(std::vector<torch::Tensor> inputs, std
                                           std::vector<int64_t> modes, std::vector<int64_t> delays, torch::Tensor u,
                                           torch::Tensor v, int64_t du, int64_t dv, torch::Tensor bias,
                                           int64_t vth_eff, int64_t steps);
+torch::Tensor spike_conv(torch::Tensor x, torch::Tensor wt, int64_t out_channels, int64_t sh, int64_t sw,
+                         int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups);
 
 }  // namespace nasflow_kernels

@@ -43,6 +43,33 @@ void lif_steps(int32_t *__restrict__ uq, int32_t *__restrict__ vq, const int32_t
   }
 }
 
+// One sample of spike_conv (see there); cloned for AVX2 like lif_steps.
+__attribute__((target_clones("avx2", "default")))
+void spike_conv_sample(const float *__restrict__ px, const float *__restrict__ pw, float *__restrict__ po, int64_t C,
+                       int64_t H, int64_t W, int64_t cg, int64_t kh, int64_t kw, int64_t og, int64_t O, int64_t Ho,
+                       int64_t Wo, int64_t sh, int64_t sw, int64_t ph, int64_t pwd, int64_t dh, int64_t dw) {
+  for (int64_t c = 0; c < C; ++c) {
+    const int64_t g = c / cg;
+    const float *plane = px + c * H * W;
+    for (int64_t y = 0; y < H; ++y) {
+      for (int64_t xx = 0; xx < W; ++xx) {
+        if (plane[y * W + xx] == 0.0f) continue;
+        for (int64_t ky = 0; ky < kh; ++ky) {
+          const int64_t ny = y + ph - ky * dh;
+          if (ny < 0 || ny % sh != 0 || ny / sh >= Ho) continue;
+          for (int64_t kx = 0; kx < kw; ++kx) {
+            const int64_t nx = xx + pwd - kx * dw;
+            if (nx < 0 || nx % sw != 0 || nx / sw >= Wo) continue;
+            float *__restrict__ dst = po + ((ny / sh) * Wo + nx / sw) * O + g * og;
+            const float *__restrict__ src = pw + ((c * kh + ky) * kw + kx) * og;
+            for (int64_t o = 0; o < og; ++o) dst[o] += src[o];
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<torch::Tensor> lava_lif_fixed(std::vector<torch::Tensor> inputs, std::vector<int64_t> exps,
@@ -130,6 +157,32 @@ std::vector<torch::Tensor> lava_lif_fixed(std::vector<torch::Tensor> inputs, std
     pv[m] = v32[m];
   }
   return {spikes, vrec};
+}
+
+torch::Tensor spike_conv(torch::Tensor x, torch::Tensor wt, int64_t out_channels, int64_t sh, int64_t sw,
+                         int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups) {
+  // Event-driven cross-correlation of binary spikes x [N, C, H, W] (float32 0/1) with weights pre-arranged as
+  // wt [groups, C/groups, kh, kw, O/groups] (float32): every spike adds its weight column to the outputs it
+  // reaches, so the cost follows the spike count, not the map size. Equal to torch's conv2d (same geometry) while
+  // the sums stay exact in float32 (the caller checks the bound). Returns [N, O, Ho, Wo] float32.
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32, "x must be float32 [N, C, H, W]");
+  TORCH_CHECK(wt.dim() == 5 && wt.scalar_type() == torch::kFloat32, "wt must be float32 [g, C/g, kh, kw, O/g]");
+  auto xin = x.contiguous();
+  auto w = wt.contiguous();
+  const int64_t N = xin.size(0), C = xin.size(1), H = xin.size(2), W = xin.size(3);
+  const int64_t cg = w.size(1), kh = w.size(2), kw = w.size(3), og = w.size(4), O = out_channels;
+  TORCH_CHECK(w.size(0) == groups && cg * groups == C && og * groups == O, "weight layout does not match x");
+  const int64_t Ho = (H + 2 * ph - dh * (kh - 1) - 1) / sh + 1, Wo = (W + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+  auto out = torch::zeros({N, Ho, Wo, O}, xin.options());
+  const float *px = xin.data_ptr<float>(), *pw_ = w.data_ptr<float>();
+  float *po = out.data_ptr<float>();
+  at::parallel_for(0, N, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t n = lo; n < hi; ++n) {
+      spike_conv_sample(px + n * C * H * W, pw_, po + n * Ho * Wo * O, C, H, W, cg, kh, kw, og, O, Ho, Wo, sh, sw,
+                        ph, pw, dh, dw);
+    }
+  });
+  return out.permute({0, 3, 1, 2}).contiguous();
 }
 
 }  // namespace nasflow_kernels

@@ -248,4 +248,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cuba_forward", &cuba_forward, "CUBA time loop, forward");
   m.def("cuba_backward", &cuba_backward, "CUBA time loop, exact BPTT");
   m.def("lava_lif_fixed", &lava_lif_fixed, "Lava's bit-accurate fixed-point LIF over T steps (lava-emu)");
+  m.def("spike_conv", &spike_conv, "event-driven conv2d of binary spikes (lava-emu)");
 }
