@@ -20,15 +20,16 @@ from nasflow.steps import BackendRun
 __all__ = ["EmulatedRun", "emulate_test_set", "test_batches"]
 
 
-def test_batches(dataset: str, data_dir: str | None, seed: int, steps: int, batch: int, limit: int | None = None
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The test split in order as ``([T, B, *input_shape] float32, labels)`` batches: static images repeated over
-    the ``steps`` time steps (direct coding), event samples on their own time axis; at most ``limit`` samples."""
+def test_batches(dataset: str, data_dir: str | None, seed: int, steps: int, batch: int, limit: int | None = None,
+                 split: str = "test") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The test split in order (``split="train"``: the training split, shuffled by ``seed``, not augmented) as
+    ``([T, B, *input_shape] float32, labels)`` batches: static images repeated over the ``steps`` time steps
+    (direct coding), event samples on their own time axis; at most ``limit`` samples."""
     from nasflow.data import make_loaders
 
     loaders = make_loaders(dataset, batch, data_dir=data_dir, seed=seed, augment=False)
     taken = 0
-    for x, y in loaders.test:
+    for x, y in (loaders.test if split == "test" else loaders.train):
         if limit is not None:
             x, y = x[:limit - taken], y[:limit - taken]
         if loaders.spec.kind == "event":

@@ -162,3 +162,28 @@ def test_netx_export_refuses_a_residual_model_and_runs_a_plain_one(trained, tmp_
     ref, got = (json.loads((tmp_path / f"n-{b}" / "simulate.json").read_text()) for b in ("torch", "netx"))
     assert got["accuracy"] is not None and got["compare"]["min_recall"] is not None
     assert abs(got["accuracy"] - ref["accuracy"]) <= 2 / 8 + 1e-9  # fixed point, like lava-fixed
+
+
+def test_train_with_qat_deploys_its_own_integers_on_lava(tmp_path):
+    """``nasflow train --qat lava`` writes the integers it fine-tuned; Lava fixed point and lava-emu run exactly
+    those (``--fixed-point``) and agree spike for spike."""
+    from nasflow.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--arch", "SCB_k3,skip,skip,skip,skip", "--channels", "4",
+                 "--steps", "4", "--epochs", "1", "--train-samples", "96", "--test-samples", "48", "--no-progress",
+                 "--qat", "lava", "--qat-epochs", "1", "--out", str(out)]) == 0
+    qat = json.loads((out / "qat.json").read_text())
+    assert qat["schema_version"] == 1 and len(qat["history"]) == 1
+    assert 0.0 <= qat["fixed_accuracy_before"] <= 1.0 and 0.0 <= qat["fixed_accuracy_after"] <= 1.0
+    acts = {}
+    for backend in ("lava-fixed", "lava-emu"):
+        assert _run("simulate", str(out / "model.pt"), "--backend", backend, "--fixed-point",
+                    str(out / "fixed_point.npz"), "--dataset", "digits", "--samples", "6", "--steps", "4",
+                    "--out", str(tmp_path / backend)) == 0
+        acts[backend] = np.load(tmp_path / backend / "activity.npz")
+    for nid in acts["lava-fixed"].files:
+        np.testing.assert_array_equal(acts["lava-emu"][nid], acts["lava-fixed"][nid], err_msg=nid)
+    with pytest.raises(ValueError, match="--fixed-point"):
+        _run("simulate", str(out / "model.pt"), "--backend", "lava", "--fixed-point", str(out / "fixed_point.npz"),
+             "--dataset", "digits", "--samples", "2", "--steps", "4", "--out", str(tmp_path / "bad"))

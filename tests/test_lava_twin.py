@@ -51,3 +51,34 @@ def test_rounding_matches_the_quantiser() -> None:
         np.testing.assert_array_equal(twin.int_bias(m).detach().numpy(),
                                       np.broadcast_to(q.bias_mant.astype(np.float64) * 2.0**q.bias_exp,
                                                       twin.int_bias(m).shape))
+
+
+def test_after_training_steps_the_twin_still_is_the_emulator_of_its_integers() -> None:
+    plan, quant, x = _prepared("autosnn_every_block")
+    twin = FixedPointTwin(plan, quant)
+    opt = torch.optim.Adam(twin.parameters(), lr=0.05)
+    head = [m for m in plan.neurons if not any(c.src == m for c in plan.conns)][0]
+    for _ in range(3):
+        opt.zero_grad()
+        (-twin(x)[head].mean()).backward()
+        opt.step()
+    trained = twin.quant_plan()
+    assert any(not np.array_equal(a.weights, b.weights) for a, b in zip(trained.conns, quant.conns))
+    emu, _ = FixedPointNetwork(plan, trained).run(x)
+    with torch.no_grad():
+        out = twin(x)
+    for nid, spikes in emu.items():
+        np.testing.assert_array_equal(out[nid].numpy(), spikes, err_msg=nid)
+
+
+def test_quant_plan_file_round_trip_and_refusal(tmp_path) -> None:
+    from exporters.lava.quantize import load_quant_plan, save_quant_plan
+
+    plan, quant, x = _prepared("residual_fan_in")
+    save_quant_plan(tmp_path / "q.npz", quant)
+    back = load_quant_plan(tmp_path / "q.npz", plan)
+    np.testing.assert_array_equal(lb.emulate(CASES["residual_fan_in"]()[0], x, quant=back)["n2"],
+                                  lb.emulate(CASES["residual_fan_in"]()[0], x)["n2"])
+    other = lb.build_plan(CASES["representable"]()[0])
+    with pytest.raises(lb.LavaBackendError, match="q.npz"):
+        load_quant_plan(tmp_path / "q.npz", other)

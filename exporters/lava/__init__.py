@@ -55,7 +55,7 @@ from exporters.lava.errors import LavaBackendError
 from exporters.lava.layout import from_lava_layout, lava_perm, lava_shape, to_lava_layout
 from exporters.lava.linalg import MAX_DENSE_ENTRIES, apply_linear
 from exporters.lava.plan import CONST, LavaConnection, LavaNeuron, LavaPlan, analog_refusal, build_plan
-from exporters.lava.quantize import QuantPlan, input_scale_of, quantize_plan
+from exporters.lava.quantize import QuantPlan, input_scale_of, load_quant_plan, quantize_plan, save_quant_plan
 from exporters.lava.runtime import ensure_lava_importable, run_network
 
 __all__ = [
@@ -73,6 +73,8 @@ __all__ = [
     "build_plan",
     "quantize_plan",
     "input_scale_of",
+    "load_quant_plan",
+    "save_quant_plan",
     "QuantPlan",
     "run_network",
     "ensure_lava_importable",
@@ -87,7 +89,8 @@ log = logging.getLogger(__name__)
 
 
 def _prepared(graph: nir.NIRGraph, x: np.ndarray, dt: float | None, fixed_point: bool, max_weight_exp: int,
-              input_scale: float | None = None) -> tuple[LavaPlan, np.ndarray, QuantPlan | None]:
+              input_scale: float | None = None, quant: QuantPlan | str | Path | None = None
+              ) -> tuple[LavaPlan, np.ndarray, QuantPlan | None]:
     """The plan, the checked input and (fixed point) the quantisation every executor of a graph shares."""
     plan = build_plan(graph, dt)
     x = np.asarray(x, dtype=np.float32)
@@ -96,9 +99,11 @@ def _prepared(graph: nir.NIRGraph, x: np.ndarray, dt: float | None, fixed_point:
         raise LavaBackendError(
             f"input {plan.input_id!r}: expected an array [T, B, {', '.join(map(str, in_shape))}], got {x.shape}"
         )
-    quant = None
-    if fixed_point:
+    if isinstance(quant, (str, Path)):
+        quant = load_quant_plan(quant, plan)
+    if fixed_point and quant is None:
         quant = quantize_plan(plan, x, input_scale=input_scale, max_weight_exp=max_weight_exp)
+    if fixed_point:
         for line in quant.summary():
             log.info("fixed point: %s", line)
     return plan, x, quant
@@ -107,17 +112,19 @@ def _prepared(graph: nir.NIRGraph, x: np.ndarray, dt: float | None, fixed_point:
 def simulate(graph: nir.NIRGraph, x: np.ndarray, dt: float | None = None, fixed_point: bool = False,
              align: bool = True, timeout_s: float = 120.0, *,
              voltages: dict[str, np.ndarray] | None = None, max_weight_exp: int = 7,
-             input_scale: float | None = None) -> dict[str, np.ndarray]:
+             input_scale: float | None = None, quant: QuantPlan | str | Path | None = None) -> dict[str, np.ndarray]:
     """Run ``graph`` on Lava (CPU) for input ``x`` ``[T, B, *input_shape]``; returns every node's activity.
 
     ``dt`` comes from ``graph.metadata["dt"]`` when not given (needed by LIF/CubaLIF/LI nodes).
     ``fixed_point`` uses Loihi's bit-accurate models with per-layer scales from ``exporters.lava.quantize``.
     ``align=False`` returns Lava's raw timing (each connection process one step late). Samples run back to
     back in one runtime. ``input_scale`` fixes the integer units of a graded input (default: from the range of
-    ``x``, ``exporters.lava.quantize.input_scale_of``). Raises ``LavaBackendError`` naming the node Lava cannot
+    ``x``, ``exporters.lava.quantize.input_scale_of``); ``quant`` (a ``QuantPlan`` or its ``.npz`` from
+    ``save_quant_plan``) gives every integer instead, e.g. those of quantisation-aware fine-tuning.
+    Raises ``LavaBackendError`` naming the node Lava cannot
     represent, ``TimeoutError`` after ``timeout_s``; the runtime is always stopped.
     """
-    plan, x, quant = _prepared(graph, x, dt, fixed_point, max_weight_exp, input_scale)
+    plan, x, quant = _prepared(graph, x, dt, fixed_point, max_weight_exp, input_scale, quant if fixed_point else None)
     t_len, b = x.shape[:2]
     # Samples one after another: [B*T, *shape].
     xs = np.moveaxis(x, 1, 0).reshape((b * t_len,) + plan.shapes[plan.input_id])
@@ -142,8 +149,8 @@ def simulate(graph: nir.NIRGraph, x: np.ndarray, dt: float | None = None, fixed_
 
 def emulate(graph: nir.NIRGraph, x: np.ndarray, dt: float | None = None, align: bool = True, *,
             voltages: dict[str, np.ndarray] | None = None, max_weight_exp: int = 7,
-            input_scale: float | None = None) -> dict[str, np.ndarray]:
+            input_scale: float | None = None, quant: QuantPlan | str | Path | None = None) -> dict[str, np.ndarray]:
     """``lava-emu``: what ``simulate(..., fixed_point=True)`` returns, computed without Lava (``exporters.lava.
     emulate``), all samples at once; same plan, same quantisation, same refusals, identical rasters."""
-    plan, x, quant = _prepared(graph, x, dt, True, max_weight_exp, input_scale)
+    plan, x, quant = _prepared(graph, x, dt, True, max_weight_exp, input_scale, quant)
     return FixedPointNetwork(plan, quant, align).activity(x, voltages)

@@ -14,8 +14,11 @@ incoming weight uses the full 8-bit range at some ``weight_exp`` and the thresho
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +26,8 @@ from exporters.core.jsonio import SCHEMA_VERSION
 from exporters.lava.errors import LavaBackendError
 from exporters.lava.plan import LavaPlan
 
-__all__ = ["QuantNeuron", "QuantConn", "QuantPlan", "input_scale_of", "quantize_plan", "quantize_weights"]
+__all__ = ["QuantNeuron", "QuantConn", "QuantPlan", "input_scale_of", "load_quant_plan", "quantize_plan",
+           "quantize_weights", "save_quant_plan"]
 
 V_TARGET = 2**13  # α·θ aimed for
 VTH_MAX = 2**17 - 1  # 17-bit threshold mantissa
@@ -178,3 +182,52 @@ def quantize_plan(plan: LavaPlan, x: np.ndarray | None = None, input_scale: floa
             err = float(np.abs(wq * 2.0**exp / alpha - w).max() / peak) if peak > 0 else 0.0
             conns[i] = QuantConn(plan.conns[i].src, nid, wq, exp, err)
     return QuantPlan(neurons, [c for c in conns if c is not None], in_scale, notes)
+
+
+def save_quant_plan(path: str | Path, quant: QuantPlan) -> None:
+    """Write every integer of ``quant`` (weights, biases, thresholds, decays, exponents, scales) to an ``.npz``, so
+    that a quantisation-aware fine-tuned network is deployed with exactly its own integers (written atomically)."""
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict = {"schema_version": SCHEMA_VERSION, "input_scale": quant.input_scale, "notes": quant.notes,
+                  "neurons": [], "conns": []}
+    for i, q in enumerate(quant.neurons.values()):
+        meta["neurons"].append({"node_id": q.node_id, "alpha": q.alpha, "du": q.du, "dv": q.dv, "vth": q.vth,
+                                "bias_exp": q.bias_exp, "v_unit": q.v_unit})
+        arrays[f"bias_{i}"] = np.asarray(q.bias_mant, dtype=np.int32)
+    for i, c in enumerate(quant.conns):
+        meta["conns"].append({"src": c.src, "dst": c.dst, "weight_exp": c.weight_exp, "max_rel_error": c.max_rel_error})
+        arrays[f"weights_{i}"] = np.asarray(c.weights, dtype=np.int32)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    os.replace(tmp, path)
+
+
+def load_quant_plan(path: str | Path, plan: LavaPlan | None = None) -> QuantPlan:
+    """Read :func:`save_quant_plan`'s file; with ``plan``, check that it quantises that plan (same neuron layers
+    and connections, same weight shapes) and name the first difference otherwise."""
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            neurons = {n["node_id"]: QuantNeuron(n["node_id"], n["alpha"], n["du"], n["dv"], n["vth"],
+                                                 data[f"bias_{i}"], n["bias_exp"], n["v_unit"])
+                       for i, n in enumerate(meta["neurons"])}
+            conns = [QuantConn(c["src"], c["dst"], data[f"weights_{i}"], c["weight_exp"], c["max_rel_error"])
+                     for i, c in enumerate(meta["conns"])]
+    except (OSError, KeyError, ValueError) as err:
+        raise LavaBackendError(f"{path}: not a nasflow fixed-point file ({err}); write it with save_quant_plan "
+                               "(nasflow train --qat lava)") from None
+    quant = QuantPlan(neurons, conns, float(meta["input_scale"]), list(meta.get("notes", [])))
+    if plan is not None:
+        if sorted(neurons) != sorted(plan.neurons):
+            raise LavaBackendError(f"{path}: its neuron layers {sorted(neurons)} are not the graph's "
+                                   f"{sorted(plan.neurons)}; it was made for another network")
+        if len(conns) != len(plan.conns):
+            raise LavaBackendError(f"{path}: {len(conns)} connections, the graph has {len(plan.conns)}")
+        for c, q in zip(plan.conns, conns):
+            if (c.src, c.dst) != (q.src, q.dst) or tuple(c.weights.shape) != tuple(q.weights.shape):
+                raise LavaBackendError(f"{path}: connection {q.src!r} -> {q.dst!r} {tuple(q.weights.shape)} does not "
+                                       f"match the graph's {c.src!r} -> {c.dst!r} {tuple(c.weights.shape)}")
+    return quant
+

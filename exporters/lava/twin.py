@@ -13,6 +13,7 @@ threshold test has an arctan surrogate. Training its parameters therefore trains
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -102,6 +103,21 @@ class FixedPointTwin(nn.Module):
         q = self.quant.neurons[m]
         b = 64.0 * q.alpha * self.biases[self._key(m)] / 2.0**q.bias_exp
         return _ste(b, torch.clamp(torch.round(b), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX)) * 2.0**q.bias_exp
+
+    def quant_plan(self) -> QuantPlan:
+        """The integers the twin runs now, as a :class:`QuantPlan` for ``lava-fixed`` and ``lava-emu``
+        (``quant=``): the quantiser's scales and exponents with the trained weights and biases."""
+        with torch.no_grad():
+            neurons = {m: replace(q, bias_mant=np.rint(self.int_bias(m).numpy() / 2.0**q.bias_exp).astype(np.int32))
+                       for m, q in self.quant.neurons.items()}
+            conns = []
+            for k, qc in enumerate(self.quant.conns):
+                w = self.int_weights(k).numpy()
+                ref = self.weights[k].numpy() * self.quant.neurons[qc.dst].alpha / 2.0**qc.weight_exp
+                peak = float(np.abs(ref).max(initial=0))
+                err = float(np.abs(w - ref).max(initial=0) / peak) if peak > 0 else 0.0
+                conns.append(replace(qc, weights=w.astype(np.int32), max_rel_error=err))
+        return QuantPlan(neurons, conns, self.quant.input_scale, list(self.quant.notes))
 
     def _acc(self, k: int, s: torch.Tensor) -> torch.Tensor:
         """What connection ``k`` sends for source values ``s`` ``[B, *src_shape]``: ``[B, n_dst]``."""

@@ -49,6 +49,8 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     s.add_argument("--steps", type=int, help="time steps T (default: the graph's metadata['steps'])")
     s.add_argument("--input", help="an .npy array [T, B, *input_shape] replacing --dataset")
     s.add_argument("--dt", type=float, help="seconds per step (default: the graph's metadata['dt'])")
+    s.add_argument("--fixed-point", help="lava-fixed/lava-emu: the integers of a fixed_point.npz (nasflow train --qat "
+                   "lava) instead of quantising the graph's weights")
     s.add_argument("--compare", choices=["torch"], help="per-node spike precision/recall against the torch backend")
     s.add_argument("--timeout", type=float, default=600.0, help="seconds before a Lava/netx run is stopped")
     s.add_argument("--out", required=True, help="folder for simulate.json and activity.npz")
@@ -137,7 +139,7 @@ def _stereo_result(model, graph, activity: dict[str, np.ndarray], disparity) -> 
 
 
 def _run_backend(backend: str, graph, model_path: Path, x: np.ndarray, dt: float | None, timeout: float,
-                 out_dir: Path) -> dict[str, np.ndarray]:
+                 out_dir: Path, fixed_point: str | None = None) -> dict[str, np.ndarray]:
     if backend == "torch":
         from exporters.nir_torch import simulate
 
@@ -145,11 +147,11 @@ def _run_backend(backend: str, graph, model_path: Path, x: np.ndarray, dt: float
     if backend in ("lava", "lava-fixed"):
         from exporters import lava
 
-        return lava.simulate(graph, x, dt, fixed_point=backend == "lava-fixed", timeout_s=timeout)
+        return lava.simulate(graph, x, dt, fixed_point=backend == "lava-fixed", timeout_s=timeout, quant=fixed_point)
     if backend == "lava-emu":
         from exporters import lava
 
-        return lava.emulate(graph, x, dt)
+        return lava.emulate(graph, x, dt, quant=fixed_point)
     from exporters import netx
 
     if model_path.suffix != ".net":
@@ -258,7 +260,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         x, labels = _dataset_input(args.dataset, args.samples, steps, args.data_dir, shape)
     else:
         raise ValueError("give the input: --dataset NAME (with --samples) or --input x.npy (with --dt)")
-    activity = _run_backend(args.backend, graph, model_path, x, dt, args.timeout, out_dir)
+    if args.fixed_point and args.backend not in ("lava-fixed", "lava-emu"):
+        raise ValueError(f"--fixed-point gives the integers of Lava's fixed point: use it with --backend lava-fixed "
+                         f"or lava-emu, not {args.backend}")
+    activity = _run_backend(args.backend, graph, model_path, x, dt, args.timeout, out_dir, args.fixed_point)
     accuracy, readout = None, []
     if graph is not None:
         outs = output_ids(graph)
