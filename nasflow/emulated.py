@@ -10,14 +10,16 @@ measured on the whole test set, and the subset run proves that the emulated inte
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import nir
 import numpy as np
 
 from nasflow.steps import BackendRun
 
-__all__ = ["EmulatedRun", "emulate_test_set", "test_batches"]
+__all__ = ["EmulatedRun", "emulate_test_set", "main_job_qat", "test_batches", "test_inputs"]
 
 
 def test_batches(dataset: str, data_dir: str | None, seed: int, steps: int, batch: int, limit: int | None = None,
@@ -42,6 +44,13 @@ def test_batches(dataset: str, data_dir: str | None, seed: int, steps: int, batc
             return
 
 
+def test_inputs(dataset: str, data_dir: str | None, seed: int, steps: int, samples: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``samples`` test samples as one ``[T, B, *input_shape]`` float32 array and their labels."""
+    parts = list(test_batches(dataset, data_dir, seed, steps, samples, samples))
+    return np.concatenate([x for x, _ in parts], axis=1), np.concatenate([y for _, y in parts])
+
+
 class EmulatedRun:
     """``lava-emu`` over the test set: a :class:`~nasflow.steps.BackendRun` (accuracy over ``samples``, per-node
     agreement with the torch reference on the Lava samples) and whether its spikes equal Lava's fixed point there."""
@@ -52,12 +61,13 @@ class EmulatedRun:
 
 def emulate_test_set(graph: nir.NIRGraph, dt: float, x_lava: np.ndarray, lava_fixed: dict[str, np.ndarray] | None,
                      reference: dict[str, np.ndarray], head: str, last_step: bool,
-                     batches: Iterator[tuple[np.ndarray, np.ndarray]]) -> EmulatedRun:
+                     batches: Iterator[tuple[np.ndarray, np.ndarray]], quant: Any = None) -> EmulatedRun:
     """Run ``graph`` by ``lava-emu`` on every batch, quantised as Lava's fixed-point run on ``x_lava`` was.
 
     ``lava_fixed`` (that run's activity, or None when it did not run) and ``reference`` (torch's) cover the first
     ``x_lava.shape[1]`` samples, which the batches must start with; accuracy is read at ``head`` as the main job
-    reads it (``last_step`` for membrane read-outs).
+    reads it (``last_step`` for membrane read-outs). ``quant`` (a ``QuantPlan``, e.g. from QAT) replaces the
+    quantisation of ``x_lava``.
     """
     from exporters import lava
     from exporters.equivalence import accuracy_from_output, compare_activity
@@ -65,7 +75,9 @@ def emulate_test_set(graph: nir.NIRGraph, dt: float, x_lava: np.ndarray, lava_fi
 
     t0 = time.perf_counter()
     plan = lava.build_plan(graph, dt)
-    net = FixedPointNetwork(plan, lava.quantize_plan(plan, x_lava, input_scale=lava.input_scale_of(x_lava)))
+    if quant is None:
+        quant = lava.quantize_plan(plan, x_lava, input_scale=lava.input_scale_of(x_lava))
+    net = FixedPointNetwork(plan, quant)
     n_lava = int(x_lava.shape[1])
     correct, total, kept = 0.0, 0, []
     for x, y in batches:
@@ -82,3 +94,29 @@ def emulate_test_set(graph: nir.NIRGraph, dt: float, x_lava: np.ndarray, lava_fi
         equal = all(np.array_equal(first[k], lava_fixed[k]) for k in lava_fixed if k in first)
     run = BackendRun(time.perf_counter() - t0, correct / total if total else None, compare)
     return EmulatedRun(run, total, equal)
+
+
+def main_job_qat(graph: nir.NIRGraph, dt: float, dataset: str, data_dir: str | None, seed: int, steps: int,
+                 epochs: int, out_path: Path, log: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+    """The main job's quantisation-aware fine-tuning of one exported model (``nasflow.train.qat``) on the training
+    split, fixed-point accuracy on the test split before and after; the integers go to ``out_path`` (an ``.npz``
+    that ``nasflow simulate --fixed-point`` reads). Returns the ``QuantPlan`` and a summary for the report."""
+    from exporters.lava.quantize import save_quant_plan
+    from nasflow.data import get_dataset
+    from nasflow.train.qat import QATConfig, qat_lava
+
+    classes = get_dataset(dataset, data_dir, "test")[1].num_classes
+
+    def train() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return test_batches(dataset, data_dir, seed, steps, 32, split="train")
+
+    def evaluate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return test_batches(dataset, data_dir, seed, steps, 256)
+
+    result = qat_lava(graph, train, evaluate, classes, next(iter(train()))[0], QATConfig(epochs=epochs), dt, log)
+    save_quant_plan(out_path, result.quant)
+    summary = {"fixed_accuracy_before": result.fixed_accuracy_before,
+               "fixed_accuracy_after": result.fixed_accuracy_after, "epochs": epochs, "seconds": result.seconds,
+               "file": str(out_path)}
+    return result.quant, summary
+

@@ -22,6 +22,7 @@ import yaml
 from exporters.core.jsonio import write_json
 from hwmodels.report import HwReport
 from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, to_dict
+from nasflow.emulated import test_inputs
 from nasflow.search import AutoSNNSearchConfig, run_autosnn_search
 from nasflow.snasnet_search import SNASNetSearchConfig
 from nasflow.snn.blocks import NeuronSpec
@@ -51,6 +52,8 @@ class LavaConfig:
     fixed_point: bool = True
     timeout_s: float = 600.0
     emulate: bool = True  # fixed-point accuracy on every test sample by lava-emu (checked against Lava's subset)
+    qat: str = "auto"  # quantisation-aware fine-tuning before fixed point: auto (on for Loihi chips) | on | off
+    qat_epochs: int = 2
 
 
 def _default_snasnet() -> SNASNetSearchConfig:
@@ -129,6 +132,9 @@ class PipelineConfig:
             raise ConfigError(f"retrain.epochs must be >= 1, got {self.retrain.epochs}")
         if self.lava.samples < 1:
             raise ConfigError(f"lava.samples must be >= 1, got {self.lava.samples}")
+        if self.lava.qat not in ("auto", "on", "off") or self.lava.qat_epochs < 1:
+            raise ConfigError(f"lava.qat must be auto, on or off and lava.qat_epochs >= 1, got {self.lava.qat!r} and "
+                              f"{self.lava.qat_epochs}")
         if self.dt <= 0:
             raise ConfigError(f"dt must be > 0 seconds, got {self.dt}")
         check_temporal(self)
@@ -290,14 +296,6 @@ def _export(cfg: PipelineConfig, models: ByRole[TrainedModel], out_dir: Path) ->
     return ByRole(**out)
 
 
-def _test_inputs(cfg: PipelineConfig, samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``samples`` test samples as ``[T, B, *input_shape]`` float32 and their labels."""
-    from nasflow.emulated import test_batches
-
-    parts = list(test_batches(cfg.data.dataset, cfg.data.data_dir, cfg.seed, cfg.model.steps, samples, samples))
-    return np.concatenate([x for x, _ in parts], axis=1), np.concatenate([y for _, y in parts])
-
-
 def _output_node(graph) -> str:
     from exporters.core.traversal import output_ids, predecessors
 
@@ -311,7 +309,7 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
     from exporters.nir_io import read_nir
     from exporters.nir_torch import simulate as torch_simulate
 
-    x, labels = _test_inputs(cfg, cfg.lava.samples)
+    x, labels = test_inputs(cfg.data.dataset, cfg.data.data_dir, cfg.seed, cfg.model.steps, cfg.lava.samples)
     results: dict[str, SimulatedModel] = {}
     for role, entry in exported.items():
         graph = read_nir(entry.nir)
@@ -322,7 +320,14 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
         torch_accuracy = accuracy_from_output(ref, labels, head, last)
         runs: dict[str, BackendRun] = {}
         refused = lava.analog_refusal(graph)  # a hybrid's analog layers: Lava runs spiking layers only
-        fixed_act = None
+        fixed_act, quant, qat = None, None, None
+        if cfg.lava.fixed_point and refused is None and (cfg.lava.qat == "on" or (
+                cfg.lava.qat == "auto" and cfg.chip.startswith("loihi"))):
+            from nasflow.emulated import main_job_qat
+
+            log(f"    {role}: quantisation-aware fine-tuning for Lava fixed point ({cfg.lava.qat_epochs} epochs)")
+            quant, qat = main_job_qat(graph, cfg.dt, cfg.data.dataset, cfg.data.data_dir, cfg.seed, cfg.model.steps,
+                                      cfg.lava.qat_epochs, out_dir / f"{role}_fixed_point.npz", log)
         for name, fixed in [("lava", False)] + ([("lava_fixed", True)] if cfg.lava.fixed_point else []):
             if refused is not None:
                 log(f"    {role}: Lava skipped ({refused})")
@@ -331,7 +336,7 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
             log(f"    {role}: Lava {'fixed' if fixed else 'floating'} point on {len(labels)} test samples")
             t0 = time.perf_counter()
             act = lava.simulate(graph, x, dt=cfg.dt, fixed_point=fixed, timeout_s=cfg.lava.timeout_s,
-                                input_scale=lava.input_scale_of(x) if fixed else None)
+                                input_scale=lava.input_scale_of(x) if fixed else None, quant=quant)
             runs[name] = BackendRun(time.perf_counter() - t0, accuracy_from_output(act, labels, head, last),
                                     compare_activity(ref, act, nodes=graph, values=analog))
             fixed_act = act if fixed else fixed_act
@@ -341,7 +346,7 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
 
             batches = test_batches(cfg.data.dataset, cfg.data.data_dir, cfg.seed, cfg.model.steps,
                                    max(256, len(labels)))
-            emulated = emulate_test_set(graph, cfg.dt, x, fixed_act, ref, head, last, batches)
+            emulated = emulate_test_set(graph, cfg.dt, x, fixed_act, ref, head, last, batches, quant)
             log(f"    {role}: lava-emu fixed point on all {emulated.samples} test samples: accuracy "
                 f"{emulated.run.accuracy:.4f}, spikes equal to Lava fixed point: {emulated.equals_lava_fixed}")
         netx = None
@@ -360,7 +365,7 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
                                compare_activity(ref, act, nodes=[n for n in neuron_nodes(graph) if n in act]))
         results[role] = SimulatedModel(int(len(labels)), head, torch_accuracy, runs["lava"], runs.get("lava_fixed"),
                                        netx, emulated and emulated.run, emulated and emulated.samples,
-                                       emulated and emulated.equals_lava_fixed)
+                                       emulated and emulated.equals_lava_fixed, qat)
     return ByRole(**results)
 
 

@@ -51,6 +51,7 @@ class ModelRow:
     fixed_accuracy_all: float | None = None  # fixed point (lava-emu) on every test sample
     fixed_samples: int | None = None
     emu_equals_lava_fixed: bool | None = None  # lava-emu's spikes are Lava fixed point's on the Lava samples
+    fixed_accuracy_before_qat: float | None = None  # fixed point on every test sample before QAT (None: no QAT)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -130,6 +131,7 @@ def _model_row(m: TrainedModel, s: SimulatedModel, h: HwReport) -> ModelRow:
         fixed_accuracy_all=s.lava_emu.accuracy if s.lava_emu else None,
         fixed_samples=s.emu_samples,
         emu_equals_lava_fixed=s.emu_equals_lava_fixed,
+        fixed_accuracy_before_qat=s.qat["fixed_accuracy_before"] if s.qat else None,
         netx_accuracy=s.netx.accuracy if s.netx else None,
         lava_min_precision=_min_metric(s.lava.compare, "precision"),
         lava_min_recall=_min_metric(s.lava.compare, "recall"),
@@ -306,6 +308,7 @@ _ROWS = [
     ("torch accuracy (Lava samples)", "torch_accuracy_on_lava_samples", "pct"),
     ("Lava floating-point accuracy", "lava_accuracy", "pct"),
     ("Lava fixed-point accuracy", "lava_fixed_accuracy", "pct"),
+    ("fixed-point accuracy before QAT, all test samples", "fixed_accuracy_before_qat", "pct"),
     ("fixed-point accuracy, all test samples (lava-emu)", "fixed_accuracy_all", "pct"),
     ("lava-emu spikes equal Lava fixed point", "emu_equals_lava_fixed", ""),
     ("netx accuracy", "netx_accuracy", "pct"), ("Lava min per-layer precision", "lava_min_precision", "pct"),

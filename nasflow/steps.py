@@ -179,6 +179,7 @@ class SimulatedModel:
     lava_emu: BackendRun | None = None  # fixed point by lava-emu on ``emu_samples`` (all test samples)
     emu_samples: int | None = None
     emu_equals_lava_fixed: bool | None = None  # its spikes equal Lava fixed point's on the first ``samples``
+    qat: dict[str, Any] | None = None  # quantisation-aware fine-tuning before the fixed-point runs (nasflow.emulated)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"samples": self.samples, "output_node": self.output_node,
@@ -188,6 +189,8 @@ class SimulatedModel:
         if self.lava_emu is not None:
             out |= self.lava_emu.to_keys("lava_emu") | {"lava_emu_samples": self.emu_samples,
                                                           "lava_emu_equals_lava_fixed": self.emu_equals_lava_fixed}
+        if self.qat is not None:
+            out["qat"] = self.qat
         return out if self.netx is None else out | self.netx.to_dict()
 
     @classmethod
@@ -200,4 +203,4 @@ class SimulatedModel:
             raise ValueError("simulate step result without a Lava run ('lava_seconds')")
         return cls(data["samples"], data["output_node"], data["torch_accuracy"], lava,
                    BackendRun.from_keys(data, "lava_fixed"), netx, BackendRun.from_keys(data, "lava_emu"),
-                   data.get("lava_emu_samples"), data.get("lava_emu_equals_lava_fixed"))
+                   data.get("lava_emu_samples"), data.get("lava_emu_equals_lava_fixed"), data.get("qat"))

@@ -27,7 +27,7 @@ TINY = {
     "autosnn": {"supernet_epochs": 1, "evaluations": 6, "rounds": 2},
     "": {"progress": False},
     "retrain": {"epochs": 1, "progress": False},
-    "lava": {"samples": 6, "timeout_s": 300},
+    "lava": {"samples": 6, "timeout_s": 300, "qat_epochs": 1},
 }
 
 
@@ -103,13 +103,17 @@ def test_tiny_run_writes_every_artifact(tiny_run):
         assert 0.0 <= row["torch_accuracy"] <= 1.0
         assert row["energy_per_sample_j"] > 0 and row["cores_used"] >= 1
         assert row["lava_accuracy"] is not None and row["lava_min_precision"] is not None
-        # Fixed point on all 360 digits test samples by lava-emu, its spikes Lava fixed point's on the 6 Lava ones.
+        # Fixed point on all 360 digits test samples by lava-emu, its spikes Lava fixed point's on the 6 Lava ones,
+        # both running the integers of the quantisation-aware fine-tuning (on for Loihi by default).
         assert row["fixed_samples"] == 360 and row["emu_equals_lava_fixed"] is True
-        assert 0.0 <= row["fixed_accuracy_all"] <= 1.0
+        assert 0.0 <= row["fixed_accuracy_all"] <= 1.0 and 0.0 <= row["fixed_accuracy_before_qat"] <= 1.0
+        assert (tiny_run / f"{role}_fixed_point.npz").exists()
     steps = json.loads((tiny_run / "steps" / "simulate.json").read_text())
     for role in ("winner", "baseline"):
         sim = steps["result"][role]
         assert sim["lava_emu_samples"] == 360 and sim["lava_emu_compare"]["nodes"]
+        # QAT's own evaluation on the test split is the emulator's accuracy with the same integers.
+        assert sim["qat"]["fixed_accuracy_after"] == pytest.approx(sim["lava_emu_accuracy"])
     assert "all test samples (lava-emu)" in (tiny_run / "report.md").read_text()
     assert report["pareto"] and all("arch" in p for p in report["pareto"])
     for name in ("model.nir", "report.md", "report.html", "search/journal.jsonl", "config.yaml"):
@@ -241,7 +245,7 @@ def _lines(path: Path) -> int:
 def test_snasnet_space_runs_the_same_steps(tmp_path):
     sets = {"space": "snasnet", "snasnet.candidates": 3, "model.channels": 4, "model.steps": 4,
             "snasnet.epochs": 1, "snasnet.score_batch": 32, "progress": False, "retrain.epochs": 1,
-            "retrain.progress": False, "lava.samples": 4}
+            "retrain.progress": False, "lava.samples": 4, "lava.qat": "off"}
     report = run_pipeline(load_pipeline_config(None, sets), tmp_path / "sn", log=lambda _m: None)
     with np.load(tmp_path / "sn" / "winner_activity.npz") as act:  # the SNASNet winner simulated at model.steps
         assert {act[k].shape[0] for k in act.files} == {4}
@@ -259,7 +263,8 @@ def test_snasnet_space_runs_the_same_steps(tmp_path):
 def test_in_training_darts_runs_the_main_job(tmp_path):
     """The in-training strategy end to end through the main job: search -> decode -> retrain -> NIR -> Lava -> cost."""
     sets = {**_flat({k: v for k, v in TINY.items() if k != "autosnn"}), "model.steps": 3,
-            "autosnn.strategy": "darts", "autosnn.supernet_epochs": 1, "autosnn.cost": "spikes", "lava.samples": 4}
+            "autosnn.strategy": "darts", "autosnn.supernet_epochs": 1, "autosnn.cost": "spikes", "lava.samples": 4,
+            "lava.qat": "off"}
     report = run_pipeline(load_pipeline_config(None, sets), tmp_path / "darts", log=lambda _m: None)
     search = json.loads((tmp_path / "darts" / "search" / "search.json").read_text())
     assert search["strategy"] == "darts" and search["trajectory"] and search["best"]["arch"] == report["winner"]["arch"]
