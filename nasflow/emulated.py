@@ -24,14 +24,19 @@ __all__ = ["EmulatedRun", "emulate_test_set", "main_job_qat", "test_batches", "t
 
 def test_batches(dataset: str, data_dir: str | None, seed: int, steps: int, batch: int, limit: int | None = None,
                  split: str = "test") -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The test split in order (``split="train"``: the training split, shuffled by ``seed``, not augmented) as
-    ``([T, B, *input_shape] float32, labels)`` batches: static images repeated over the ``steps`` time steps
-    (direct coding), event samples on their own time axis; at most ``limit`` samples."""
+    """A split as ``([T, B, *input_shape] float32, labels)`` batches: static images repeated over the ``steps`` time
+    steps (direct coding), event samples on their own time axis; at most ``limit`` samples. ``test`` in order;
+    ``train`` the whole training split and ``dtrain``/``dval`` its seeded, stratified 8:2 parts (as the searches
+    split it), shuffled by ``seed`` where they train, never augmented."""
     from nasflow.data import make_loaders
 
-    loaders = make_loaders(dataset, batch, data_dir=data_dir, seed=seed, augment=False)
+    if split not in ("test", "train", "dtrain", "dval"):
+        raise ValueError(f"unknown split {split!r}; known: test, train, dtrain, dval")
+    val_split = 0.2 if split in ("dtrain", "dval") else None
+    loaders = make_loaders(dataset, batch, data_dir=data_dir, seed=seed, augment=False, val_split=val_split)
+    source = {"test": loaders.test, "train": loaders.train, "dtrain": loaders.train, "dval": loaders.val}[split]
     taken = 0
-    for x, y in (loaders.test if split == "test" else loaders.train):
+    for x, y in source:
         if limit is not None:
             x, y = x[:limit - taken], y[:limit - taken]
         if loaders.spec.kind == "event":
@@ -98,25 +103,25 @@ def emulate_test_set(graph: nir.NIRGraph, dt: float, x_lava: np.ndarray, lava_fi
 
 def main_job_qat(graph: nir.NIRGraph, dt: float, dataset: str, data_dir: str | None, seed: int, steps: int,
                  epochs: int, out_path: Path, log: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
-    """The main job's quantisation-aware fine-tuning of one exported model (``nasflow.train.qat``) on the training
-    split, fixed-point accuracy on the test split before and after; the integers go to ``out_path`` (an ``.npz``
-    that ``nasflow simulate --fixed-point`` reads). Returns the ``QuantPlan`` and a summary for the report."""
+    """The main job's quantisation-aware fine-tuning of one exported model (``nasflow.train.qat``) on D_train, the
+    epoch kept (0: the plain quantisation) chosen by fixed-point accuracy on D_val, accuracy on the test split
+    before and after; the integers go to ``out_path`` (an ``.npz`` that ``nasflow simulate --fixed-point`` reads).
+    Returns the ``QuantPlan`` and a summary for the report."""
     from exporters.lava.quantize import save_quant_plan
     from nasflow.data import get_dataset
     from nasflow.train.qat import QATConfig, qat_lava
 
     classes = get_dataset(dataset, data_dir, "test")[1].num_classes
 
-    def train() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return test_batches(dataset, data_dir, seed, steps, 32, split="train")
+    def batches(split: str, size: int) -> Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]:
+        return lambda: test_batches(dataset, data_dir, seed, steps, size, split=split)
 
-    def evaluate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return test_batches(dataset, data_dir, seed, steps, 256)
-
-    result = qat_lava(graph, train, evaluate, classes, next(iter(train()))[0], QATConfig(epochs=epochs), dt, log)
+    train = batches("dtrain", 32)
+    result = qat_lava(graph, train, batches("test", 256), classes, next(iter(train()))[0], QATConfig(epochs=epochs),
+                      dt, log, validate=batches("dval", 256))
     save_quant_plan(out_path, result.quant)
     summary = {"fixed_accuracy_before": result.fixed_accuracy_before,
-               "fixed_accuracy_after": result.fixed_accuracy_after, "epochs": epochs, "seconds": result.seconds,
-               "file": str(out_path)}
+               "fixed_accuracy_after": result.fixed_accuracy_after, "epochs": epochs, "kept_epoch": result.kept_epoch,
+               "seconds": result.seconds, "file": str(out_path)}
     return result.quant, summary
 

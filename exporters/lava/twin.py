@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporters.lava.emulate import UV_MAX, VTH_SHIFT, _components, _connections, lava_dense_weights
+from exporters.lava.emulate import UV_MAX, VTH_SHIFT, FixedPointNetwork, lava_dense_weights
 from exporters.lava.errors import LavaBackendError
 from exporters.lava.plan import CONST, LavaPlan
 from exporters.lava.quantize import BIAS_MANT_MAX, W_MAX, QuantPlan
@@ -74,8 +74,9 @@ class FixedPointTwin(nn.Module):
     def __init__(self, plan: LavaPlan, quant: QuantPlan, surrogate: float = 2.0) -> None:
         super().__init__()
         self.plan, self.quant, self.surrogate = plan, quant, float(surrogate)
-        self.conns = _connections(plan, quant, align=True)
-        self.order = [m for comp in _components(plan, self.conns) for m in comp]
+        net = FixedPointNetwork(plan, quant)  # the emulator's connections and evaluation order
+        self.conns = net.conns
+        self.order = [m for comp in net.components for m in comp]
         self.weights = nn.ParameterList()
         for c, qc in zip(plan.conns, quant.conns):
             # The twin rounds as the quantiser does; that must also be what Lava's Dense weight rule keeps.

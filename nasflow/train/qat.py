@@ -59,11 +59,12 @@ class QATResult:
     fixed_accuracy_after: float
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    kept_epoch: int = 0  # the epoch whose integers ``quant`` holds (0: the plain quantisation)
 
     def to_dict(self) -> dict[str, Any]:
         return {"fixed_accuracy_before": self.fixed_accuracy_before,
-                "fixed_accuracy_after": self.fixed_accuracy_after, "history": self.history,
-                "seconds": self.seconds, "quantisation": self.quant.to_dict()}
+                "fixed_accuracy_after": self.fixed_accuracy_after, "kept_epoch": self.kept_epoch,
+                "history": self.history, "seconds": self.seconds, "quantisation": self.quant.to_dict()}
 
 
 def _readout(plan, graph: nir.NIRGraph) -> tuple[str, torch.Tensor, torch.Tensor]:
@@ -95,13 +96,16 @@ def _readout(plan, graph: nir.NIRGraph) -> tuple[str, torch.Tensor, torch.Tensor
 
 
 def qat_lava(graph: nir.NIRGraph, train: Batches, evaluate: Batches, num_classes: int, calibration: np.ndarray,
-             cfg: QATConfig | None = None, dt: float | None = None,
-             log: Callable[[str], None] = print) -> QATResult:
+             cfg: QATConfig | None = None, dt: float | None = None, log: Callable[[str], None] = print,
+             validate: Batches | None = None) -> QATResult:
     """Fine-tune the fixed-point network of ``graph`` on ``train()`` batches (``[T, B, ...]`` inputs, labels).
 
     ``calibration`` (inputs) fixes the input scale as ``lava-fixed`` would on it; ``evaluate()`` batches measure
-    the fixed-point accuracy before and after (and after each epoch). Class scores: the output layer's firing rate
-    (its voltage at the last step for a non-spiking read-out).
+    the fixed-point accuracy before and after (and after each epoch). With ``validate()`` batches (held out from
+    training) the integers kept are those of the epoch, the plain quantisation included, with the best fixed-point
+    accuracy there (ties keep the earlier), so fine-tuning never hands back a network that validates worse;
+    without, the last epoch's. Class scores: the output layer's firing rate through the fixed linear nodes behind
+    it (its voltage at the last step for a non-spiking read-out).
     """
     from exporters import lava
     from exporters.lava.twin import FixedPointTwin
@@ -121,10 +125,10 @@ def qat_lava(graph: nir.NIRGraph, train: Batches, evaluate: Batches, num_classes
         out = out.reshape(out.shape[0], out.shape[1], -1)
         return (out[-1] if readout else out.mean(0)) @ matrix.T + bias
 
-    def accuracy() -> float:
+    def accuracy(batches: Batches = evaluate) -> float:
         sums: dict[str, float] = {}
         with torch.no_grad():
-            for x, y in evaluate():
+            for x, y in batches():
                 for k, v in task.tally(scores(x), torch.as_tensor(y)).items():
                     sums[k] = sums.get(k, 0.0) + v
         return task.metrics(sums)["accuracy"]
@@ -133,7 +137,8 @@ def qat_lava(graph: nir.NIRGraph, train: Batches, evaluate: Batches, num_classes
               if p.numel()]
     opt = torch.optim.Adam(groups)
     before = accuracy()
-    log(f"qat: fixed-point accuracy before {before:.4f}")
+    best = (accuracy(validate), 0, twin.quant_plan(), before) if validate is not None else None
+    log(f"qat: fixed-point accuracy before {before:.4f}" + (f" (validation {best[0]:.4f})" if best else ""))
     history = []
     for epoch in range(cfg.epochs):
         total = seen = hits = 0.0
@@ -151,11 +156,19 @@ def qat_lava(graph: nir.NIRGraph, train: Batches, evaluate: Batches, num_classes
             seen += len(y)
         row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "train_fixed_accuracy": hits / max(seen, 1),
                "fixed_accuracy": accuracy()}
+        if best is not None:
+            row["validation_fixed_accuracy"] = accuracy(validate)
+            if row["validation_fixed_accuracy"] > best[0]:
+                best = (row["validation_fixed_accuracy"], epoch + 1, twin.quant_plan(), row["fixed_accuracy"])
         history.append(row)
         log(f"qat: epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} train {row['train_fixed_accuracy']:.4f}"
-            f" eval {row['fixed_accuracy']:.4f}")
+            + (f" validation {row['validation_fixed_accuracy']:.4f}" if best is not None else "")
+            + f" eval {row['fixed_accuracy']:.4f}")
+    if best is not None:
+        log(f"qat: keeping epoch {best[1]} (best validation accuracy)")
+        return QATResult(best[2], before, best[3], history, time.perf_counter() - t0, best[1])
     after = history[-1]["fixed_accuracy"] if history else before
-    return QATResult(twin.quant_plan(), before, after, history, time.perf_counter() - t0)
+    return QATResult(twin.quant_plan(), before, after, history, time.perf_counter() - t0, len(history))
 
 
 def write_qat(out_dir: str | Path, result: QATResult, extra: dict[str, Any] | None = None) -> None:
@@ -173,8 +186,9 @@ def write_qat(out_dir: str | Path, result: QATResult, extra: dict[str, Any] | No
 def run_qat(out_dir: str | Path, cfg: Any, qat: QATConfig, dt: float = 1e-3,
             log: Callable[[str], None] = print) -> QATResult:
     """QAT of the trained ``out_dir/model.pt`` of a ``nasflow train`` run with config ``cfg`` (a
-    ``TrainRunConfig``): its training split (not augmented, shuffled by the run's seed) in batches of the run's
-    batch size, fixed-point accuracy on its test split; writes ``fixed_point.npz`` and ``qat.json`` there."""
+    ``TrainRunConfig``): fine-tuned on 80% of its training split (not augmented, shuffled by the run's seed) in
+    batches of the run's batch size, the epoch kept chosen on the other 20%, fixed-point accuracy on its test
+    split; writes ``fixed_point.npz`` and ``qat.json`` there."""
     from exporters.nir_export import to_nir
     from nasflow.data import get_dataset
     from nasflow.emulated import test_batches
@@ -187,13 +201,16 @@ def run_qat(out_dir: str | Path, cfg: Any, qat: QATConfig, dt: float = 1e-3,
     spec = get_dataset(name, data_dir, "test")[1]
 
     def train() -> Iterable[tuple[np.ndarray, np.ndarray]]:
-        return test_batches(name, data_dir, seed, steps, cfg.train.batch_size, cfg.data.train_samples, "train")
+        return test_batches(name, data_dir, seed, steps, cfg.train.batch_size, cfg.data.train_samples, "dtrain")
+
+    def validate() -> Iterable[tuple[np.ndarray, np.ndarray]]:
+        return test_batches(name, data_dir, seed, steps, 256, None, "dval")
 
     def evaluate() -> Iterable[tuple[np.ndarray, np.ndarray]]:
         return test_batches(name, data_dir, seed, steps, 256, cfg.data.test_samples)
 
     calibration = next(iter(train()))[0]
-    result = qat_lava(graph, train, evaluate, spec.num_classes, calibration, qat, dt, log)
+    result = qat_lava(graph, train, evaluate, spec.num_classes, calibration, qat, dt, log, validate)
     write_qat(out_dir, result, {"model": str(out_dir / "model.pt"), "dt": dt,
                                 "config": {"epochs": qat.epochs, "lr": qat.lr, "loss": qat.loss,
                                            "surrogate": qat.surrogate}})
