@@ -17,43 +17,10 @@ from typing import Any
 import nir
 import numpy as np
 
+from nasflow.data.batches import split_batches
 from nasflow.steps import BackendRun
 
-__all__ = ["EmulatedRun", "emulate_test_set", "main_job_qat", "test_batches", "test_inputs"]
-
-
-def test_batches(dataset: str, data_dir: str | None, seed: int, steps: int, batch: int, limit: int | None = None,
-                 split: str = "test") -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """A split as ``([T, B, *input_shape] float32, labels)`` batches: static images repeated over the ``steps`` time
-    steps (direct coding), event samples on their own time axis; at most ``limit`` samples. ``test`` in order;
-    ``train`` the whole training split and ``dtrain``/``dval`` its seeded, stratified 8:2 parts (as the searches
-    split it), shuffled by ``seed`` where they train, never augmented."""
-    from nasflow.data import make_loaders
-
-    if split not in ("test", "train", "dtrain", "dval"):
-        raise ValueError(f"unknown split {split!r}; known: test, train, dtrain, dval")
-    val_split = 0.2 if split in ("dtrain", "dval") else None
-    loaders = make_loaders(dataset, batch, data_dir=data_dir, seed=seed, augment=False, val_split=val_split)
-    source = {"test": loaders.test, "train": loaders.train, "dtrain": loaders.train, "dval": loaders.val}[split]
-    taken = 0
-    for x, y in source:
-        if limit is not None:
-            x, y = x[:limit - taken], y[:limit - taken]
-        if loaders.spec.kind == "event":
-            seq = x.transpose(0, 1)  # [B, T, ...] -> [T, B, ...]
-        else:
-            seq = x.unsqueeze(0).expand(steps, *x.shape)
-        yield seq.contiguous().numpy().astype(np.float32), y.numpy()
-        taken += len(y)
-        if limit is not None and taken >= limit:
-            return
-
-
-def test_inputs(dataset: str, data_dir: str | None, seed: int, steps: int, samples: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``samples`` test samples as one ``[T, B, *input_shape]`` float32 array and their labels."""
-    parts = list(test_batches(dataset, data_dir, seed, steps, samples, samples))
-    return np.concatenate([x for x, _ in parts], axis=1), np.concatenate([y for _, y in parts])
+__all__ = ["EmulatedRun", "emulate_test_set", "main_job_qat"]
 
 
 class EmulatedRun:
@@ -114,7 +81,7 @@ def main_job_qat(graph: nir.NIRGraph, dt: float, dataset: str, data_dir: str | N
     classes = get_dataset(dataset, data_dir, "test")[1].num_classes
 
     def batches(split: str, size: int) -> Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]:
-        return lambda: test_batches(dataset, data_dir, seed, steps, size, split=split)
+        return lambda: split_batches(dataset, data_dir, seed, steps, size, split=split)
 
     train = batches("dtrain", 32)
     result = qat_lava(graph, train, batches("test", 256), classes, next(iter(train()))[0], QATConfig(epochs=epochs),

@@ -22,7 +22,7 @@ import yaml
 from exporters.core.jsonio import write_json
 from hwmodels.report import HwReport
 from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, to_dict
-from nasflow.emulated import test_inputs
+from nasflow.data.batches import test_inputs
 from nasflow.search import AutoSNNSearchConfig, run_autosnn_search
 from nasflow.snasnet_search import SNASNetSearchConfig
 from nasflow.snn.blocks import NeuronSpec
@@ -342,9 +342,10 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
             fixed_act = act if fixed else fixed_act
         emulated = None
         if cfg.lava.fixed_point and cfg.lava.emulate and refused is None:
-            from nasflow.emulated import emulate_test_set, test_batches
+            from nasflow.data.batches import split_batches
+            from nasflow.emulated import emulate_test_set
 
-            batches = test_batches(cfg.data.dataset, cfg.data.data_dir, cfg.seed, cfg.model.steps,
+            batches = split_batches(cfg.data.dataset, cfg.data.data_dir, cfg.seed, cfg.model.steps,
                                    max(256, len(labels)))
             emulated = emulate_test_set(graph, cfg.dt, x, fixed_act, ref, head, last, batches, quant)
             log(f"    {role}: lava-emu fixed point on all {emulated.samples} test samples: accuracy "

@@ -191,7 +191,7 @@ def run_qat(out_dir: str | Path, cfg: Any, qat: QATConfig, dt: float = 1e-3,
     split; writes ``fixed_point.npz`` and ``qat.json`` there."""
     from exporters.nir_export import to_nir
     from nasflow.data import get_dataset
-    from nasflow.emulated import test_batches
+    from nasflow.data.batches import split_batches
     from nasflow.models import load_model
 
     out_dir = Path(out_dir)
@@ -201,13 +201,13 @@ def run_qat(out_dir: str | Path, cfg: Any, qat: QATConfig, dt: float = 1e-3,
     spec = get_dataset(name, data_dir, "test")[1]
 
     def train() -> Iterable[tuple[np.ndarray, np.ndarray]]:
-        return test_batches(name, data_dir, seed, steps, cfg.train.batch_size, cfg.data.train_samples, "dtrain")
+        return split_batches(name, data_dir, seed, steps, cfg.train.batch_size, cfg.data.train_samples, "dtrain")
 
     def validate() -> Iterable[tuple[np.ndarray, np.ndarray]]:
-        return test_batches(name, data_dir, seed, steps, 256, None, "dval")
+        return split_batches(name, data_dir, seed, steps, 256, None, "dval")
 
     def evaluate() -> Iterable[tuple[np.ndarray, np.ndarray]]:
-        return test_batches(name, data_dir, seed, steps, 256, cfg.data.test_samples)
+        return split_batches(name, data_dir, seed, steps, 256, cfg.data.test_samples)
 
     calibration = next(iter(train()))[0]
     result = qat_lava(graph, train, evaluate, spec.num_classes, calibration, qat, dt, log, validate)
