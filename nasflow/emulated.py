@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,14 @@ from nasflow.steps import BackendRun
 __all__ = ["EmulatedRun", "emulate_test_set", "main_job_qat"]
 
 
+@dataclass(frozen=True)
 class EmulatedRun:
     """``lava-emu`` over the test set: a :class:`~nasflow.steps.BackendRun` (accuracy over ``samples``, per-node
     agreement with the torch reference on the Lava samples) and whether its spikes equal Lava's fixed point there."""
 
-    def __init__(self, run: BackendRun, samples: int, equals_lava_fixed: bool | None) -> None:
-        self.run, self.samples, self.equals_lava_fixed = run, samples, equals_lava_fixed
+    run: BackendRun
+    samples: int
+    equals_lava_fixed: bool | None
 
 
 def emulate_test_set(graph: nir.NIRGraph, dt: float, x_lava: np.ndarray, lava_fixed: dict[str, np.ndarray] | None,

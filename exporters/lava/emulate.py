@@ -197,54 +197,19 @@ def _connections(plan: LavaPlan, quant: QuantPlan, align: bool) -> list[_Conn]:
 
 
 def _components(plan: LavaPlan, conns: list[_Conn]) -> list[list[str]]:
-    """Neuron groups in evaluation order: strongly connected components of the connection graph (Tarjan), each
-    listed in the zero-delay order the Lava models respect within a step."""
-    neurons = [n for n in plan.order if n in plan.neurons]
-    succ: dict[str, list[str]] = {n: [] for n in neurons}
-    for c in conns:
-        if c.src in succ:
-            succ[c.src].append(c.dst)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on: set[str] = set()
-    comps: list[list[str]] = []
+    """Neuron groups in evaluation order: strongly connected components of the connection graph (networkx), in a
+    topological order of their condensation, each listed in the zero-delay order the Lava models respect within a
+    step (the plan's order)."""
+    import networkx as nx
 
-    def visit(root: str) -> None:
-        work = [(root, iter(succ[root]))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on.add(root)
-        while work:
-            node, it = work[-1]
-            nxt = next(it, None)
-            if nxt is not None:
-                if nxt not in index:
-                    index[nxt] = low[nxt] = len(index)
-                    stack.append(nxt)
-                    on.add(nxt)
-                    work.append((nxt, iter(succ[nxt])))
-                elif nxt in on:
-                    low[node] = min(low[node], index[nxt])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                comp = []
-                while True:
-                    m = stack.pop()
-                    on.discard(m)
-                    comp.append(m)
-                    if m == node:
-                        break
-                comps.append(comp)
-
-    for n in neurons:
-        if n not in index:
-            visit(n)
-    rank = {n: i for i, n in enumerate(neurons)}
-    return [sorted(comp, key=rank.__getitem__) for comp in reversed(comps)]
+    rank = {n: i for i, n in enumerate(m for m in plan.order if m in plan.neurons)}
+    g = nx.DiGraph()
+    g.add_nodes_from(rank)
+    g.add_edges_from((c.src, c.dst) for c in conns if c.src in rank)
+    dag = nx.condensation(g)
+    members = {k: sorted(dag.nodes[k]["members"], key=rank.__getitem__) for k in dag.nodes}
+    order = nx.lexicographical_topological_sort(dag, key=lambda k: rank[members[k][0]])
+    return [members[k] for k in order]
 
 
 class FixedPointNetwork:
