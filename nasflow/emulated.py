@@ -56,7 +56,7 @@ def emulate_test_set(graph: nir.NIRGraph, dt: float, x_lava: np.ndarray, lava_fi
     n_lava = int(x_lava.shape[1])
     correct, total, kept = 0.0, 0, []
     for x, y in batches:
-        act = net.activity(x)
+        act = net.activity(x, nodes=[head])  # neurons + read-out: the linear nodes are their float images
         correct += accuracy_from_output(act, y, head, last_step) * len(y)
         if total < n_lava:  # the samples Lava ran, for the comparisons below
             kept.append({k: v[:, :n_lava - total] for k, v in act.items()})

@@ -196,10 +196,11 @@ def resolved_config(cfg: PipelineConfig) -> dict[str, Any]:
 
 def _check_feasible(cfg: PipelineConfig) -> None:
     """Reject budgets no candidate can meet before any work starts."""
+    from nasflow.evaluators.fitness import ZERO_BUDGETS
     from nasflow.spaces.autosnn import parse_arch
 
     for key, value in cfg.autosnn.budgets.items():
-        if value <= 0:
+        if value < 0 or (value == 0 and key not in ZERO_BUDGETS):
             raise ConfigError(f"autosnn.budgets.{key}: a budget must be > 0, got {value}")
     if "cores" in cfg.autosnn.budgets and cfg.autosnn.budgets["cores"] < 1:
         raise ConfigError("autosnn.budgets.cores: at least one core is needed")

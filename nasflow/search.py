@@ -22,6 +22,7 @@ from hwmodels import load_profile
 from nasflow.config import ConfigError, from_dict, to_dict
 from nasflow.data import make_loaders
 from nasflow.evaluators.fitness import Fitness, parse_budgets
+from nasflow.evaluators.fixed_point import FIXED_POINT_COSTS, FixedPointSearchCost, is_fixed_point_cost
 from nasflow.evaluators.hw_cost import HW_METRICS, HardwareSearchCost, is_hardware_cost, split_cost
 from nasflow.evaluators.supernet_eval import SupernetEvaluator
 from nasflow.snn.blocks import NeuronSpec
@@ -58,7 +59,10 @@ class AutoSNNSearchConfig:
     fitness_mode: str = "exponential"
     budgets: dict[str, float] = field(default_factory=dict)
     chip: str = "loihi"  # chip of hardware budgets (cores=..., energy=...) when the cost names none
-    dt: float = 1e-3  # seconds per step in exported NIR graphs (hardware costs)
+    dt: float = 1e-3  # seconds per step in exported NIR graphs (hardware and fixed-point costs)
+    # record fixed_accuracy, fixed_acc_drop and fixed_spikes of every candidate on Lava's fixed point (lava-emu);
+    # on by itself when the cost or a budget names one
+    fixed_point: bool = False
     strategy: str = "evolution"  # evolution | random | darts (in-training: supernet_epochs, supernet_lr, arch_lr)
     arch_lr: float = 3e-4  # darts: Adam step of the architecture weights (first-order DARTS)
     evaluations: int = 200
@@ -70,9 +74,9 @@ class AutoSNNSearchConfig:
     def __post_init__(self) -> None:
         if self.strategy not in ("evolution", "random", "darts"):
             raise ConfigError(f"strategy must be 'evolution', 'random' or 'darts', got {self.strategy!r}")
-        if self.strategy == "darts" and (self.cost != "spikes" or self.budgets):
-            raise ConfigError(f"strategy 'darts' prices spikes only in its architecture loss: set cost to 'spikes' and "
-                              f"no budgets (got cost={self.cost!r}, budgets={self.budgets})")
+        if self.strategy == "darts" and (self.cost != "spikes" or self.budgets or self.fixed_point):
+            raise ConfigError(f"strategy 'darts' prices spikes only in its architecture loss: set cost to 'spikes', "
+                              f"no budgets and no fixed_point (got cost={self.cost!r}, budgets={self.budgets})")
         if self.evaluations < 1 or self.supernet_epochs < 0:
             raise ConfigError("evaluations must be >= 1 and supernet_epochs >= 0")
         if self.macro not in MACROS:
@@ -82,13 +86,21 @@ class AutoSNNSearchConfig:
         if self.fitness_mode not in ("exponential", "linear"):
             raise ConfigError(f"fitness_mode must be 'exponential' or 'linear', got {self.fitness_mode!r}")
         self.budgets = {self._budget_key(k): float(v) for k, v in self.budgets.items()}
+        if self.cost in ("fixed_accuracy", "fixed_acc_drop"):
+            raise ConfigError(f"cost {self.cost!r} is an accuracy, not a cost the fitness can discount by; limit it "
+                              f"with a budget (fixed_acc_drop=0.01) or use cost fixed_spikes")
+        if "fixed_accuracy" in self.budgets:
+            raise ConfigError("budgets are upper limits; bound the fixed-point loss with fixed_acc_drop=N instead of "
+                              "fixed_accuracy")
+        self.fixed_point = self.fixed_point or any(map(is_fixed_point_cost, (self.cost, *self.budgets)))
         for key in (self.cost, *self.budgets):
             metric, chip = split_cost(key)
-            if key in SEARCH_COSTS:
+            if key in SEARCH_COSTS or key in FIXED_POINT_COSTS:
                 continue
             if metric not in HW_METRICS or chip is None:
                 raise ConfigError(
-                    f"unknown cost {key!r}; use one of {', '.join(SEARCH_COSTS)} or a hardware cost "
+                    f"unknown cost {key!r}; use one of {', '.join(SEARCH_COSTS)}, fixed_spikes, fixed_acc_drop (a "
+                    f"budget) or a hardware cost "
                     f"{'|'.join(HW_METRICS)}:CHIP such as energy:loihi (chips: nasflow hw --list-chips)")
             try:
                 load_profile(chip)
@@ -121,7 +133,10 @@ def _journal_header(cfg: AutoSNNSearchConfig, spec) -> dict[str, Any]:
     header = _space_fingerprint(cfg, spec.image_shape, spec.num_classes)
     if cfg.hardware_chips():  # journaled hardware costs hold only for these chips (and dt)
         header["hardware_chips"] = cfg.hardware_chips()
+    if cfg.hardware_chips() or cfg.fixed_point:
         header["dt"] = cfg.dt
+    if cfg.fixed_point:  # journaled entries carry the fixed-point costs
+        header["fixed_point"] = "lava-emu"
     return header
 
 
@@ -194,7 +209,12 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
     supernet, cost_avg = _supernet(cfg, spec, loaders, out_dir, Path(supernet_dir) if supernet_dir else None, device)
     supernet_seconds = time.perf_counter() - t0
     hw_costs = [HardwareSearchCost(chip, dt=cfg.dt) for chip in cfg.hardware_chips()]
-    base_evaluator = SupernetEvaluator(supernet, loaders.val, device, cost_fns=hw_costs)
+    cost_fns: list = list(hw_costs)
+    fixed = None
+    if cfg.fixed_point:
+        fixed = FixedPointSearchCost(loaders.val, steps=cfg.steps, dt=cfg.dt)
+        cost_fns.append(fixed)
+    base_evaluator = SupernetEvaluator(supernet, loaders.val, device, cost_fns=cost_fns)
     calibrated: list[str] = []
     if cfg.cost not in cost_avg:
         cost_avg, calibrated = _calibrate(base_evaluator, cost_avg, cfg)
@@ -225,6 +245,8 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
         "supernet_seconds": supernet_seconds,
         "search_seconds": run.seconds,
     }
+    if fixed is not None:  # candidates Lava's fixed point cannot represent, with the quantiser's reason
+        out["fixed_point_refused"] = dict(fixed.refusals)
     write_json(out_dir / "search.json", out, indent=2)
     return out
 

@@ -18,9 +18,11 @@ from exporters.lava.plan import LavaPlan
 __all__ = ["node_activity", "read_recording"]
 
 
-def node_activity(graph: nir.NIRGraph, plan: LavaPlan, x: np.ndarray, neuron_act: dict[str, np.ndarray]
-                   ) -> dict[str, np.ndarray]:
-    """Every node's output [T, B, *shape]: neurons from Lava, the rest evaluated on the reference axis."""
+def node_activity(graph: nir.NIRGraph, plan: LavaPlan, x: np.ndarray, neuron_act: dict[str, np.ndarray],
+                  nodes: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Every node's output [T, B, *shape]: neurons from Lava, the rest evaluated on the reference axis. With
+    ``nodes``, only those (and what they are computed from) beyond the input and the neurons: the float convolutions
+    that rebuild every linear node cost far more than the integer run that a search needs one read-out from."""
     t_len, b = x.shape[:2]
     act: dict[str, np.ndarray] = {plan.input_id: x.astype(np.float32)}
     act.update(neuron_act)
@@ -49,7 +51,9 @@ def node_activity(graph: nir.NIRGraph, plan: LavaPlan, x: np.ndarray, neuron_act
         act[nid] = apply_linear(graph.nodes[nid], nid, flat).reshape((t_len, b) + plan.shapes[nid]).astype(np.float32)
         return act[nid]
 
-    for nid in plan.order:
+    for nid in plan.order if nodes is None else nodes:
+        if nid not in graph.nodes:
+            raise ValueError(f"node {nid!r} is not in the graph (nodes: {', '.join(graph.nodes)})")
         get(nid)
     return act
 

@@ -238,13 +238,15 @@ class FixedPointNetwork:
                     if c.src in comp and not c.delayed and comp.index(c.src) >= comp.index(m):
                         raise LavaBackendError(f"node {m!r}: a zero-delay connection from {c.src!r} closes a cycle")
 
-    def activity(self, x: np.ndarray, voltages: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    def activity(self, x: np.ndarray, voltages: dict[str, np.ndarray] | None = None,
+                 nodes: list[str] | None = None) -> dict[str, np.ndarray]:
         """Every node's activity ``[T, B, *shape]`` for ``x``, as ``exporters.lava.simulate`` returns it (neurons
-        from the emulated integers, the other nodes evaluated from them); fills ``voltages`` when given."""
+        from the emulated integers, the other nodes evaluated from them); fills ``voltages`` when given. ``nodes``
+        limits the non-neuron nodes evaluated to those (e.g. the read-out)."""
         neuron_act, volts = self.run(x, want_v=voltages is not None)
         if voltages is not None:
             voltages.update(volts)
-        return node_activity(self.plan.compiled.graph, self.plan, np.asarray(x, dtype=np.float32), neuron_act)
+        return node_activity(self.plan.compiled.graph, self.plan, np.asarray(x, dtype=np.float32), neuron_act, nodes)
 
     def run(self, x: np.ndarray, want_v: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Spikes (or read-out voltages) and, with ``want_v``, voltages of every neuron node for ``x``

@@ -18,6 +18,7 @@ _FLAGS = {
     "dataset": "dataset", "data_dir": "data_dir", "macro": "macro", "lam": "lam", "cost": "cost", "budget": "budgets",
     "strategy": "strategy", "evaluations": "evaluations", "chip": "chip", "supernet_epochs": "supernet_epochs",
     "supernet_lr": "supernet_lr", "channels": "channels", "steps": "steps", "seed": "seed", "device": "device",
+    "fixed_point": "fixed_point",
 }
 
 
@@ -48,10 +49,15 @@ def add_autosnn_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     a.add_argument("--data-dir", help="folder holding real datasets (never downloaded)")
     a.add_argument("--macro", help="macro backbone: snn1 (default), snn2, snn3, snn4, snn1-8tbd")
     a.add_argument("--lambda", dest="lam", type=float, help="fitness exponent λ <= 0 (default -0.08)")
-    a.add_argument("--cost", help="cost in the fitness: spikes (default), synops, macs, neuron_updates, or a "
-                   "hardware cost energy|cores|traffic|latency:CHIP, e.g. energy:loihi")
+    a.add_argument("--cost", help="cost in the fitness: spikes (default), synops, macs, neuron_updates, fixed_spikes "
+                   "(spikes on Lava's fixed point), or a hardware cost energy|cores|traffic|latency:CHIP, e.g. "
+                   "energy:loihi")
     a.add_argument("--budget", action="append", metavar="NAME=N",
-                   help="hard budget, e.g. spikes=50000, energy=2e-6 (J per sample), cores=128")
+                   help="hard budget, e.g. spikes=50000, energy=2e-6 (J per sample), cores=128, fixed_acc_drop<=0.01 "
+                   "(at most one point lost on Lava's fixed point)")
+    a.add_argument("--fixed-point", action="store_const", const=True, default=None,
+                   help="record every candidate's D_val accuracy, accuracy drop and spikes on Lava's fixed point "
+                   "(bit-exact emulator; on by itself with a fixed_* cost or budget)")
     a.add_argument("--chip", help="chip of hardware budgets when --cost names none (default loihi)")
     a.add_argument("--strategy", choices=["evolution", "random", "darts"],
                    help="search strategy (default evolution; darts: in-training, first-order DARTS)")

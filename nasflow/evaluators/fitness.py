@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 __all__ = ["Fitness", "parse_budgets"]
 
 REJECTED = -math.inf
+ZERO_BUDGETS = ("fixed_acc_drop",)  # limits that may be 0: no accuracy lost at all
 
 
 @dataclass(frozen=True)
@@ -60,19 +61,23 @@ def parse_budgets(items: list[str] | tuple[str, ...]) -> dict[str, float]:
     """``["spikes=50000", "energy=1e-6", "cores=128"]`` → ``{"spikes": 5e4, "energy": 1e-6, "cores": 128}``.
 
     Hardware budgets (``energy`` in joules per sample, ``cores``, ``traffic``, ``latency``) may name their
-    chip (``cores:speck=9``); without one the search measures them on its cost's chip.
+    chip (``cores:speck=9``); without one the search measures them on its cost's chip. ``<=`` reads as ``=``
+    (every budget is an upper limit); an accuracy drop may be limited to 0.
     """
     aliases = {"energy_j": "energy"}
     out: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")
+        name = name.removesuffix("<").strip()
         try:
             number = float(value)
         except ValueError:
             number = math.nan
         if not sep or not name or math.isnan(number):
-            raise ValueError(f"--budget expects NAME=NUMBER (e.g. spikes=50000, energy=1e-6, cores=128), got {item!r}")
-        if number <= 0:
-            raise ValueError(f"budget {name}={value} is impossible: it must be > 0")
+            raise ValueError(f"--budget expects NAME=NUMBER or NAME<=NUMBER (e.g. spikes=50000, energy=1e-6, "
+                             f"cores=128, fixed_acc_drop<=0.01), got {item!r}")
+        if number < 0 or (number == 0 and name not in ZERO_BUDGETS):
+            raise ValueError(f"budget {name}={value} is impossible: it must be > 0"
+                             + (" (or 0: no loss at all)" if name in ZERO_BUDGETS else ""))
         out[aliases.get(name, name)] = number
     return out

@@ -3,7 +3,8 @@
 ``SupernetEvaluator`` is a search-runner evaluator (``nasflow.strategies.runner.Evaluator``):
 ``evaluate(arch, index)`` returns ``(accuracy, costs)``; calling it with a list of architectures
 evaluates them in order. Costs come from the shared activity accounting; extra cost functions
-(e.g. hardware models) can be added through ``cost_fns``.
+(hardware models, fixed-point accuracy) can be added through ``cost_fns``: each gets the supernet with the
+candidate's path active and the ``ActivityMonitor`` summary plus the candidate's float ``accuracy``.
 """
 
 from __future__ import annotations
@@ -55,11 +56,12 @@ class SupernetEvaluator:
                 reset_states(net)
                 correct += int((net(x).argmax(1) == y).sum())
                 total += len(y)
-        summary = mon.summary()
+        accuracy = correct / total
+        summary = {**mon.summary(), "accuracy": accuracy}  # cost functions may compare against it
         costs = path_costs(summary)
         for fn in self.cost_fns:
             costs.update(fn(net, summary))
-        return correct / total, costs
+        return accuracy, costs
 
     def evaluate(self, arch: tuple[str, ...], index: int = 0) -> tuple[float, dict[str, float]]:
         """One candidate (``index`` is unused: inherited weights need no per-candidate seed)."""
