@@ -101,7 +101,8 @@ def eval_into(graph: nir.NIRGraph, preds: dict[str, list[str]], shapes: dict, ta
 
 
 def conv_like(graph: nir.NIRGraph, path: list[str], shapes: dict, src: str) -> dict | None:
-    """NIR conv equivalent to a path ``[pool] conv`` or ``pool`` (pool with kernel = stride, no padding)."""
+    """NIR conv equivalent to a path ``[pool] conv``, ``pool`` (pool with kernel = stride, no padding) or ``[]`` (a
+    direct connection, e.g. a residual skip: a 1x1 identity conv instead of a diagonal ``N x N`` Dense matrix)."""
     nodes = [graph.nodes[p] for p in path]
     kinds = [node_type(n) for n in nodes]
     if len(shapes[src]) != 3:
@@ -115,12 +116,11 @@ def conv_like(graph: nir.NIRGraph, path: list[str], shapes: dict, src: str) -> d
         pool = (k, 1.0 if kinds[0] == "SumPool2d" else 1.0 / (k[0] * k[1]))
         kinds, nodes = kinds[1:], nodes[1:]
     if kinds == []:
-        if pool is None:
-            return None
         c = shapes[src][0]
         w = np.zeros((c, c, 1, 1))
         w[np.arange(c), np.arange(c)] = 1.0
-        return _compose_pool(pool, dict(weight=w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1))
+        identity = dict(weight=w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1)
+        return identity if pool is None else _compose_pool(pool, identity)
     if kinds != ["Conv2d"]:
         return None
     cv = nodes[0]
