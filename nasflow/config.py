@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ class TrainRunConfig:
         return from_dict(cls, data, defaults=cls())
 
 
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
 def _check_type(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -108,6 +112,8 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         return dict(value)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and _EXPONENT.match(value.strip()):
+        return float(value)  # YAML 1.1 (PyYAML) reads 5e-3, without a dot, as a string
     if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
     if hint is Any:

@@ -114,6 +114,12 @@ def test_config_rejects_unknown_keys_and_types() -> None:
         from_dict(TrainRunConfig, {"model": {"neuron": {"v_reset": "zero"}}})
     cfg = apply_overrides(TrainRunConfig(), {"train.lr": 1, "model.neuron.v_reset": None})
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float) and cfg.model.neuron.v_reset is None
+    # PyYAML (YAML 1.1) reads 5e-3 as a string; a float key takes it as the number it spells, nothing else
+    assert apply_overrides(TrainRunConfig(), {"train.lr": "5e-3"}).train.lr == 0.005
+    with pytest.raises(ConfigError, match=r"train\.lr"):
+        apply_overrides(TrainRunConfig(), {"train.lr": "5e-3x"})
+    with pytest.raises(ConfigError, match=r"model\.channels"):
+        from_dict(TrainRunConfig, {"model": {"channels": "1e3"}})
 
 
 def test_config_file_round_trip(tmp_path: Path) -> None:
