@@ -172,9 +172,9 @@ def test_train_with_qat_deploys_its_own_integers_on_lava(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--dataset", "digits", "--arch", "SCB_k3,skip,skip,skip,skip", "--channels", "4",
                  "--steps", "4", "--epochs", "1", "--train-samples", "96", "--test-samples", "48", "--no-progress",
-                 "--qat", "lava", "--qat-epochs", "1", "--out", str(out)]) == 0
+                 "--qat", "lava", "--qat-epochs", "1", "--qat-distill", "0.75", "--out", str(out)]) == 0
     qat = json.loads((out / "qat.json").read_text())
-    assert qat["schema_version"] == 1 and len(qat["history"]) == 1
+    assert qat["schema_version"] == 1 and len(qat["history"]) == 1 and qat["config"]["distill"] == 0.75
     assert 0.0 <= qat["fixed_accuracy_before"] <= 1.0 and 0.0 <= qat["fixed_accuracy_after"] <= 1.0
     acts = {}
     for backend in ("lava-fixed", "lava-emu"):

@@ -82,3 +82,11 @@ def test_quant_plan_file_round_trip_and_refusal(tmp_path) -> None:
     other = lb.build_plan(CASES["representable"]()[0])
     with pytest.raises(lb.LavaBackendError, match="q.npz"):
         load_quant_plan(tmp_path / "q.npz", other)
+
+
+def test_qat_config_refuses_a_distillation_weight_outside_0_1() -> None:
+    from nasflow.train.qat import QATConfig
+
+    assert QATConfig().distill == 0.5
+    with pytest.raises(ValueError, match="distill"):
+        QATConfig(distill=1.5)

@@ -56,7 +56,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--qat", choices=["lava"], help="then fine-tune for Lava's fixed point (quantisation-aware): writes "
                    "fixed_point.npz (the integers to deploy: nasflow simulate --fixed-point) and qat.json")
     p.add_argument("--qat-epochs", type=int, default=3, help="QAT epochs (default 3)")
-    p.add_argument("--qat-lr", type=float, default=2e-3, help="QAT step as a fraction of each tensor's peak (2e-3)")
+    p.add_argument("--qat-lr", type=float, default=1e-3, help="QAT step as a fraction of each tensor's peak (1e-3)")
+    p.add_argument("--qat-distill", type=float, default=0.5,
+                   help="weight in [0, 1] of matching the float network's class scores against the label loss (0.5)")
     p.add_argument("--restart", action="store_true", help="discard a previous run in --out and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_train)
@@ -113,7 +115,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.qat:
         from nasflow.train.qat import QATConfig, run_qat
 
-        qat = run_qat(args.out, cfg, QATConfig(epochs=args.qat_epochs, lr=args.qat_lr, loss=cfg.train.loss))
+        qat = run_qat(args.out, cfg, QATConfig(epochs=args.qat_epochs, lr=args.qat_lr, loss=cfg.train.loss,
+                                                 distill=args.qat_distill))
         print(json.dumps({"fixed_accuracy_before_qat": qat.fixed_accuracy_before,
                           "fixed_accuracy_after_qat": qat.fixed_accuracy_after}, indent=2))
         print(f"wrote {args.out}/fixed_point.npz, qat.json")
