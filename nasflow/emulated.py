@@ -74,8 +74,9 @@ def emulate_test_set(graph: nir.NIRGraph, dt: float, x_lava: np.ndarray, lava_fi
 def main_job_qat(graph: nir.NIRGraph, dt: float, dataset: str, data_dir: str | None, seed: int, steps: int,
                  epochs: int, out_path: Path, log: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
     """The main job's quantisation-aware fine-tuning of one exported model (``nasflow.train.qat``) on D_train, the
-    epoch kept (0: the plain quantisation) chosen by fixed-point accuracy on D_val, accuracy on the test split
-    before and after; the integers go to ``out_path`` (an ``.npz`` that ``nasflow simulate --fixed-point`` reads).
+    epoch kept (0: the plain quantisation) chosen by fixed-point accuracy on D_val (then loss), accuracy on the test
+    split before and after; the integers go to ``out_path`` (an ``.npz`` that ``nasflow simulate --fixed-point``
+    reads).
     Returns the ``QuantPlan`` and a summary for the report."""
     from exporters.lava.quantize import save_quant_plan
     from nasflow.data import get_dataset

@@ -109,7 +109,8 @@ def qat_lava(graph: nir.NIRGraph, train: Batches, evaluate: Batches, num_classes
     ``calibration`` (inputs) fixes the input scale as ``lava-fixed`` would on it; ``evaluate()`` batches measure
     the fixed-point accuracy before and after (and after each epoch). With ``validate()`` batches (held out from
     training) the integers kept are those of the epoch, the plain quantisation included, with the best fixed-point
-    accuracy there (ties keep the earlier), so fine-tuning never hands back a network that validates worse;
+    accuracy there (at equal accuracy the lowest label loss there), so fine-tuning never hands back a network that
+    validates worse;
     without, the last epoch's. Class scores: the output layer's firing rate through the fixed linear nodes behind
     it (its voltage at the last step for a non-spiking read-out).
     """
@@ -131,13 +132,25 @@ def qat_lava(graph: nir.NIRGraph, train: Batches, evaluate: Batches, num_classes
         out = out.reshape(out.shape[0], out.shape[1], -1)
         return (out[-1] if readout else out.mean(0)) @ matrix.T + bias
 
-    def accuracy(batches: Batches = evaluate) -> float:
+    def measure(batches: Batches) -> tuple[float, float]:
+        """Fixed-point accuracy and mean label loss on ``batches``."""
         sums: dict[str, float] = {}
+        loss_sum = 0.0
         with torch.no_grad():
             for x, y in batches():
-                for k, v in task.tally(scores(x), torch.as_tensor(y)).items():
+                out, target = scores(x), torch.as_tensor(y)
+                loss_sum += float(task.loss(out, target)) * len(y)
+                for k, v in task.tally(out, target).items():
                     sums[k] = sums.get(k, 0.0) + v
-        return task.metrics(sums)["accuracy"]
+        return task.metrics(sums)["accuracy"], loss_sum / max(sums.get("count", 0.0), 1.0)
+
+    def accuracy(batches: Batches = evaluate) -> float:
+        return measure(batches)[0]
+
+    def rank(batches: Batches) -> tuple[float, float]:
+        # Higher accuracy first; at equal accuracy (a D_val the float network fits, often at 100%) the lower loss.
+        acc, loss = measure(batches)
+        return acc, -loss
 
     teacher = None
     if cfg.distill > 0:
@@ -155,8 +168,8 @@ def qat_lava(graph: nir.NIRGraph, train: Batches, evaluate: Batches, num_classes
               if p.numel()]
     opt = torch.optim.Adam(groups)
     before = accuracy()
-    best = (accuracy(validate), 0, twin.quant_plan(), before) if validate is not None else None
-    log(f"qat: fixed-point accuracy before {before:.4f}" + (f" (validation {best[0]:.4f})" if best else ""))
+    best = (rank(validate), 0, twin.quant_plan(), before) if validate is not None else None
+    log(f"qat: fixed-point accuracy before {before:.4f}" + (f" (validation {best[0][0]:.4f})" if best else ""))
     history = []
     for epoch in range(cfg.epochs):
         total = seen = hits = 0.0
@@ -177,15 +190,16 @@ def qat_lava(graph: nir.NIRGraph, train: Batches, evaluate: Batches, num_classes
         row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "train_fixed_accuracy": hits / max(seen, 1),
                "fixed_accuracy": accuracy()}
         if best is not None:
-            row["validation_fixed_accuracy"] = accuracy(validate)
-            if row["validation_fixed_accuracy"] > best[0]:
-                best = (row["validation_fixed_accuracy"], epoch + 1, twin.quant_plan(), row["fixed_accuracy"])
+            score = rank(validate)
+            row["validation_fixed_accuracy"], row["validation_loss"] = score[0], -score[1]
+            if score > best[0]:
+                best = (score, epoch + 1, twin.quant_plan(), row["fixed_accuracy"])
         history.append(row)
         log(f"qat: epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} train {row['train_fixed_accuracy']:.4f}"
             + (f" validation {row['validation_fixed_accuracy']:.4f}" if best is not None else "")
             + f" eval {row['fixed_accuracy']:.4f}")
     if best is not None:
-        log(f"qat: keeping epoch {best[1]} (best validation accuracy)")
+        log(f"qat: keeping epoch {best[1]} (best validation accuracy, then lowest validation loss)")
         return QATResult(best[2], before, best[3], history, time.perf_counter() - t0, best[1])
     after = history[-1]["fixed_accuracy"] if history else before
     return QATResult(twin.quant_plan(), before, after, history, time.perf_counter() - t0, len(history))
