@@ -31,7 +31,7 @@ from exporters.lava.plan import CONST, LavaPlan, build_plan
 from exporters.lava.quantize import QuantPlan, quantize_plan
 from exporters.lava.runtime import run_network
 
-__all__ = ["export_netx", "simulate_netx", "NetxFormatError"]
+__all__ = ["export_netx", "open_netx", "simulate_netx", "NetxFormatError"]
 
 
 
@@ -136,7 +136,8 @@ def export_netx(graph: nir.NIRGraph, path: str | Path, dt: float | None = None,
     return quant
 
 
-def _open(path: Path) -> h5py.File:
+def open_netx(path: Path) -> h5py.File:
+    """``path`` opened read-only, checked to be an HDF5 file with a ``layer`` group (``NetxFormatError`` naming it)."""
     if not path.is_file():
         raise NetxFormatError(f"{path}: no such netx file")
     try:
@@ -151,7 +152,7 @@ def _open(path: Path) -> h5py.File:
 
 def _layers(path: Path) -> tuple[tuple[int, ...], list[tuple[str, tuple[int, ...]]], float, bool]:
     """(input shape, [(node id, NIR shape)] of the neuron layers, input scale, graded input)."""
-    with _open(path) as f:
+    with open_netx(path) as f:
         try:
             grp = f["layer"]
             keys = sorted(grp.keys(), key=int)

@@ -109,7 +109,7 @@ def test_simulate_errors_are_clear(trained, tmp_path):
     model_pt, _ = trained
     with pytest.raises(ValueError, match="give the input: --dataset NAME"):
         _run("simulate", str(model_pt), "--out", str(tmp_path))
-    with pytest.raises(ValueError, match=r"a \.net file runs only on --backend netx"):
+    with pytest.raises(ValueError, match=r"m\.net: no such netx file"):
         _run("simulate", str(tmp_path / "m.net"), "--backend", "torch", "--input", "x.npy", "--out", str(tmp_path))
     np.save(tmp_path / "bad.npy", np.zeros((3, 2, 1, 7, 7), np.float32))
     with pytest.raises(ValueError, match=r"input 'input': expected an array \[T, B, 1, 8, 8\]"):

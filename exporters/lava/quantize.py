@@ -148,6 +148,9 @@ def quantize_plan(plan: LavaPlan, x: np.ndarray | None = None, input_scale: floa
     ``max_weight_exp=0`` keeps every weight within 8 bits without exponent (netx's
     conv synapses have none).
     """
+    units = plan.compiled.graph.metadata.get("fixed_point_units")
+    if (units.decode() if isinstance(units, bytes) else units) == "loihi":
+        return _loihi_integers(plan, 1.0 if input_scale is None else float(input_scale))
     in_scale = float(input_scale) if input_scale is not None else input_scale_of(np.asarray(x if x is not None else 0))
     eff: list[np.ndarray] = []
     for c in plan.conns:  # weights per integer message
@@ -182,6 +185,49 @@ def quantize_plan(plan: LavaPlan, x: np.ndarray | None = None, input_scale: floa
             err = float(np.abs(wq * 2.0**exp / alpha - w).max() / peak) if peak > 0 else 0.0
             conns[i] = QuantConn(plan.conns[i].src, nid, wq, exp, err)
     return QuantPlan(neurons, [c for c in conns if c is not None], in_scale, notes)
+
+
+def _integers(values: np.ndarray, what: str) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    r = np.rint(v)
+    if np.any(np.abs(v - r) > 1e-6 * np.maximum(1.0, np.abs(r))):
+        raise LavaBackendError(f"{what}: the graph says its values are Loihi integers (metadata fixed_point_units = "
+                               f"'loihi') but holds {v[np.abs(v - r) > 1e-6 * np.maximum(1.0, np.abs(r))][:3]}; "
+                               "remove that key to quantise it")
+    return r
+
+
+def _loihi_integers(plan: LavaPlan, in_scale: float) -> QuantPlan:
+    """A graph whose values are Loihi integers already (``exporters.netx_import``): scale 1 and 64 Lava units per unit
+    of v, every weight, threshold and bias checked to be an integer Lava represents exactly, nothing rounded; the
+    integers of the file the graph came from."""
+    neurons: dict[str, QuantNeuron] = {}
+    conns: list[QuantConn] = []
+    for nid, spec in plan.neurons.items():
+        vth = int(_integers(spec.vth, f"node {nid!r} threshold")) if math.isfinite(spec.vth) else VTH_MAX
+        if not 1 <= vth <= VTH_MAX:
+            raise LavaBackendError(f"node {nid!r}: threshold {vth} is outside Loihi's 1..{VTH_MAX}")
+        bias = _integers(spec.bias_v, f"node {nid!r} bias")
+        if np.all(np.abs(bias) <= BIAS_MANT_MAX):
+            mant, bexp = bias.astype(np.int32), 6  # as lava-dl's netx: bias_mant << 6
+        else:
+            mant, bexp = _bias(64.0 * bias)
+            if np.any(mant.astype(np.int64) << bexp != (64 * bias).astype(np.int64)):
+                raise LavaBackendError(f"node {nid!r}: bias up to {np.abs(bias).max():g} has no exact 13-bit "
+                                       "mantissa and exponent")
+        du = int(np.clip(round(spec.du * 4096) - 1, 0, 4095))
+        dv = int(np.clip(round(spec.dv * 4096), 0, 4095))
+        neurons[nid] = QuantNeuron(nid, 1.0, du, dv, vth, mant, bexp, 64.0)
+    for c in plan.conns:
+        w = _integers(c.weights / in_scale if c.src == plan.input_id else c.weights, f"{c.src!r} -> {c.dst!r} weights")
+        exp = 0
+        if c.dense is not None and w.min(initial=0) < 0 < w.max(initial=0) and np.any(w % 2):
+            w, exp = 2 * w, -1  # Lava's mixed-sign Dense drops the lowest bit: send 2w and shift the sum back
+        if np.abs(w).max(initial=0) > 256 or (c.dense is not None and w.max(initial=0) > 254):
+            raise LavaBackendError(f"{c.src!r} -> {c.dst!r}: weights up to {np.abs(w).max():g} exceed Loihi's "
+                                   "8-bit mantissa (with the sign and weight_exp 0)")
+        conns.append(QuantConn(c.src, c.dst, w.astype(np.int32), exp, 0.0))
+    return QuantPlan(neurons, conns, in_scale, ["Loihi integers taken as they are (fixed_point_units = 'loihi')"])
 
 
 def save_quant_plan(path: str | Path, quant: QuantPlan) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from nasflow import __version__
 from nasflow.cli.export import add_export_parser
 from nasflow.cli.hw import add_hw_parser
+from nasflow.cli.netx_import import add_import_parser
 from nasflow.cli.run import add_run_parser, summary_screen
 from nasflow.cli.search import add_search_parser
 from nasflow.cli.simulate import add_simulate_parser
@@ -59,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nasflow", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action=_Version, nargs=0, help="print nasflow's version and neuron loop")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train_parser, add_search_parser, add_run_parser, add_export_parser, add_simulate_parser,
-                add_hw_parser):
+    for add in (add_train_parser, add_search_parser, add_run_parser, add_export_parser, add_import_parser,
+                add_simulate_parser, add_hw_parser):
         add(sub)
     return parser
 

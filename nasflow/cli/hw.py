@@ -67,7 +67,7 @@ def cmd_hw(args: argparse.Namespace) -> int:
         return 0
     if not args.model or not args.out:
         raise ValueError("nasflow hw needs MODEL.nir and --out DIR (or --list-chips)")
-    if str(args.model).endswith(".pt"):
+    if str(args.model).endswith((".pt", ".net")):  # a trained model, or a lava-dl netx file (its Loihi integers)
         from nasflow.cli.simulate import load_graph
 
         graph = load_graph(args.model)

@@ -59,11 +59,16 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 
 def load_graph(path: str | Path, dt: float = 1e-3):
-    """A NIR graph from a ``.nir`` file, or exported from a nasflow ``model.pt``."""
+    """A NIR graph from a ``.nir`` file, a lava-dl ``.net`` (its Loihi integers, ``exporters.netx_import``), or
+    exported from a nasflow ``model.pt``."""
     from exporters.core.traversal import check_finite_parameters
     from exporters.nir_io import read_nir
 
     path = Path(path)
+    if path.suffix == ".net":
+        from exporters.netx_import import read_netx
+
+        return read_netx(path, dt=dt)
     if path.suffix == ".pt":
         graph = export_graph(path, dt)
         check_finite_parameters(graph, path)
@@ -233,11 +238,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from exporters.equivalence import accuracy_from_output, compare_activity, is_membrane_readout
 
     model_path, out_dir = Path(args.model), Path(args.out)
-    if model_path.suffix == ".net":
-        if args.backend != "netx" or args.compare:
-            raise ValueError(f"{model_path}: a .net file runs only on --backend netx (without --compare); "
-                             "pass the .nir graph for the other backends")
-        graph = None
+    if model_path.suffix == ".net" and args.backend == "netx" and not args.compare:
+        graph = None  # lava-dl runs the file itself
     else:
         graph = load_graph(model_path, args.dt if args.dt else 1e-3)
     meta = graph.metadata if graph is not None and isinstance(graph.metadata, dict) else {}
