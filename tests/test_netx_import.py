@@ -154,3 +154,34 @@ def test_cli_hw_costs_a_net_file(tmp_path: Path) -> None:
     assert main(["hw", str(TINY), "--chip", "loihi", "--out", str(tmp_path / "hw")]) == 0
     report = json.loads((tmp_path / "hw" / "hw.json").read_text())
     assert report["fits"] and report["cores_used"] >= 3  # one core per layer at least: input, conv, conv
+
+
+def test_lava_dl_pilotnet_lif_currents_and_input_spikes_are_reproduced() -> None:
+    """``gts/pilotnet_lif`` (recorded on Loihi 2: its voltages after a spike are not Lava-CPU's, so spikes are no
+    oracle past the input layer) gives every layer's spikes and currents ``u``: each imported synapse (strided
+    convs, flatten order, dense) maps the recorded spikes of step t − 1 onto exactly the recorded ``u`` of step t
+    (u = 64·W·s with iDecay 4096), and the input layer driven by the image spikes as recorded."""
+    from exporters.lava.linalg import apply_linear
+
+    gts = LAVA_DL_TESTS / "gts" / "pilotnet_lif"
+    graph = read_netx(gts / "network.net")
+
+    def recorded(name: str) -> np.ndarray:  # (W, H, C, T) or (N, T) → (T, C, H, W) or (T, N)
+        a = np.load(gts / f"{name}.npy")
+        return np.moveaxis(a.transpose(2, 1, 0, 3) if a.ndim == 4 else a, -1, 0).astype(np.float64)
+
+    chain = [("input-s", ["layer1"], "conv-0"), ("conv-0", ["layer2"], "conv-1"), ("conv-1", ["layer3"], "conv-2"),
+             ("conv-2", ["layer4"], "conv-3"), ("conv-3", ["layer5"], "conv-4"),
+             ("conv-4", ["layer6", "layer7"], "fc-0"), ("fc-0", ["layer8"], "fc-1"), ("fc-1", ["layer9"], "fc-2")]
+    for src, ops, dst in chain:
+        s, u = recorded(src), recorded(f"{dst}-u")
+        y = s
+        for op in ops:
+            y = apply_linear(graph.nodes[op], op, y)
+        y = 64 * y.reshape((len(s),) + u.shape[1:])
+        assert np.abs(u).max() > 0
+        # one reset interval (the recording ran with reset_interval 16)
+        np.testing.assert_array_equal(y[:15], u[1:16], err_msg=f"{src} -> {dst}")
+    image = np.load(gts / "image.npy").transpose(2, 1, 0).astype(np.float32)
+    act = lava.emulate(graph, np.broadcast_to(image, (16, 1) + image.shape).copy())
+    np.testing.assert_array_equal(act["layer0"][:, 0], recorded("input-s")[:16])
