@@ -51,6 +51,8 @@ def _check_chain(plan: LavaPlan) -> list[str]:
         if any(c.src == CONST for c in conns):
             raise ValueError(f"node {nid!r} ({spec.kind}): a bias into the synaptic current has no netx field "
                              "(netx biases add to the voltage)")
+        if any(c.delays is not None for c in conns):
+            raise ValueError(f"node {nid!r}: writing per-neuron delays to netx is not supported yet")
         if any(c.delayed for c in conns):
             raise ValueError(f"node {nid!r}: recurrence (a cycle through this node) cannot be expressed in netx")
         if len(conns) != 1:

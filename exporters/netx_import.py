@@ -14,9 +14,11 @@ netx specifics kept: an input layer with a neuron is driven by its bias (lava-dl
 image; its stored weight/bias transform is never applied by netx): the graph feeds the input values through a
 weight-1 identity (``layer0_drive``) into that layer's synapse, which equals netx for ``iDecay = 4096``. Timing is
 NIR's (zero-delay feed-forward): layer k of the file runs k steps later in lava-dl (one step per synapse).
-``refDelay`` is recorded in the node's metadata (netx ignores it as well). Refused by name: sigma-delta (``SDNN``)
-and resonate-and-fire neurons, graded spikes, recurrent, complex, pooling and transposed layers, axonal delays (NIR
-``Delay`` on the Lava backend is the interoperability issue's part 3), neuron-less hidden layers, ``iDecay = 0``.
+``refDelay`` is recorded in the node's metadata (netx ignores it as well). Axonal delays of a dense layer (netx
+delays the current into each output neuron; slayer wrote them as the previous layer's output delays) become a NIR
+``Delay`` between the weights and the neuron (``lava-emu`` and the torch reference run it; Lava's runtime refuses it
+by name). Refused by name: sigma-delta (``SDNN``) and resonate-and-fire neurons, graded spikes, recurrent, complex,
+pooling and transposed layers, per-input delays, neuron-less hidden layers, ``iDecay = 0``.
 """
 
 from __future__ import annotations
@@ -103,8 +105,9 @@ def _bias(grp, where: str, shape: tuple[int, ...]) -> np.ndarray:
     raise NetxFormatError(f"{where}: bias of shape {b.shape} does not fit the layer's shape {shape}")
 
 
-def read_netx(path: str | Path, dt: float = 1e-3) -> nir.NIRGraph:
-    """The NIR graph of the netx network in ``path`` (see the module docstring); ``dt`` seconds per step.
+def read_netx(path: str | Path, dt: float = 1e-3, layers: int | None = None) -> nir.NIRGraph:
+    """The NIR graph of the netx network in ``path`` (see the module docstring); ``dt`` seconds per step; ``layers``
+    keeps the first that many layers (netx's ``num_layers``, e.g. to drop a final pooling layer).
 
     Raises ``NetxFormatError`` naming the file and layer for anything it cannot represent exactly.
     """
@@ -117,6 +120,10 @@ def read_netx(path: str | Path, dt: float = 1e-3) -> nir.NIRGraph:
             keys = sorted(grp.keys(), key=int)
         except ValueError:
             raise NetxFormatError(f"{path}: layer names must be 0, 1, ...; got {sorted(grp.keys())}") from None
+        if layers is not None:
+            if layers < 1:
+                raise NetxFormatError(f"{path}: layers must be >= 1, got {layers}")
+            keys = keys[:layers]
         if not keys or _text(grp[keys[0]]["type"]) != "input":
             raise NetxFormatError(f"{path}: layer 0 must be the input layer")
         try:
@@ -156,8 +163,7 @@ def _layer(grp, where: str, key: str, last: str, shape: tuple[int, ...], dt: flo
     if "neuron" not in grp:
         raise NetxFormatError(f"{where}: a {kind} layer without a neuron (netx's non-spiking integrator) is not "
                               "supported yet")
-    if "delay" in grp and np.any(np.asarray(grp["delay"][()]) != 0):
-        raise NetxFormatError(f"{where}: axonal delays are not supported yet (NIR Delay on the Lava backend)")
+    delay = np.asarray(grp["delay"][()], dtype=np.float64).reshape(-1) if "delay" in grp else np.zeros(1)
     w = _ints(grp, "weight", where)
     out_shape = tuple(int(s) for s in np.atleast_1d(grp["shape"][()]))
     syn = f"layer{key}"
@@ -189,7 +195,17 @@ def _layer(grp, where: str, key: str, last: str, shape: tuple[int, ...], dt: flo
         nodes[syn] = nir.Linear(weight=w)
         out_shape = (w.shape[0],)
     edges.append((last, syn))
-    nid = f"{syn}_neuron"
+    if np.any(delay != 0):
+        whole = np.all(delay >= 0) and np.all(delay == np.rint(delay))
+        if kind != "dense" or delay.size not in (1, out_shape[0]) or not whole:
+            raise NetxFormatError(f"{where}: delays of shape {delay.shape} on a {kind} layer; nasflow imports whole, "
+                                  "non-negative delays per output neuron of a dense layer (or one for all)")
+        if np.any(delay > 62):
+            raise NetxFormatError(f"{where}: delays up to {delay.max():g} steps; netx clips them at 62")
+        nodes[f"{syn}_delay"] = nir.Delay(delay=np.broadcast_to(delay, out_shape) * dt)
+        edges.append((syn, f"{syn}_delay"))
+        syn = f"{syn}_delay"  # netx delays the current into each neuron by its delay
+    nid = f"layer{key}_neuron"
     nodes[nid] = _neuron(grp, where, out_shape, dt, _bias(grp, where, out_shape))
     edges.append((syn, nid))
     return nid, out_shape

@@ -185,3 +185,45 @@ def test_lava_dl_pilotnet_lif_currents_and_input_spikes_are_reproduced() -> None
     image = np.load(gts / "image.npy").transpose(2, 1, 0).astype(np.float32)
     act = lava.emulate(graph, np.broadcast_to(image, (16, 1) + image.shape).copy())
     np.testing.assert_array_equal(act["layer0"][:, 0], recorded("input-s")[:16])
+
+
+def test_lava_dl_ntidigits_with_axonal_delays_is_reproduced_spike_for_spike() -> None:
+    """``gts/ntidigits``: three LOIHI dense layers, the first two with per-neuron axonal delays (0-62 steps), 3000
+    steps of audio spikes; netx's own test loads the first five layers (the sixth is an average layer)."""
+    gts = LAVA_DL_TESTS / "gts" / "ntidigits"
+    graph = read_netx(gts / "ntidigits.net", layers=5)
+    assert sum(type(n).__name__ == "Delay" for n in graph.nodes.values()) == 2
+    spikes = np.load(gts / "input.npy")  # (64, T)
+    shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
+    x = spikes.T.reshape((spikes.shape[1], 1) + shape).astype(np.float32)
+    ours = lava.emulate(graph, x)["layer4_neuron"][:, 0]
+    gt = np.load(gts / "output.npy").T  # (T, 242)
+    assert gt.sum() > 20000
+    # three synapse layers (one step each in lava-dl) plus the recording's own step, as for tinynet
+    np.testing.assert_array_equal(ours[:-4], gt[4:])
+    with pytest.raises(lava.LavaBackendError, match="layer2_neuron.*no delay line"):
+        lava.simulate(graph, x[:4], fixed_point=True)
+    with pytest.raises(NetxFormatError, match="layer 5: average layers"):
+        read_netx(gts / "ntidigits.net")
+
+
+def test_delay_on_lava_emu_equals_the_torch_reference() -> None:
+    """A NIR Delay per neuron between weights and an IF layer (values exact in fixed point: weights -1, 0, 1 and a
+    threshold of 1.5, so no rounding and no ties), on the emulator and on nasflow's torch reference of NIR."""
+    import nir
+
+    from exporters.nir_torch import simulate as torch_simulate
+
+    rng = np.random.default_rng(3)
+    w = rng.choice([-1.0, 0.0, 1.0, 1.0], (5, 6))
+    delays = np.array([0, 1, 3, 0, 7]) * 1e-3
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([6])}), "fc": nir.Linear(weight=w),
+               "wait": nir.Delay(delay=delays), "if": nir.IF(r=np.ones(5), v_threshold=np.full(5, 1.5)),
+               "output": nir.Output(output_type={"output": np.array([5])})},
+        edges=[("input", "fc"), ("fc", "wait"), ("wait", "if"), ("if", "output")], metadata={"dt": 1e-3})
+    x = (rng.random((40, 8, 6)) < 0.5).astype(np.float32)
+    ref, emu = torch_simulate(graph, x), lava.emulate(graph, x)
+    assert ref["if"].sum() > 10
+    for node in ("wait", "if"):
+        np.testing.assert_array_equal(emu[node], ref[node], err_msg=node)

@@ -85,7 +85,7 @@ class CompiledGraph:
 
     @cached_property
     def paths(self) -> tuple[LinearPath, ...]:
-        """Every linear path into every population, Output and dangling linear node (one whose output goes
+        """Every linear path into every population, Output, Delay and dangling linear node (one whose output goes
         nowhere), by target in topological order.
 
         Paths into one target come in depth-first order over its incoming edges (edge order), so that the
@@ -96,7 +96,8 @@ class CompiledGraph:
         succs = self.topology.succs
         for target in self.topology.order:
             kind = self.kind(target)
-            if target in self.populations or kind.name == "Output" or (kind.category == "linear" and not succs[target]):
+            if (target in self.populations or kind.name in ("Output", "Delay")
+                    or (kind.category == "linear" and not succs[target])):
                 out.extend(self._paths_into(target))
         return tuple(out)
 

@@ -47,6 +47,15 @@ def node_activity(graph: nir.NIRGraph, plan: LavaPlan, x: np.ndarray, neuron_act
         if kind == "Output":
             act[nid] = np.asarray(inp, dtype=np.float32).reshape((t_len, b) + plan.shapes[nid])
             return act[nid]
+        if kind == "Delay":  # each element its own number of steps late
+            x_in = np.asarray(inp, dtype=np.float32).reshape((t_len, b) + plan.shapes[nid])
+            dt = plan.compiled.conventions.dt
+            steps = np.broadcast_to(np.rint(np.asarray(graph.nodes[nid].delay) / dt).astype(int), plan.shapes[nid])
+            t = np.arange(t_len).reshape((t_len, 1) + (1,) * len(plan.shapes[nid]))
+            src = t - steps[None, None]
+            out = np.take_along_axis(x_in, np.clip(src, 0, t_len - 1).repeat(b, axis=1), axis=0)
+            act[nid] = np.where(src >= 0, out, 0).astype(np.float32)
+            return act[nid]
         flat = np.asarray(inp).reshape((t_len * b,) + inp.shape[2:])
         act[nid] = apply_linear(graph.nodes[nid], nid, flat).reshape((t_len, b) + plan.shapes[nid]).astype(np.float32)
         return act[nid]

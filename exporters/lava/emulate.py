@@ -132,8 +132,9 @@ class _Conn:
     """One connection as the emulator runs it: an exact linear map from integer source values to accumulations."""
 
     def __init__(self, src: str, dst: str, delayed: bool, w: np.ndarray, conv: dict | None, exp: int,
-                 src_shape: tuple[int, ...]) -> None:
+                 src_shape: tuple[int, ...], delays: np.ndarray | None = None) -> None:
         self.src, self.dst, self.delayed, self.conv, self.exp, self.src_shape = src, dst, delayed, conv, exp, src_shape
+        self.delays = delays  # per target neuron, steps (NIR Delay)
         self.mode = MODE_DENSE if conv is None else MODE_CONV
         self.w = w
         # Largest |sum| per unit of input peak: the L1 norm of an output's fan-in.
@@ -192,7 +193,8 @@ def _connections(plan: LavaPlan, quant: QuantPlan, align: bool) -> list[_Conn]:
         else:
             w = np.asarray(q.weights, dtype=np.int64)
             conv = {k: c.conv[k] for k in ("stride", "padding", "dilation", "groups")}
-        conns.append(_Conn(c.src, c.dst, bool(c.delayed or not align), w, conv, int(q.weight_exp), src_shape))
+        conns.append(_Conn(c.src, c.dst, bool(c.delayed or not align), w, conv, int(q.weight_exp), src_shape,
+                           c.delays))
     return conns
 
 
@@ -210,6 +212,20 @@ def _components(plan: LavaPlan, conns: list[_Conn]) -> list[list[str]]:
     members = {k: sorted(dag.nodes[k]["members"], key=rank.__getitem__) for k in dag.nodes}
     order = nx.lexicographical_topological_sort(dag, key=lambda k: rank[members[k][0]])
     return [members[k] for k in order]
+
+
+def _delay(acc: torch.Tensor, delays: np.ndarray | None, t_len: int) -> torch.Tensor:
+    """Accumulations ``[T·B, N]`` with neuron j's shifted ``delays[j]`` steps later (zeros first): a NIR Delay in front
+    of the neuron, applied before the connection's per-element output rule (which it commutes with)."""
+    if delays is None or not np.any(delays):
+        return acc
+    a = acc.reshape(t_len, -1, acc.shape[-1])
+    out = torch.zeros_like(a)
+    for d in np.unique(delays):
+        cols = torch.from_numpy(np.flatnonzero(delays == d))
+        if d < t_len:
+            out[int(d):, :, cols] = a[:t_len - int(d), :, cols]
+    return out.reshape(acc.shape)
 
 
 class FixedPointNetwork:
@@ -237,6 +253,9 @@ class FixedPointNetwork:
                 for c in self.into[m]:
                     if c.src in comp and not c.delayed and comp.index(c.src) >= comp.index(m):
                         raise LavaBackendError(f"node {m!r}: a zero-delay connection from {c.src!r} closes a cycle")
+                    if c.delays is not None and (len(comp) > 1 or c.src == m):
+                        raise LavaBackendError(f"node {m!r}: per-neuron delays (NIR Delay) inside a recurrent group "
+                                               "are not supported yet")
 
     def activity(self, x: np.ndarray, voltages: dict[str, np.ndarray] | None = None,
                  nodes: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -287,9 +306,9 @@ class FixedPointNetwork:
     def _layer(self, m: str, vals: dict[str, torch.Tensor], volts: dict[str, np.ndarray], peak: dict[str, float],
                t_len: int, b: int) -> None:
         """A neuron layer outside any cycle: every input for all steps at once, then its time loop."""
-        inputs = [(c.acc(vals[c.src].reshape((t_len * b,) + c.src_shape), peak.get(c.src, 1.0),
-                         c.src in self.plan.neurons or (c.src == self.plan.input_id and self._binary_input)),
-                   c.exp, c.mode, int(c.delayed)) for c in self.into[m]]
+        inputs = [(_delay(c.acc(vals[c.src].reshape((t_len * b,) + c.src_shape), peak.get(c.src, 1.0),
+                                c.src in self.plan.neurons or (c.src == self.plan.input_id and self._binary_input)),
+                          c.delays, t_len), c.exp, c.mode, int(c.delayed)) for c in self.into[m]]
         s, vrec = lif_fixed_run(inputs, *self._state(m, b), *self.params[m], t_len)
         vals[m], volts[m] = torch.from_numpy(s), vrec
 

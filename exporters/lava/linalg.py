@@ -88,7 +88,7 @@ def eval_into(graph: nir.NIRGraph, preds: dict[str, list[str]], shapes: dict, ta
             return memo[node]
         if node in feeds:
             return feeds[node]
-        if kinds[node] == "Input" or kinds[node] in NEURON_TYPES:
+        if kinds[node] in ("Input", "Delay") or kinds[node] in NEURON_TYPES:  # sources: their own connections
             return np.zeros((n,) + shapes[node])
         memo[node] = apply_linear(graph.nodes[node], node, into(node), bias)
         return memo[node]
@@ -170,7 +170,7 @@ def split_matrices(graph: nir.NIRGraph, preds: dict, shapes: dict, src: str, dst
         # The node's output counting only the paths from src that crossed exactly nb back edges.
         if node == src:
             return basis if nb == 0 else np.zeros_like(basis)
-        if kinds[node] == "Input" or kinds[node] in NEURON_TYPES:
+        if kinds[node] in ("Input", "Delay") or kinds[node] in NEURON_TYPES:
             return np.zeros((n_src,) + shapes[node])
         if (node, nb) not in memo:
             memo[(node, nb)] = apply_linear(graph.nodes[node], node, into(node, nb), bias=False)

@@ -54,6 +54,7 @@ class LavaConnection:
     delayed: bool
     dense: np.ndarray | None = None
     conv: dict | None = None
+    delays: np.ndarray | None = None  # per target neuron, whole steps (a NIR Delay in front of the neuron)
 
     @property
     def weights(self) -> np.ndarray:
@@ -197,7 +198,7 @@ def build_plan(graph: nir.NIRGraph | CompiledGraph, dt: float | None = None) -> 
                 f"node {nid!r} is an analog ReLU layer (a hybrid network's non-spiking neuron): nasflow's Lava "
                 "backend builds LIF processes that emit binary spikes and has no graded-spike ReLU process, so it "
                 "refuses the layer rather than run it as spiking; simulate hybrids with --backend torch")
-        if k.category not in ("neuron", "linear") and k.name not in ("Input", "Output"):
+        if k.category not in ("neuron", "linear") and k.name not in ("Input", "Output", "Delay"):
             raise LavaBackendError(f"node {nid!r}: {k.name} cannot be represented on Lava by this backend")
     try:
         feeds = {nid: compiled.paths_into(nid) for nid in compiled.populations}
@@ -239,6 +240,9 @@ def _plan_inputs(graph: nir.NIRGraph, plan: LavaPlan, preds: dict, paths: list[L
             spec.bias_v = spec.bias_v + spec.gain * direct
     by_src: dict[str, list[tuple[list[str], int]]] = {}
     for p in paths:
+        if plan.compiled.kind(p.source).name == "Delay":
+            _plan_delayed(graph, plan, preds, p, spec)
+            continue
         by_src.setdefault(p.source, []).append((list(p.nodes), p.n_back))
     for src, plist in by_src.items():
         nbs = {nb for _, nb in plist}
@@ -263,6 +267,36 @@ def _plan_inputs(graph: nir.NIRGraph, plan: LavaPlan, preds: dict, paths: list[L
                 continue
         m = dense_matrix(graph, preds, shapes, src, nid) * spec.gain[:, None]
         plan.conns.append(LavaConnection(src, nid, sorted({p for pl, _ in plist for p in pl}), delayed, dense=m))
+
+
+def _plan_delayed(graph: nir.NIRGraph, plan: LavaPlan, preds: dict, path: LinearPath, spec: LavaNeuron) -> None:
+    """Connections through a NIR ``Delay`` straight in front of neuron ``spec``: each linear path into the Delay
+    becomes one connection whose sums reach each target neuron ``delay / dt`` steps late (per neuron)."""
+    nid, d, shapes = spec.node_id, path.source, plan.shapes
+    if path.nodes or path.n_back or shapes[d] != spec.shape:
+        raise LavaBackendError(f"node {d!r}: a Delay must feed neuron {nid!r} directly (no linear node or back edge "
+                               "between them) for the Lava backends")
+    dt = plan.compiled.conventions.dt
+    if dt is None:
+        raise LavaBackendError(f"node {d!r}: a Delay needs the time step: set graph.metadata['dt'] or pass dt=")
+    steps = np.asarray(graph.nodes[d].delay, dtype=np.float64) / dt
+    if np.any(np.abs(steps - np.rint(steps)) > 1e-6) or np.any(steps < 0):
+        raise LavaBackendError(f"node {d!r}: delays must be whole, non-negative numbers of steps of dt={dt:g}")
+    delays = np.broadcast_to(np.rint(steps).astype(np.int64), spec.shape).reshape(-1).copy()
+    if np.any(eval_into(graph, preds, shapes, d, {}, 1, bias=True) != 0):
+        raise LavaBackendError(f"node {d!r}: a bias in front of a Delay is not supported; move it behind the Delay")
+    for q in plan.compiled.paths_into(d):
+        if q.n_back or plan.compiled.kind(q.source).name == "Delay":
+            raise LavaBackendError(f"node {d!r}: the path from {q.source!r} crosses a back edge or another Delay")
+        conv = conv_like(graph, list(q.nodes), shapes, q.source)
+        g = None if conv is None else spec.gain.reshape(conv["weight"].shape[0], -1)
+        if conv is not None and np.allclose(g, g[:, :1]):
+            conv["weight"] = conv["weight"] * g[:, 0][:, None, None, None]
+            conv["in_shape"] = shapes[q.source]
+            plan.conns.append(LavaConnection(q.source, nid, list(q.nodes) + [d], False, conv=conv, delays=delays))
+            continue
+        m = dense_matrix(graph, preds, shapes, q.source, d) * spec.gain[:, None]
+        plan.conns.append(LavaConnection(q.source, nid, list(q.nodes) + [d], False, dense=m, delays=delays))
 
 
 def analog_refusal(graph: nir.NIRGraph | CompiledGraph) -> str | None:

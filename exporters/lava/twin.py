@@ -79,6 +79,9 @@ class FixedPointTwin(nn.Module):
         self.order = [m for comp in net.components for m in comp]
         self.weights = nn.ParameterList()
         for c, qc in zip(plan.conns, quant.conns):
+            if c.delays is not None:
+                raise LavaBackendError(f"node {c.dst!r}: quantisation-aware fine-tuning does not support per-neuron "
+                                       "delays (a NIR Delay) yet")
             # The twin rounds as the quantiser does; that must also be what Lava's Dense weight rule keeps.
             if c.dense is not None and not np.array_equal(lava_dense_weights(qc.weights), qc.weights):
                 raise LavaBackendError(f"node {c.dst!r}: Lava would change the quantised weights from {c.src!r}")
