@@ -19,6 +19,7 @@ def add_import_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("model", help="a netx .net file")
     p.add_argument("--output", required=True, help="the .nir file to write")
     p.add_argument("--dt", type=float, default=1e-3, help="seconds per Loihi time step stored in the graph (1e-3)")
+    p.add_argument("--layers", type=int, help="keep only the first N layers (netx's num_layers)")
     p.set_defaults(handler=cmd_import)
     return p
 
@@ -28,7 +29,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from exporters.netx_import import read_netx
     from exporters.nir_io import write_nir
 
-    graph = read_netx(args.model, dt=args.dt)
+    graph = read_netx(args.model, dt=args.dt, layers=args.layers)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_nir(out, graph)
