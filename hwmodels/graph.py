@@ -21,7 +21,7 @@ import numpy as np
 
 from exporters.core.compile import CompiledGraph, compile_graph
 from exporters.core.errors import NIRFormatError
-from exporters.core.kinds import NEURON_TYPES, SPIKING_TYPES, STATELESS_TYPES, WEIGHT_TYPES, node_type
+from exporters.core.kinds import SPIKING_TYPES, STATELESS_TYPES, WEIGHT_TYPES, node_type
 from exporters.core.shapes import conv_pads, ints
 from exporters.core.traversal import flatten_graph
 
@@ -285,15 +285,18 @@ def _bare_connections(order, layers, preds, raw) -> list[Connection]:
 
 
 def without_wires(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, frozenset[str]]:
-    """``graph`` without its identity ``Scale`` nodes (every scale 1), and their ids.
+    """``graph`` without its identity ``Scale`` nodes (every scale 1) and ``Delay`` nodes, and their ids.
 
     On a chip an identity node is a wire: every edge into it is re-routed to each of its consumers, so fan-in
     sums (SNASNet's cell nodes, the identity nodes left by flattening nested graphs) land at the neurons,
-    where hwmodels maps them. The result is for cost models only: with a sum node gone a backward edge may end
+    where hwmodels maps them. A ``Delay`` changes when a sum arrives, not how many synaptic operations or
+    messages there are (Loihi delays synaptic input in each core's dendritic accumulators), so it is a wire for
+    the cost models too. The result is for cost models only: with a sum node gone a backward edge may end
     in several neurons, and the one-step delays of NIR's back edges are no longer marked (hwmodels ignores
     delays).
     """
-    wires = [k for k, n in graph.nodes.items() if node_type(n) == "Scale" and np.all(np.asarray(n.scale) == 1.0)]
+    wires = [k for k, n in graph.nodes.items()
+             if node_type(n) == "Delay" or (node_type(n) == "Scale" and np.all(np.asarray(n.scale) == 1.0))]
     if not wires:
         return graph, frozenset()
     edges = [tuple(e) for e in graph.edges]
@@ -324,13 +327,6 @@ def build_layer_table(graph: nir.NIRGraph | CompiledGraph) -> LayerTable:
         raise GraphError(str(err)) from None
     graph = compiled.graph
     nodes = graph.nodes
-    for nid, node in nodes.items():
-        if compiled.kind(nid).name in ("Delay",):
-            raise GraphError(
-                f"node {nid!r} is a {node_type(node)}; hwmodels maps "
-                f"{', '.join(WEIGHT_TYPES + NEURON_TYPES + STATELESS_TYPES)} plus Input/Output "
-                "(fold other nodes into these before mapping)"
-            )
     topo = compiled.topology
     preds = {k: [s for s, _ in topo.sources[k]] for k in nodes}
     succs = {k: list(v) for k, v in topo.succs.items()}

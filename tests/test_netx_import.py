@@ -227,3 +227,32 @@ def test_delay_on_lava_emu_equals_the_torch_reference() -> None:
     assert ref["if"].sum() > 10
     for node in ("wait", "if"):
         np.testing.assert_array_equal(emu[node], ref[node], err_msg=node)
+
+
+def test_hardware_models_cost_delayed_networks_as_their_delay_free_twin(tmp_path: Path) -> None:
+    """A Delay changes when a sum arrives, not how many synaptic operations or messages there are: the imported
+    ntidigits network maps and prices exactly as the same graph without its Delay nodes, with the activity lava-emu
+    measured."""
+    import nir
+
+    from hwmodels import hw_report
+
+    gts = LAVA_DL_TESTS / "gts" / "ntidigits"
+    graph = read_netx(gts / "ntidigits.net", layers=5)
+    rewire = {"layer2_delay": "layer2_neuron", "layer3_delay": "layer3_neuron"}
+    nodes = {k: v for k, v in graph.nodes.items() if k not in rewire}
+    edges = [(a, rewire.get(b, b)) for a, b in graph.edges if a not in rewire]
+    plain = nir.NIRGraph(nodes=nodes, edges=edges, metadata=graph.metadata)
+    spikes = np.load(gts / "input.npy")[:, :200]
+    shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
+    act = lava.emulate(graph, spikes.T.reshape((200, 1) + shape).astype(np.float32))
+    activity = {k: {"spikes_per_sample": float(v.sum())} for k, v in act.items() if k.endswith("_neuron")}
+    delayed, flat = (hw_report(g, "loihi", activity, 200) for g in (graph, plain))
+    assert delayed.cores_used == flat.cores_used >= 3
+    assert delayed.energy_per_sample_j == pytest.approx(flat.energy_per_sample_j, rel=1e-12)
+    assert delayed.energy_per_sample_j > 0
+
+    from nasflow.cli import main
+
+    assert main(["import", str(gts / "ntidigits.net"), "--layers", "5", "--output", str(tmp_path / "n.nir")]) == 0
+    assert main(["hw", str(tmp_path / "n.nir"), "--chip", "loihi", "--out", str(tmp_path / "hw")]) == 0
