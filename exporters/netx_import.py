@@ -16,8 +16,8 @@ weight-1 identity (``layer0_drive``) into that layer's synapse, which equals net
 NIR's (zero-delay feed-forward): layer k of the file runs k steps later in lava-dl (one step per synapse).
 ``refDelay`` is recorded in the node's metadata (netx ignores it as well). Axonal delays of a dense layer (netx
 delays the current into each output neuron; slayer wrote them as the previous layer's output delays) become a NIR
-``Delay`` between the weights and the neuron (``lava-emu`` and the torch reference run it; Lava's runtime refuses it
-by name). Refused by name: sigma-delta (``SDNN``) and resonate-and-fire neurons, graded spikes, recurrent, complex,
+``Delay`` between the weights and the neuron (the torch reference, Lava float and fixed point and ``lava-emu`` run
+it). Refused by name: sigma-delta (``SDNN``) and resonate-and-fire neurons, graded spikes, recurrent, complex,
 pooling and transposed layers, per-input delays, neuron-less hidden layers, ``iDecay = 0``.
 """
 

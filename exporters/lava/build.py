@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.lava.errors import LavaBackendError
 from exporters.lava.layout import lava_perm, lava_shape, to_lava_layout
 from exporters.lava.plan import CONST, LavaPlan
 from exporters.lava.quantize import QuantPlan
@@ -31,10 +30,6 @@ def _graded(x: np.ndarray) -> bool:
 def build_network(plan: LavaPlan, xs: np.ndarray, period: int, fixed_point: bool, align: bool, rec_dir: Path,
                   quant: QuantPlan | None, want_v: bool) -> tuple[object, dict[str, tuple[Path | None, Path | None]]]:
     """Create the Lava processes of ``plan``; returns an entry process and the recording files."""
-    delayed = [c for c in plan.conns if c.delays is not None]
-    if delayed:
-        raise LavaBackendError(f"node {delayed[0].dst!r}: per-neuron delays (NIR Delay) run on lava-emu and the torch "
-                               "reference; nasflow's Lava process models have no delay line yet")
     ensure_lava_importable()
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
@@ -100,6 +95,8 @@ def build_network(plan: LavaPlan, xs: np.ndarray, period: int, fixed_point: bool
             procs[c.src].s_out.connect(conn.s_in)
             out = conn.a_out
         conn.proc_params["nasflow_zero_delay"] = bool(align and not c.delayed)
+        if c.delays is not None:  # per target neuron in NIR order → the connection's output (Lava) order
+            conn.proc_params["nasflow_delays"] = c.delays[lava_perm(plan.shapes[c.dst])]
         conn.proc_params["nasflow_period"] = period
         out.connect(procs[c.dst].a_in)
     return procs[plan.input_id], files

@@ -7,6 +7,8 @@ options read from ``proc_params`` (keys prefixed ``nasflow_``):
 - ``nasflow_zero_delay`` (Dense, Conv): deliver the accumulation within the same step instead of
   Lava's one-step buffer. Used on the feed-forward part of a graph so that Lava runs on NIR's time axis;
   connections that close a cycle keep Lava's one-step buffer, which is exactly NIR's back-edge delay.
+- ``nasflow_delays`` (Dense, Conv): per output element, whole steps by which its sum arrives late (a NIR
+  ``Delay`` in front of the neuron), on top of the timing above.
 - ``nasflow_period``: samples run back to back in one runtime; every ``period`` steps the neurons reset
   ``u`` and ``v`` and the delaying connections drop their buffer, so no state crosses a sample boundary
   and no gap steps are needed.
@@ -92,6 +94,9 @@ class _ConnMixin(_Options):
 
     def run_spk(self) -> None:
         self._opts()
+        if self.proc_params.get("nasflow_delays") is not None:
+            self._run_delayed()
+            return
         if self._zero_delay:
             self.a_out.send(self._accumulate(self._recv()))
             return
@@ -99,6 +104,23 @@ class _ConnMixin(_Options):
             self._buf = np.zeros(self.a_out.shape, dtype=self._dtype)
         self.a_out.send(self._buf)
         self._buf = self._accumulate(self._recv())
+
+
+    def _run_delayed(self) -> None:
+        """Per output element a delay line (a NIR Delay in front of the neuron): the sum of step t reaches element j
+        at step t + delay_j (+ 1 with Lava's buffered timing), from a ring buffer cleared at every sample start."""
+        if self._sample_start() or getattr(self, "_ring", None) is None:
+            lag = np.asarray(self.proc_params["nasflow_delays"], dtype=np.int64).reshape(-1)
+            self._lag = lag + (0 if self._zero_delay else 1)
+            self._ring = np.zeros((int(self._lag.max()) + 1, lag.size), dtype=self._dtype)
+            self._pos = 0
+        depth = len(self._ring)
+        acc = np.asarray(self._accumulate(self._recv())).reshape(-1)
+        self._ring[(self._pos + self._lag) % depth, np.arange(acc.size)] = acc
+        out = self._ring[self._pos].copy()
+        self._ring[self._pos] = 0
+        self._pos = (self._pos + 1) % depth
+        self.a_out.send(out.reshape(self.a_out.shape))
 
 
 @implements(proc=Dense, protocol=LoihiProtocol)
