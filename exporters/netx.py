@@ -16,6 +16,7 @@ neurons and non-spiking readouts are refused with ``ValueError`` naming the node
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -79,6 +80,24 @@ def _write_neuron(grp: h5py.Group, q: object) -> None:
     neuron.create_dataset("gradedSpike", data=False)
 
 
+NETX_BIAS_MAX = 2**15 - 1  # netx hands the bias to Lava's LIF as bias_mant (int16) with bias_exp 6
+
+
+def _netx_biases(quant: QuantPlan) -> QuantPlan:
+    """``quant`` with every bias as netx stores it: a mantissa shifted by 6 (``bias << 6``), so that the plan returned
+    by :func:`export_netx` holds exactly the file's integers (a finer exponent would be rounded away in the file)."""
+    neurons = {}
+    for nid, q in quant.neurons.items():
+        value = np.asarray(q.bias_mant, dtype=np.int64) << q.bias_exp if q.bias_exp >= 0 else \
+            np.asarray(q.bias_mant, dtype=np.int64) >> -q.bias_exp
+        mant = np.rint(value / 64.0).astype(np.int64)
+        if np.any(np.abs(mant) > NETX_BIAS_MAX):
+            raise ValueError(f"node {nid!r}: bias up to {np.abs(value).max() / 64:g} (in 64ths of Lava's v) exceeds "
+                             f"the {NETX_BIAS_MAX} that lava-dl's int16 bias_mant holds")
+        neurons[nid] = dataclasses.replace(q, bias_mant=mant.astype(np.int32), bias_exp=6)
+    return dataclasses.replace(quant, neurons=neurons)
+
+
 def export_netx(graph: nir.NIRGraph, path: str | Path, dt: float | None = None,
                 input_scale: float | None = None) -> QuantPlan:
     """Write ``graph`` as a netx ``.net`` file; returns the fixed-point plan (per-layer scales).
@@ -95,7 +114,8 @@ def export_netx(graph: nir.NIRGraph, path: str | Path, dt: float | None = None,
     if input_scale is None and str(meta.get("input_encoding", "")) == "direct":
         input_scale = 255.0
     chain = _check_chain(plan)
-    quant = quantize_plan(plan, input_scale=1.0 if input_scale is None else input_scale, max_weight_exp=0)
+    quant = _netx_biases(quantize_plan(plan, input_scale=1.0 if input_scale is None else input_scale,
+                                       max_weight_exp=0))
     conn_of = {c.dst: (i, c) for i, c in enumerate(plan.conns)}
     path = Path(path)
     with h5py.File(path, "w") as f:

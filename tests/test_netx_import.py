@@ -261,3 +261,25 @@ def test_hardware_models_cost_delayed_networks_as_their_delay_free_twin(tmp_path
 
     assert main(["import", str(gts / "ntidigits.net"), "--layers", "5", "--output", str(tmp_path / "n.nir")]) == 0
     assert main(["hw", str(tmp_path / "n.nir"), "--chip", "loihi", "--out", str(tmp_path / "hw")]) == 0
+
+
+def test_a_trained_model_round_trips_through_net_with_its_fixed_point_spikes(tmp_path: Path) -> None:
+    """The main job's ``all-SCB_k3`` baseline (BN folded into biases, pooling, dense read-out) → ``.net`` → NIR:
+    every layer's spikes equal those of the original graph run with the integers ``export_netx`` wrote (biases
+    included: the export keeps them as netx's ``bias << 6``)."""
+    from exporters.netx import export_netx
+    from nasflow.cli.export import export_graph
+    from nasflow.data.batches import test_inputs
+
+    graph = export_graph(Path(__file__).parent / "golden" / "models" / "baseline.pt")
+    x, _ = test_inputs("digits", None, 0, 8, 24)
+    quant = export_netx(graph, tmp_path / "w.net")
+    original = lava.emulate(graph, x, quant=quant)
+    imported = lava.emulate(read_netx(tmp_path / "w.net"), x * quant.input_scale)
+    with h5py.File(tmp_path / "w.net", "r") as f:
+        by_node = {str(f["layer"][k].attrs["nasflow_node"]): f"layer{k}_neuron" for k in f["layer"]
+                   if "nasflow_node" in f["layer"][k].attrs}
+    assert len(by_node) >= 5
+    for ours, theirs in by_node.items():
+        assert original[ours].sum() > 0
+        np.testing.assert_array_equal(imported[theirs], original[ours], err_msg=ours)

@@ -208,8 +208,8 @@ def _loihi_integers(plan: LavaPlan, in_scale: float) -> QuantPlan:
         if not 1 <= vth <= VTH_MAX:
             raise LavaBackendError(f"node {nid!r}: threshold {vth} is outside Loihi's 1..{VTH_MAX}")
         bias = _integers(spec.bias_v, f"node {nid!r} bias")
-        if np.all(np.abs(bias) <= BIAS_MANT_MAX):
-            mant, bexp = bias.astype(np.int32), 6  # as lava-dl's netx: bias_mant << 6
+        if np.all(np.abs(bias) <= 2**15 - 1):
+            mant, bexp = bias.astype(np.int32), 6  # as lava-dl's netx: an int16 bias_mant << 6
         else:
             mant, bexp = _bias(64.0 * bias)
             if np.any(mant.astype(np.int64) << bexp != (64 * bias).astype(np.int64)):
