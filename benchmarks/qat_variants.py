@@ -42,8 +42,8 @@ def main() -> None:
     for seed in args.seeds:
         run = out / f"seed{seed}"
         if not (run / "model.pt").exists():
-            subprocess.run([sys.executable, "-m", "nasflow.cli", "train", "--arch", args.arch, "--epochs", "20", "--seed",
-                            str(seed), "--out", str(run), "--no-progress"], check=True, cwd=ROOT)
+            subprocess.run([sys.executable, "-m", "nasflow.cli", "train", "--arch", args.arch, "--epochs", "20",
+                            "--seed", str(seed), "--out", str(run), "--no-progress"], check=True, cwd=ROOT)
         result = json.loads((run / "result.json").read_text())
         model, _ = load_model(run / "model.pt")
         graph = to_nir(model.eval(), dt=1e-3)
