@@ -105,7 +105,6 @@ class _ConnMixin(_Options):
         self.a_out.send(self._buf)
         self._buf = self._accumulate(self._recv())
 
-
     def _run_delayed(self) -> None:
         """Per output element a delay line (a NIR Delay in front of the neuron): the sum of step t reaches element j
         at step t + delay_j (+ 1 with Lava's buffered timing), from a ring buffer cleared at every sample start."""
