@@ -52,8 +52,8 @@ def _check_chain(plan: LavaPlan) -> list[str]:
         if any(c.src == CONST for c in conns):
             raise ValueError(f"node {nid!r} ({spec.kind}): a bias into the synaptic current has no netx field "
                              "(netx biases add to the voltage)")
-        if any(c.delays is not None for c in conns):
-            raise ValueError(f"node {nid!r}: writing per-neuron delays to netx is not supported yet")
+        if any(c.delays is not None and c.dense is None for c in conns):
+            raise ValueError(f"node {nid!r}: netx has axonal delays on dense layers only, not on convolutions")
         if any(c.delayed for c in conns):
             raise ValueError(f"node {nid!r}: recurrence (a cycle through this node) cannot be expressed in netx")
         if len(conns) != 1:
@@ -139,7 +139,11 @@ def export_netx(graph: nir.NIRGraph, path: str | Path, dt: float | None = None,
             grp.create_dataset("shape", data=np.asarray(shape))
             if c.dense is not None:
                 grp.create_dataset("type", data=np.bytes_("dense"))
-                grp.create_dataset("weight", data=qc.weights.astype(np.int32))
+                # netx takes the integers as they are; a negative exponent only carries odd mixed-sign weights
+                w = qc.weights.astype(np.int64)
+                grp.create_dataset("weight", data=(w >> -qc.weight_exp if qc.weight_exp < 0 else w).astype(np.int32))
+                if c.delays is not None:  # per output neuron: netx delays the current into each neuron
+                    grp.create_dataset("delay", data=c.delays.astype(np.float32))
                 bias = q.bias_mant.astype(np.int64) << q.bias_exp  # in 64ths: netx shifts its bias by 6
                 grp.create_dataset("bias", data=np.rint(bias / 64.0).astype(np.int32))
             else:
@@ -240,7 +244,10 @@ def simulate_netx(path: str | Path, x: np.ndarray, timeout_s: float = 120.0) -> 
             block.neuron.proc_params["nasflow_record"] = (str(rec), None, steps)
             files.append(rec)
         source = RingBuffer(data=data)
-        source.s_out.connect(net.inp)
+        out = source.s_out
+        if out.shape != net.inp.shape and int(np.prod(out.shape)) == int(np.prod(net.inp.shape)):
+            out = out.reshape(net.inp.shape)  # netx flattens an input that feeds a flatten/dense layer
+        out.connect(net.inp)
         run_network(source, steps, fixed_point=True, timeout_s=timeout_s)
         act = {}
         for k, ((nid, shape), rec) in enumerate(zip(layers, files), start=1):
