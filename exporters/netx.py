@@ -219,6 +219,12 @@ def simulate_netx(path: str | Path, x: np.ndarray, timeout_s: float = 120.0) -> 
 
     path = Path(path)
     in_shape, layers, scale, graded = _layers(path)
+    with open_netx(path) as f:
+        if "neuron" in f["layer"][sorted(f["layer"].keys(), key=int)[0]]:
+            raise NetxFormatError(
+                f"{path}: layer 0 is a neuron layer, which lava-dl drives through its bias (net.inp feeds nothing), "
+                "so inputs cannot be streamed into it; run the imported graph instead (nasflow simulate "
+                f"{path.name} --backend lava-emu or lava-fixed)")
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2 + len(in_shape) or tuple(x.shape[2:]) != in_shape:
         raise ValueError(f"{path}: input must be [T, B, {', '.join(map(str, in_shape))}], got {x.shape}")

@@ -308,3 +308,10 @@ def test_ntidigits_written_back_by_nasflow_runs_identically_on_lava_dl(tmp_path:
     assert theirs["layer4_neuron"].sum() > 100
     for node in ("layer2_neuron", "layer3_neuron", "layer4_neuron"):
         np.testing.assert_array_equal(theirs[node], ours[node], err_msg=node)
+
+
+def test_lava_dl_netx_backend_refuses_an_input_neuron_layer_it_cannot_stream_into() -> None:
+    from exporters.netx import simulate_netx
+
+    with pytest.raises(NetxFormatError, match="layer 0 is a neuron layer.*lava-emu"):
+        simulate_netx(TINY, _tiny_input(4))
