@@ -16,12 +16,19 @@ import numpy as np
 
 from exporters.core.kinds import FIRING_TYPES, kind_of, node_type
 
-__all__ = ["accuracy_from_output", "compare_activity", "is_membrane_readout", "neuron_nodes"]
+__all__ = ["accuracy_from_output", "compare_activity", "is_membrane_readout", "neuron_nodes", "readout_node"]
 
 
 def neuron_nodes(graph: nir.NIRGraph) -> list[str]:
     """Ids of the graph's spiking neuron nodes (IF, LIF, CubaLIF), in ``graph.nodes`` order."""
     return [k for k, n in graph.nodes.items() if node_type(n) in FIRING_TYPES]
+
+
+def readout_node(graph: nir.NIRGraph) -> str:
+    """The node feeding the graph's (first) Output: where class scores are read (``accuracy_from_output``)."""
+    from exporters.core.traversal import output_ids, predecessors
+
+    return predecessors(graph, output_ids(graph)[0])[0]
 
 
 def is_membrane_readout(graph: nir.NIRGraph, node: str) -> bool:

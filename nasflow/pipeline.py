@@ -297,16 +297,15 @@ def _export(cfg: PipelineConfig, models: ByRole[TrainedModel], out_dir: Path) ->
     return ByRole(**out)
 
 
-def _output_node(graph) -> str:
-    from exporters.core.traversal import output_ids, predecessors
-
-    out = output_ids(graph)[0]
-    return predecessors(graph, out)[0]
-
-
 def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Path, log) -> ByRole[SimulatedModel]:
     from exporters import lava
-    from exporters.equivalence import accuracy_from_output, compare_activity, is_membrane_readout, neuron_nodes
+    from exporters.equivalence import (
+        accuracy_from_output,
+        compare_activity,
+        is_membrane_readout,
+        neuron_nodes,
+        readout_node,
+    )
     from exporters.nir_io import read_nir
     from exporters.nir_torch import simulate as torch_simulate
 
@@ -314,7 +313,7 @@ def _simulate(cfg: PipelineConfig, exported: ByRole[ExportedModel], out_dir: Pat
     results: dict[str, SimulatedModel] = {}
     for role, entry in exported.items():
         graph = read_nir(entry.nir)
-        head = _output_node(graph)
+        head = readout_node(graph)
         last, analog = is_membrane_readout(graph, head), [head] if is_membrane_readout(graph, head) else []
         ref = torch_simulate(graph, x, dt=cfg.dt)
         np.savez_compressed(out_dir / f"{role}_activity.npz", **ref)

@@ -167,38 +167,27 @@ def test_old_simulate_json_falls_back_and_missing_nodes_are_named(tmp_path, caps
     _one_error(rc, err, "lacks.json", "lack node 'l1'")
 
 
-def test_simulate_still_writes_results_when_hw_cannot_count_the_graph(tmp_path):
-    g = nir.NIRGraph.from_list(
-        nir.Input(input_type={"input": np.array([3])}),
-        nir.Scale(np.full(3, 2.0)),  # a neuron fed without a weight node: hwmodels cannot map it
-        _lif(3),
-        nir.Output(output_type={"output": np.array([3])}),
-    )
+def _simulated_chain(tmp_path, *middle: nir.NIRNode) -> dict:
+    """``simulate.json`` of Input(3) → ``middle`` → LIF(3) → Output on three steps of all-ones input (torch)."""
+    g = nir.NIRGraph.from_list(nir.Input(input_type={"input": np.array([3])}), *middle, _lif(3),
+                               nir.Output(output_type={"output": np.array([3])}))
     g.metadata = {"dt": 1e-3}
     nir.write(tmp_path / "d.nir", g)
     np.save(tmp_path / "x.npy", np.ones((3, 1, 3), np.float32))
     assert main(["simulate", str(tmp_path / "d.nir"), "--input", str(tmp_path / "x.npy"),
                  "--out", str(tmp_path / "s")]) == 0
-    res = json.loads((tmp_path / "s" / "simulate.json").read_text())
+    return json.loads((tmp_path / "s" / "simulate.json").read_text())
+
+
+def test_simulate_still_writes_results_when_hw_cannot_count_the_graph(tmp_path):
+    res = _simulated_chain(tmp_path, nir.Scale(np.full(3, 2.0)))  # a neuron fed without a weight node
     assert res["synops_per_sample"] is None and "'lif'" in res["synops_note"]
     assert res["nodes"]["input"]["spikes_per_sample"] == 9.0  # 3 steps × 3 input spikes
 
 
 def test_simulate_counts_synops_through_a_delay(tmp_path):
     """A Delay changes when a sum arrives, not how many synaptic operations there are (hwmodels maps it as a wire)."""
-    g = nir.NIRGraph.from_list(
-        nir.Input(input_type={"input": np.array([3])}),
-        nir.Linear(np.eye(3)),
-        nir.Delay(np.full(3, 1e-3)),
-        _lif(3),
-        nir.Output(output_type={"output": np.array([3])}),
-    )
-    g.metadata = {"dt": 1e-3}
-    nir.write(tmp_path / "d.nir", g)
-    np.save(tmp_path / "x.npy", np.ones((3, 1, 3), np.float32))
-    assert main(["simulate", str(tmp_path / "d.nir"), "--input", str(tmp_path / "x.npy"),
-                 "--out", str(tmp_path / "s")]) == 0
-    res = json.loads((tmp_path / "s" / "simulate.json").read_text())
+    res = _simulated_chain(tmp_path, nir.Linear(np.eye(3)), nir.Delay(np.full(3, 1e-3)))
     assert res["synops_per_sample"] == 9.0  # 3 steps × 3 input spikes × one weight each
 
 

@@ -37,8 +37,7 @@ def _val_inputs(steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_journaled_fixed_costs_equal_an_independent_emulation(fixed_search: Path) -> None:
     from exporters import lava
-    from exporters.core.traversal import output_ids, predecessors
-    from exporters.equivalence import accuracy_from_output, neuron_nodes
+    from exporters.equivalence import accuracy_from_output, neuron_nodes, readout_node
     from exporters.nir_export import to_nir
     from nasflow.train.checkpoint import load_checkpoint
     from nasflow.train.supernet import AutoSNNSupernet
@@ -62,7 +61,7 @@ def test_journaled_fixed_costs_equal_an_independent_emulation(fixed_search: Path
     graph = to_nir(net.extract(tuple(row["arch"].split(","))).eval(), dt=1e-3)
     x, y = _val_inputs(SMALL["steps"])
     act = lava.emulate(graph, x, input_scale=lava.input_scale_of(x[0]))
-    head = predecessors(graph, output_ids(graph)[0])[0]
+    head = readout_node(graph)
     assert accuracy_from_output(act, y, head) == pytest.approx(row["costs"]["fixed_accuracy"], abs=1e-12)
     spikes = sum(float(act[k].sum()) for k in neuron_nodes(graph)) / len(y)
     assert spikes == pytest.approx(row["costs"]["fixed_spikes"], rel=1e-12)

@@ -15,7 +15,7 @@ from exporters.lava.layout import from_lava_layout, lava_shape
 from exporters.lava.linalg import apply_linear
 from exporters.lava.plan import LavaPlan
 
-__all__ = ["node_activity", "read_recording"]
+__all__ = ["delayed", "node_activity", "read_recording"]
 
 
 def node_activity(graph: nir.NIRGraph, plan: LavaPlan, x: np.ndarray, neuron_act: dict[str, np.ndarray],
@@ -47,14 +47,10 @@ def node_activity(graph: nir.NIRGraph, plan: LavaPlan, x: np.ndarray, neuron_act
         if kind == "Output":
             act[nid] = np.asarray(inp, dtype=np.float32).reshape((t_len, b) + plan.shapes[nid])
             return act[nid]
-        if kind == "Delay":  # each element its own number of steps late
+        if kind == "Delay":
             x_in = np.asarray(inp, dtype=np.float32).reshape((t_len, b) + plan.shapes[nid])
-            dt = plan.compiled.conventions.dt
-            steps = np.broadcast_to(np.rint(np.asarray(graph.nodes[nid].delay) / dt).astype(int), plan.shapes[nid])
-            t = np.arange(t_len).reshape((t_len, 1) + (1,) * len(plan.shapes[nid]))
-            src = t - steps[None, None]
-            out = np.take_along_axis(x_in, np.clip(src, 0, t_len - 1).repeat(b, axis=1), axis=0)
-            act[nid] = np.where(src >= 0, out, 0).astype(np.float32)
+            steps = np.rint(np.asarray(graph.nodes[nid].delay) / plan.compiled.conventions.dt).astype(int)
+            act[nid] = delayed(x_in, steps)
             return act[nid]
         flat = np.asarray(inp).reshape((t_len * b,) + inp.shape[2:])
         act[nid] = apply_linear(graph.nodes[nid], nid, flat).reshape((t_len, b) + plan.shapes[nid]).astype(np.float32)
@@ -65,6 +61,16 @@ def node_activity(graph: nir.NIRGraph, plan: LavaPlan, x: np.ndarray, neuron_act
             raise ValueError(f"node {nid!r} is not in the graph (nodes: {', '.join(graph.nodes)})")
         get(nid)
     return act
+
+
+def delayed(x: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """``x`` ``[T, B, *shape]`` with each element ``steps`` (broadcast to ``shape``) steps late, zeros before: a NIR
+    ``Delay``, as the emulator applies it to a connection's sums and as its activity is rebuilt."""
+    t_len, b = x.shape[:2]
+    steps = np.broadcast_to(np.asarray(steps, dtype=np.int64), x.shape[2:])
+    src = np.arange(t_len).reshape((t_len, 1) + (1,) * steps.ndim) - steps[None, None]
+    out = np.take_along_axis(x, np.broadcast_to(np.clip(src, 0, t_len - 1), x.shape), axis=0)
+    return np.where(src >= 0, out, 0).astype(x.dtype)
 
 
 def read_recording(path: Path, shape: tuple[int, ...], b: int, t_len: int) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from exporters.lava.activity import node_activity
+from exporters.lava.activity import delayed, node_activity
 from exporters.lava.errors import LavaBackendError
 from exporters.lava.plan import CONST, LavaPlan
 from exporters.lava.quantize import QuantPlan
@@ -215,17 +215,12 @@ def _components(plan: LavaPlan, conns: list[_Conn]) -> list[list[str]]:
 
 
 def _delay(acc: torch.Tensor, delays: np.ndarray | None, t_len: int) -> torch.Tensor:
-    """Accumulations ``[T·B, N]`` with neuron j's shifted ``delays[j]`` steps later (zeros first): a NIR Delay in front
-    of the neuron, applied before the connection's per-element output rule (which it commutes with)."""
+    """Accumulations ``[T·B, N]`` with neuron j's ``delays[j]`` steps late: a NIR Delay in front of the neuron,
+    applied before the connection's per-element output rule (which it commutes with)."""
     if delays is None or not np.any(delays):
         return acc
-    a = acc.reshape(t_len, -1, acc.shape[-1])
-    out = torch.zeros_like(a)
-    for d in np.unique(delays):
-        cols = torch.from_numpy(np.flatnonzero(delays == d))
-        if d < t_len:
-            out[int(d):, :, cols] = a[:t_len - int(d), :, cols]
-    return out.reshape(acc.shape)
+    a = acc.numpy().reshape(t_len, -1, acc.shape[-1])
+    return torch.from_numpy(delayed(a, delays).reshape(acc.shape))
 
 
 class FixedPointNetwork:

@@ -58,15 +58,14 @@ class FixedPointSearchCost:
 
     def __call__(self, net: torch.nn.Module, summary: dict[str, Any]) -> dict[str, float]:
         from exporters import lava
-        from exporters.core.traversal import output_ids, predecessors
-        from exporters.equivalence import accuracy_from_output, is_membrane_readout, neuron_nodes
+        from exporters.equivalence import accuracy_from_output, is_membrane_readout, neuron_nodes, readout_node
         from exporters.lava.emulate import FixedPointNetwork
         from exporters.nir_export import to_nir
 
         if "accuracy" not in summary:
             raise KeyError("fixed-point costs need the float accuracy in the evaluator's summary ('accuracy')")
         graph = to_nir(net, dt=self.dt, validate=False)
-        head = predecessors(graph, output_ids(graph)[0])[0]
+        head = readout_node(graph)
         last = is_membrane_readout(graph, head)
         firing = neuron_nodes(graph)
         try:
