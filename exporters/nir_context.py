@@ -105,12 +105,18 @@ class ExportContext:
     v_init: dict[str, float] = field(default_factory=dict)  # neuron id -> initial membrane when not 0
 
     # -- graph building --------------------------------------------------------------------------
-    def add_node(self, node_id: str, node: nir.NIRNode, inputs: Sequence[str], binary: bool = False) -> str:
-        """Add ``node`` under ``node_id`` with edges from every id in ``inputs``; returns ``node_id``."""
+    def add_node(self, node_id: str, node: nir.NIRNode, inputs: Sequence[str], binary: bool = False,
+                 in_shape: tuple[int, ...] | None = None) -> str:
+        """Add ``node`` under ``node_id`` with edges from every id in ``inputs``; returns ``node_id``.
+
+        ``in_shape`` gives the input shape of a node whose inputs all arrive later through ``add_edge``.
+        """
         if node_id in self.nodes:
             raise ExportError(f"{node_id!r}: a NIR node with this id exists already (module names must be unique)")
         if isinstance(node, nir.Input):
             shp = tuple(int(s) for s in np.ravel(node.input_type["input"]))
+        elif not inputs and in_shape is not None:
+            shp = tuple(int(s) for s in in_shape)
         else:
             if not inputs:
                 raise ExportError(f"{node_id!r}: a {node_type(node)} node needs at least one input")

@@ -10,12 +10,10 @@ no node of its own.
   into that LIF's per-neuron ``r`` and ``v_leak`` (``r·(a·I + c) = (r·a)·I + r·c``, exact; no node of its own,
   so hardware models see neuron → weights → neuron layers). Other neurons get the BN as a depthwise 1x1 conv.
 * A wiring with backward inputs (a recurrent SNASNet cell) makes every junction an identity ``Scale`` node
-  ``<module>.<junction>`` fed by its same-step inputs, so that a backward edge has one NIR node to end in:
-  the link from the backward value's node(s) into the junction is a NIR back edge, delivered one step late,
-  exactly the junction's ``back`` term. NIR marks back edges structurally (``exporters.core.traversal``:
-  edges closing a cycle in a DFS from the input), so a backward edge must close a cycle that the DFS enters
-  at its target junction; wirings whose backward edges do not (no same-step path from the target to the
-  source, or a junction fed by backward edges only) are refused by name.
+  ``<module>.<junction>`` fed by its same-step inputs, and every backward edge an explicit one-step NIR ``Delay``
+  ``<module>.<junction>.back<k>`` from the backward value's node into the junction: exactly the junction's
+  ``back`` term, whether or not the edge closes a cycle (``exporters.core.traversal`` breaks a cycle at its
+  Delay). A junction fed by backward edges only takes the shape of the module's input.
 """
 
 from __future__ import annotations
@@ -24,8 +22,7 @@ import nir
 import numpy as np
 from torch import nn
 
-from exporters.core.traversal import back_edges
-from exporters.nir_context import ExportContext, ExportError, join, register_converter
+from exporters.nir_context import ExportContext, join, register_converter
 from exporters.nir_layers import bn_node
 from nasflow.snn.layers import TimeDistributed
 from nasflow.snn.neurons import Neuron
@@ -90,14 +87,7 @@ def convert_wired(ctx: ExportContext, module: nn.Module, name: str, inputs: list
             continue
         src = [x for n in s.inputs for x in ids[n]] if i not in folded else []
         if s.child is None:
-            if recurrent and not src:
-                raise ExportError(
-                    f"{_where(name, wiring)}: {wiring.label(s.out)} is fed by backward edges only; its value at step "
-                    "t depends on step t-1 alone, which NIR can only express as a cycle the node closes itself (a "
-                    f"back edge into a node with no same-step input is not a cycle): give {wiring.label(s.out)} a "
-                    "same-step input"
-                )
-            ids[s.out] = [_identity(ctx, join(name, s.out), src)] if recurrent else src
+            ids[s.out] = [_identity(ctx, join(name, s.out), src, ctx.shape(ids[IN], name))] if recurrent else src
         elif i in folded:
             b = steps[folded[i]]
             bn_src = [x for n in b.inputs for x in ids[n]]
@@ -106,27 +96,15 @@ def convert_wired(ctx: ExportContext, module: nn.Module, name: str, inputs: list
         else:
             ids[s.out] = ctx.convert(children[i], join(name, s.child), src)
     if recurrent:
-        # Backward links in the order their sources were converted.
-        links = [(o, ids[t.out][0]) for s in steps for t in steps if s.out in t.back for o in ids[s.out]]
-        for src, dst in links:
-            ctx.add_edge(src, dst)
-        _check_back_edges(ctx, name, wiring, set(links))
+        for t in steps:
+            for k, back in enumerate(t.back):
+                for o in ids[back]:
+                    delay_id = f"{ids[t.out][0]}.back{k}" + (f".{o}" if len(ids[back]) > 1 else "")
+                    shape = ctx.shapes[o]
+                    ctx.add_edge(ctx.add_node(delay_id, nir.Delay(delay=np.full(shape, ctx.dt)), [o]), ids[t.out][0])
     return ids[wiring.result]
 
 
-def _identity(ctx: ExportContext, node_id: str, inputs: list[str]) -> str:
-    return ctx.add_node(node_id, nir.Scale(scale=np.ones(ctx.shape(inputs, node_id))), inputs)
-
-
-def _check_back_edges(ctx: ExportContext, name: str, wiring: Wiring, links: set[tuple[str, str]]) -> None:
-    """The graph built so far must mark exactly this module's backward links as back edges."""
-    graph = nir.NIRGraph(nodes=dict(ctx.nodes), edges=list(ctx.edges), type_check=False)
-    prefix = f"{name}." if name else ""
-    found = {e for e in back_edges(graph) if e[0].startswith(prefix) or e[1].startswith(prefix)}
-    if found != links:
-        raise ExportError(
-            f"{_where(name, wiring)}: backward edges must close cycles entered at their target node to become NIR "
-            f"back edges (delivered one step late); not back edges: {sorted(links - found)}, wrongly marked: "
-            f"{sorted(found - links)}. A backward edge k → j needs a same-step path j ⇝ k (and one backward edge "
-            "per cycle)"
-        )
+def _identity(ctx: ExportContext, node_id: str, inputs: list[str], shape: tuple[int, ...]) -> str:
+    scale = np.ones(ctx.shape(inputs, node_id) if inputs else shape)
+    return ctx.add_node(node_id, nir.Scale(scale=scale), inputs, in_shape=shape)

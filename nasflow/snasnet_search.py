@@ -83,7 +83,8 @@ class SNASNetSearchConfig:
     alpha: float = 0.5
     eps: float = 1e-6
     # Sample only cells whose network exports to NIR and runs on Lava (what you search is what you deploy):
-    # cells with a node fed only by feedback, or feedback that is not a cycle, have no NIR/Lava form yet.
+    # backward edges export as one-step NIR Delays, so only loops of skip/pool ops alone (no neuron holds their
+    # state, no Lava process can) are skipped: 7% of the sampler's draws (benchmarks/snasnet_deployable.py).
     deployable_only: bool = True
     cost: str = "none"  # none | spikes (or pass cost_fn to run_snasnet_search)
     lam: float = 0.0

@@ -101,6 +101,8 @@ CASES = {
     "snasnet_forward": lambda: _snasnet("0303 0030 0003 0000"),
     "snasnet_released_cycles": lambda: _snasnet("0303 0030 2002 0200"),
     "snasnet_back_skip": lambda: _snasnet("0411 0040 0002 0100"),
+    "snasnet_fed_back_only": lambda: _snasnet("0023 3001 0400 0000"),  # a node fed by a Delay alone
+    "snasnet_delay_chain": lambda: _snasnet("0303 0030 1000 0030"),  # Delay → skip → Delay on one cycle: 2-step lag
     "cuba_bias_readout": _cuba_readout,
     "graded_conv_input": _graded_conv,
 }

@@ -19,7 +19,8 @@ def _prepared(case: str):
     return plan, lb.quantize_plan(plan, x), x
 
 
-@pytest.mark.parametrize("case", sorted(set(CASES) - {"lif_norse"}))  # lif_norse: 1000 steps, slow step by step
+# lif_norse: 1000 steps, slow step by step; the twin refuses per-neuron delay lines (a Delay of 2+ steps on a cycle)
+@pytest.mark.parametrize("case", sorted(set(CASES) - {"lif_norse", "snasnet_delay_chain"}))
 def test_twin_forward_is_the_emulator(case: str) -> None:
     plan, quant, x = _prepared(case)
     emu, _ = FixedPointNetwork(plan, quant).run(x)

@@ -1,4 +1,4 @@
-"""SNASNet → NIR (backward cell edges as NIR back edges) → nasflow's torch reference and Lava, spike for spike;
+"""SNASNet → NIR (backward cell edges as one-step NIR Delays) → nasflow's torch reference and Lava, spike for spike;
 hardware report on the exported graph; cells and options that cannot be exported fail by name."""
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ FORWARD = "0303 0030 0003 0000"
 RELEASED = RELEASED_CELLS["cifar10"]  # backward edges 2 → 0 and 3 → 1 (conv1x1)
 BACK_SKIP = "0411 0040 0002 0100"  # backward skip 3 → 1, avg pools: one source reaches a neuron same-step and late
 BACK_POOL = "0404 0030 3002 0100"  # avg-pool ops, a backward conv 2 → 0 and a backward skip 3 → 1
+FED_BACK_ONLY = "0023 3001 0400 0000"  # node 1 is fed by the backward pool 2 → 1 alone (no same-step input)
+TWO_BACK = "0303 0030 1000 0030"  # the cycle 0 → 3 → 2 → 0 crosses two backward edges (conv 3 → 2, skip 2 → 0)
 
 
 def build(cell: str, reduction: str = "code", count_include_pad: bool = False, seed: int = 0) -> SNASNet:
@@ -61,7 +63,8 @@ def nir_input(x: torch.Tensor) -> np.ndarray:
 
 
 @pytest.mark.parametrize("reduction", ["code", "paper"])
-@pytest.mark.parametrize("cell", [FORWARD, RELEASED, BACK_SKIP, BACK_POOL, RELEASED_CELLS["cifar100"]])
+@pytest.mark.parametrize("cell", [FORWARD, RELEASED, BACK_SKIP, BACK_POOL, RELEASED_CELLS["cifar100"], FED_BACK_ONLY,
+                                  TWO_BACK])
 def test_round_trip_exact_on_every_neuron(tmp_path, cell, reduction):
     model = build(cell, reduction)
     x = inputs()
@@ -69,7 +72,7 @@ def test_round_trip_exact_on_every_neuron(tmp_path, cell, reduction):
     graph = read_nir(write_nir(tmp_path / "snasnet.nir", to_nir(model)))
     back = back_edges(graph)
     if cell_kind(cell) == "backward":
-        assert back and all(".node" in dst for _, dst in back)  # the cycles survive the file round trip
+        assert back and all(".back" in dst for _, dst in back)  # cycles are broken at the Delays, also after a file
     else:
         assert not back
     act = nir_torch.simulate(graph, nir_input(x))
@@ -83,8 +86,9 @@ def test_round_trip_exact_on_every_neuron(tmp_path, cell, reduction):
 def test_back_edges_matter_and_are_the_cell_edges():
     model = build(RELEASED)
     graph = to_nir(model)
-    assert back_edges(graph) == {(f"{c}.ops.{e}.conv", f"{c}.node{e[-1]}") for c in ("cell1", "cell2")
+    assert back_edges(graph) == {(f"{c}.ops.{e}.conv", f"{c}.node{e[-1]}.back0") for c in ("cell1", "cell2")
                                  for e in ("e2_0", "e3_1")}
+    assert all(node_type(graph.nodes[d]) == "Delay" for _, d in back_edges(graph))
     x = nir_input(inputs())
     ref = nir_torch.simulate(graph, x)
     cut = type(graph)(nodes=graph.nodes, edges=[e for e in graph.edges if e not in back_edges(graph)],
@@ -104,7 +108,7 @@ def test_count_include_pad_true_exports_plain_avgpool():
     assert scale[0, 1, 1] == pytest.approx(1 / 9)
 
 
-@pytest.mark.parametrize("cell", [RELEASED, BACK_SKIP])
+@pytest.mark.parametrize("cell", [RELEASED, BACK_SKIP, FED_BACK_ONLY, TWO_BACK])
 def test_lava_float_matches_reference_per_layer(cell):
     pytest.importorskip("lava")
     from exporters import lava
@@ -140,16 +144,18 @@ def test_hw_report_prices_exported_activity():
     assert report.energy_per_sample_j > 0
 
 
-def test_cells_without_nir_back_edges_fail_by_name():
-    # node 1 is fed by the backward edge 2 → 1 only: no cycle, so NIR cannot delay it
-    with pytest.raises(ExportError, match=r"cell1 .*node 1 is fed by backward edges only"):
-        to_nir(build("0023 3001 0400 0000"))
-    # the cycle 0 → 3 → 2 → 0 crosses two backward edges (3 → 2, 2 → 0): a DFS marks one back edge per cycle
-    with pytest.raises(ExportError, match=r"cell1 \(cell '0404 0030 1000 0040'\): backward edges must close"):
-        to_nir(build("0404 0030 1000 0040"))
+def test_delay_cells_export_where_bare_back_edges_could_not():
+    # node 1 fed by a backward edge alone: its junction has no same-step input; the Delay holds the whole lag
+    graph = to_nir(build(FED_BACK_ONLY))
+    assert node_type(graph.nodes["cell1.node1.back0"]) == "Delay"
+    assert np.all(np.asarray(graph.nodes["cell1.node1.back0"].delay) == graph.metadata["dt"])
+    assert ("cell1.node1.back0", "cell1.node1") in graph.edges
+    # two backward edges on one cycle: each is its own Delay, both are cut (a bare DFS would cut one)
+    graph = to_nir(build(TWO_BACK))
+    assert {d for _, d in back_edges(graph) if d.startswith("cell1.")} == {"cell1.node0.back0", "cell1.node2.back0"}
 
 
 def test_lava_refuses_linear_only_cycles_by_node():
     graph = to_nir(build("0104 0010 4000 0000"))  # skip 0 → 1 → 2, avg-pool 2 → 0: a cycle without a neuron
-    with pytest.raises(LavaBackendError, match=r"cell1.node0.*cycle through linear nodes"):
+    with pytest.raises(LavaBackendError, match=r"cell1.node0.back0.*loop of linear nodes and Delays alone"):
         build_plan(graph)

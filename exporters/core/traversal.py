@@ -5,6 +5,12 @@ turn a graph into a step function: a depth-first search from the Input nodes (in
 ``graph.nodes``), following edges in the order of ``graph.edges``; an edge into a node that is still on
 the DFS stack is a *back edge* (self-loops included). Back edges carry the source's output from step
 t-1; all other edges deliver within the same step, in the topological order of the remaining DAG.
+
+A cycle that passes through a ``Delay`` node is broken at that Delay instead: every edge into a Delay that
+lies on a cycle is a back edge, and the Delay holds the rest of its lag (``delay/dt − 1`` steps, see
+``delay_steps``), so the loop lags by exactly what the Delay says. This is how a value that depends on the
+previous step alone (SNASNet's backward edges into a node with no same-step input) has a NIR form: the
+structural rule alone would let the search enter the cycle elsewhere and cut the wrong edge.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ __all__ = [
     "Topology",
     "back_edges",
     "check_finite_parameters",
+    "delay_steps",
     "flatten_graph",
     "input_ids",
     "output_ids",
@@ -104,15 +111,35 @@ def _check_edges(graph: nir.NIRGraph) -> None:
                 raise NIRFormatError(f"edge ({src!r}, {dst!r}) refers to node {end!r}, which is not in the graph")
 
 
+def _delays_on_cycles(graph: nir.NIRGraph, out_edges: dict[str, list[str]]) -> set[str]:
+    """``Delay`` nodes that lie on a cycle (their strongly connected component has an edge back to them)."""
+    delays = [k for k, n in graph.nodes.items() if isinstance(n, nir.Delay)]
+    found: set[str] = set()
+    for d in delays:
+        seen, stack = set(), list(out_edges[d])
+        while stack:
+            k = stack.pop()
+            if k == d:
+                found.add(d)
+                break
+            if k not in seen:
+                seen.add(k)
+                stack.extend(out_edges[k])
+    return found
+
+
 def _dfs(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str, str]]]:
     """Iterative DFS; returns (reverse post-order, back edges)."""
     _check_edges(graph)
     out_edges: dict[str, list[str]] = {k: [] for k in graph.nodes}
     for src, dst in graph.edges:
         out_edges[src].append(dst)
+    cut = _delays_on_cycles(graph, out_edges)
+    back: set[tuple[str, str]] = {(s, d) for s, d in graph.edges if d in cut}
+    if back:
+        out_edges = {k: [d for d in v if d not in cut] for k, v in out_edges.items()}
     state: dict[str, int] = {}  # 1 = on stack, 2 = finished
     post: list[str] = []
-    back: set[tuple[str, str]] = set()
     # Inputs first, then any node no input reaches (so that every node gets an order).
     roots = input_ids(graph) + list(graph.nodes)
     for root in roots:
@@ -147,6 +174,24 @@ def topological_order(graph: nir.NIRGraph) -> list[str]:
 def back_edges(graph: nir.NIRGraph) -> set[tuple[str, str]]:
     """Edges ``(src, dst)`` that close a cycle; they deliver ``src``'s output of step t-1 to ``dst`` at step t."""
     return _dfs(graph)[1]
+
+
+def delay_steps(node: nir.NIRNode, node_id: str, dt: float, fed_back: bool) -> np.ndarray:
+    """Whole steps by which a ``Delay`` node holds its input back (per element, ``NIRFormatError`` if not whole).
+
+    ``fed_back``: its inputs are back edges (it lies on a cycle), which already deliver one step late, so it
+    holds one step less; such a Delay must be at least one step long (it is what breaks the cycle).
+    """
+    steps = np.asarray(node.delay, dtype=np.float64) / float(dt)
+    whole = np.rint(steps)
+    if np.any(np.abs(steps - whole) > 1e-6) or np.any(whole < 0):
+        raise NIRFormatError(f"node {node_id!r}: Delay values must be whole, non-negative multiples of dt={dt:g} s")
+    if fed_back:
+        if np.any(whole < 1):
+            raise NIRFormatError(f"node {node_id!r}: a Delay on a cycle must be at least one step (dt={dt:g} s): it "
+                                 "is what delivers the loop's value one step late")
+        whole = whole - 1
+    return whole.astype(np.int64)
 
 
 def predecessors(graph: nir.NIRGraph, node_id: str, include_back: bool = True) -> list[str]:

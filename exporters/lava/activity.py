@@ -11,6 +11,7 @@ import nir
 import numpy as np
 
 from exporters.core.kinds import node_type
+from exporters.core.traversal import delay_steps
 from exporters.lava.layout import from_lava_layout, lava_shape
 from exporters.lava.linalg import apply_linear
 from exporters.lava.plan import LavaPlan
@@ -49,8 +50,8 @@ def node_activity(graph: nir.NIRGraph, plan: LavaPlan, x: np.ndarray, neuron_act
             return act[nid]
         if kind == "Delay":
             x_in = np.asarray(inp, dtype=np.float32).reshape((t_len, b) + plan.shapes[nid])
-            steps = np.rint(np.asarray(graph.nodes[nid].delay) / plan.compiled.conventions.dt).astype(int)
-            act[nid] = delayed(x_in, steps)
+            fed_back = any(is_back for _, is_back in preds[nid])
+            act[nid] = delayed(x_in, delay_steps(graph.nodes[nid], nid, plan.compiled.conventions.dt, fed_back))
             return act[nid]
         flat = np.asarray(inp).reshape((t_len * b,) + inp.shape[2:])
         act[nid] = apply_linear(graph.nodes[nid], nid, flat).reshape((t_len, b) + plan.shapes[nid]).astype(np.float32)

@@ -248,9 +248,6 @@ class FixedPointNetwork:
                 for c in self.into[m]:
                     if c.src in comp and not c.delayed and comp.index(c.src) >= comp.index(m):
                         raise LavaBackendError(f"node {m!r}: a zero-delay connection from {c.src!r} closes a cycle")
-                    if c.delays is not None and (len(comp) > 1 or c.src == m):
-                        raise LavaBackendError(f"node {m!r}: per-neuron delays (NIR Delay) inside a recurrent group "
-                                               "are not supported yet")
 
     def activity(self, x: np.ndarray, voltages: dict[str, np.ndarray] | None = None,
                  nodes: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -318,28 +315,31 @@ class FixedPointNetwork:
                 if c.src in members:
                     continue
                 y = c.apply(vals[c.src].reshape((t_len * b,) + c.src_shape), peak.get(c.src, 1.0))
-                y = y.reshape(t_len, b, n[m])
-                if c.delayed:
-                    y = np.concatenate([np.zeros_like(y[:1]), y[:-1]], axis=0)
-                ext[m] += y
+                ext[m] += delayed(np.asarray(y).reshape(t_len, b, n[m]), _lags(c, n[m]))
         state = {m: self._state(m, b) for m in comp}
         out = {m: np.zeros((t_len, b, n[m]), np.float32) for m in comp}
         vrec = {m: np.zeros((t_len, b, n[m]), np.int64) for m in comp}
-        inner = [c for m in comp for c in self.into[m] if c.src in members]
-        buf = {id(c): np.zeros((b, n[c.dst]), np.int64) for c in inner if c.delayed}
+        lags = {id(c): _lags(c, n[c.dst]) for m in comp for c in self.into[m] if c.src in members}
         for t in range(t_len):
             for m in comp:
                 a_in = ext[m][t].copy()
                 for c in self.into[m]:
-                    if c.src in members:
-                        a_in += buf[id(c)] if c.delayed else c.apply(torch.from_numpy(out[c.src][t]))
+                    if c.src not in members:
+                        continue
+                    for lag in np.unique(lags[id(c)]):  # the sums of step t - lag reach the elements with that lag
+                        if t >= lag:
+                            y = np.asarray(c.apply(torch.from_numpy(out[c.src][t - lag])))
+                            a_in += np.where(lags[id(c)] == lag, y, 0)
                 s, v = lif_fixed_run([(torch.from_numpy(a_in[None]), 0, MODE_INT, 0)], *state[m], *self.params[m], 1)
                 out[m][t], vrec[m][t] = s[0], v[0]
-            for c in inner:
-                if c.delayed:
-                    buf[id(c)] = c.apply(torch.from_numpy(out[c.src][t]))
         for m in comp:
             vals[m], volts[m] = torch.from_numpy(out[m]), vrec[m]
+
+
+def _lags(c: _Conn, n: int) -> np.ndarray:
+    """Steps by which connection ``c``'s sums reach each of its ``n`` targets: Lava's one-step buffer and Delays."""
+    lag = np.full(n, int(c.delayed), np.int64)
+    return lag if c.delays is None else lag + np.asarray(c.delays, np.int64).reshape(-1)
 
 
 def emulate_plan(plan: LavaPlan, quant: QuantPlan, x: np.ndarray, align: bool = True,

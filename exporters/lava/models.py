@@ -107,19 +107,22 @@ class _ConnMixin(_Options):
 
     def _run_delayed(self) -> None:
         """Per output element a delay line (a NIR Delay in front of the neuron): the sum of step t reaches element j
-        at step t + delay_j (+ 1 with Lava's buffered timing), from a ring buffer cleared at every sample start."""
+        at step t + delay_j (+ 1 with Lava's buffered timing), from a ring buffer cleared at every sample start. With
+        buffered timing it sends before it receives, as Lava's own models do, so that it can close a cycle."""
         if self._sample_start() or getattr(self, "_ring", None) is None:
             lag = np.asarray(self.proc_params["nasflow_delays"], dtype=np.int64).reshape(-1)
             self._lag = lag + (0 if self._zero_delay else 1)
             self._ring = np.zeros((int(self._lag.max()) + 1, lag.size), dtype=self._dtype)
             self._pos = 0
-        depth = len(self._ring)
-        acc = np.asarray(self._accumulate(self._recv())).reshape(-1)
-        self._ring[(self._pos + self._lag) % depth, np.arange(acc.size)] = acc
+        depth, cols = len(self._ring), np.arange(self._ring.shape[1])
+        if self._zero_delay:
+            self._ring[(self._pos + self._lag) % depth, cols] = np.asarray(self._accumulate(self._recv())).reshape(-1)
         out = self._ring[self._pos].copy()
         self._ring[self._pos] = 0
-        self._pos = (self._pos + 1) % depth
         self.a_out.send(out.reshape(self.a_out.shape))
+        if not self._zero_delay:
+            self._ring[(self._pos + self._lag) % depth, cols] = np.asarray(self._accumulate(self._recv())).reshape(-1)
+        self._pos = (self._pos + 1) % depth
 
 
 @implements(proc=Dense, protocol=LoihiProtocol)

@@ -15,6 +15,7 @@ import numpy as np
 from exporters.core.compile import CompiledGraph, LinearPath, compile_graph
 from exporters.core.errors import NIRFormatError
 from exporters.core.kinds import FIRING_TYPES, node_type
+from exporters.core.traversal import delay_steps
 from exporters.lava.errors import LavaBackendError
 from exporters.lava.linalg import conv_like, dense_matrix, eval_into, split_matrices
 
@@ -113,6 +114,11 @@ def _conventions(compiled: CompiledGraph, node_id: str) -> bool:
         raise LavaBackendError(
             f"node {node_id!r}: reset convention {conv.reset!r}, but Lava's LIF resets to 0 only; "
             "train/export with a hard reset to 0"
+        )
+    if conv.reset_timing != "same_step":
+        raise LavaBackendError(
+            f"node {node_id!r}: reset timing {conv.reset_timing!r} (the spike of step t-1 resets during step t, as "
+            "snnTorch's reset_delay does), but Lava's LIF resets in the step it fires; simulate with --backend torch"
         )
     if conv.v0 != 0:
         raise LavaBackendError(f"node {node_id!r}: initial voltage {conv.v0} != 0; Lava's LIF starts and resets at 0")
@@ -239,9 +245,10 @@ def _plan_inputs(graph: nir.NIRGraph, plan: LavaPlan, preds: dict, paths: list[L
         else:
             spec.bias_v = spec.bias_v + spec.gain * direct
     by_src: dict[str, list[tuple[list[str], int]]] = {}
+    through_delay: dict[str, list[LinearPath]] = {}
     for p in paths:
         if plan.compiled.kind(p.source).name == "Delay":
-            _plan_delayed(graph, plan, preds, p, spec)
+            through_delay.setdefault(p.source, []).append(p)
             continue
         by_src.setdefault(p.source, []).append((list(p.nodes), p.n_back))
     for src, plist in by_src.items():
@@ -267,36 +274,115 @@ def _plan_inputs(graph: nir.NIRGraph, plan: LavaPlan, preds: dict, paths: list[L
                 continue
         m = dense_matrix(graph, preds, shapes, src, nid) * spec.gain[:, None]
         plan.conns.append(LavaConnection(src, nid, sorted({p for pl, _ in plist for p in pl}), delayed, dense=m))
+    for d_paths in through_delay.values():
+        _plan_delayed(graph, plan, preds, d_paths, spec)
 
 
-def _plan_delayed(graph: nir.NIRGraph, plan: LavaPlan, preds: dict, path: LinearPath, spec: LavaNeuron) -> None:
-    """Connections through a NIR ``Delay`` straight in front of neuron ``spec``: each linear path into the Delay
-    becomes one connection whose sums reach each target neuron ``delay / dt`` steps late (per neuron)."""
-    nid, d, shapes = spec.node_id, path.source, plan.shapes
-    if path.nodes or path.n_back or shapes[d] != spec.shape:
-        raise LavaBackendError(f"node {d!r}: a Delay must feed neuron {nid!r} directly (no linear node or back edge "
-                               "between them) for the Lava backends")
+@dataclass
+class _Term:
+    """One summand of a Delay's input: from ``src`` through ``nodes``, ``lag`` steps held in Delays before this one
+    and ``n_back`` back edges; ``matrix`` maps the source into the Delay's elements (None: the direct linear path,
+    built by the caller as a conv or dense matrix)."""
+
+    src: str
+    nodes: list[str]
+    lag: int
+    n_back: int
+    matrix: np.ndarray | None
+
+
+def _fed_back(plan: LavaPlan, d: str) -> bool:
+    return any(is_back for _, is_back in plan.compiled.topology.sources[d])
+
+
+def _steps(graph: nir.NIRGraph, plan: LavaPlan, d: str) -> np.ndarray:
     dt = plan.compiled.conventions.dt
     if dt is None:
         raise LavaBackendError(f"node {d!r}: a Delay needs the time step: set graph.metadata['dt'] or pass dt=")
-    steps = np.asarray(graph.nodes[d].delay, dtype=np.float64) / dt
-    if np.any(np.abs(steps - np.rint(steps)) > 1e-6) or np.any(steps < 0):
-        raise LavaBackendError(f"node {d!r}: delays must be whole, non-negative numbers of steps of dt={dt:g}")
-    delays = np.broadcast_to(np.rint(steps).astype(np.int64), spec.shape).reshape(-1).copy()
-    if np.any(eval_into(graph, preds, shapes, d, {}, 1, bias=True) != 0):
-        raise LavaBackendError(f"node {d!r}: a bias in front of a Delay is not supported; move it behind the Delay")
+    try:
+        return delay_steps(graph.nodes[d], d, dt, _fed_back(plan, d))
+    except NIRFormatError as err:
+        raise LavaBackendError(str(err)) from None
+
+
+def _terms(graph: nir.NIRGraph, plan: LavaPlan, preds: dict, d: str, seen: frozenset[str]) -> list[_Term]:
+    """What Delay ``d`` sums: linear paths from sources, its biases (``CONST``), and through other Delays (whose lag
+    is added; they must hold every element equally long, so the linear map between them commutes with the lag)."""
+    if d in seen:
+        raise LavaBackendError(f"node {d!r}: a loop of linear nodes and Delays alone (no neuron on it) has no Lava "
+                               "process to hold its state; put a neuron on the loop or simulate with --backend torch")
+    shapes, fed_back = plan.shapes, _fed_back(plan, d)
+    out: list[_Term] = []
+    bias = eval_into(graph, preds, shapes, d, {}, 1, bias=True).reshape(-1)
+    if np.any(bias != 0):  # a constant that arrives once the lag has passed: a delayed constant input
+        out.append(_Term(CONST, [d], 0, int(fed_back), bias[:, None]))
+    inner: dict[str, list[LinearPath]] = {}
     for q in plan.compiled.paths_into(d):
-        if q.n_back or plan.compiled.kind(q.source).name == "Delay":
-            raise LavaBackendError(f"node {d!r}: the path from {q.source!r} crosses a back edge or another Delay")
-        conv = conv_like(graph, list(q.nodes), shapes, q.source)
+        if q.n_back > 1:
+            raise LavaBackendError(f"node {d!r}: the path from {q.source!r} crosses {q.n_back} back edges; Lava "
+                                   "delays a connection by one step plus the Delays on it")
+        if plan.compiled.kind(q.source).name == "Delay":
+            inner.setdefault(q.source, []).append(q)
+        else:
+            out.append(_Term(q.source, list(q.nodes), 0, q.n_back, None))
+    for d2, qs in inner.items():
+        steps = _steps(graph, plan, d2)
+        if np.unique(steps).size > 1:
+            raise LavaBackendError(f"node {d2!r}: a Delay with per-element delays must feed a neuron directly for the "
+                                   f"Lava backends (here it feeds Delay {d!r})")
+        link = dense_matrix(graph, preds, shapes, d2, d)
+        between = sorted({n for q in qs for n in q.nodes})
+        for t in _terms(graph, plan, preds, d2, seen | {d}):
+            m = t.matrix if t.matrix is not None else dense_matrix(graph, preds, shapes, t.src, d2)
+            out.append(_Term(t.src, t.nodes + [d2] + between, t.lag + int(steps.flat[0]),
+                             t.n_back + max(q.n_back for q in qs), link @ m))
+    return out
+
+
+def _plan_delayed(graph: nir.NIRGraph, plan: LavaPlan, preds: dict, paths: list[LinearPath], spec: LavaNeuron
+                  ) -> None:
+    """Connections through a NIR ``Delay`` in front of neuron ``spec``: every source the Delay sums (directly or
+    through further Delays) becomes one connection whose sums reach each target neuron as many steps late as the
+    Delays and back edges on its way say.
+
+    Linear nodes between the Delay and the neuron are folded into the connection when the Delay holds every element
+    equally long (a delay commutes with a linear map then). A connection that crosses a back edge (a Delay on a
+    cycle is fed by back edges, ``exporters.core.traversal``) uses Lava's own one-step buffer for one step of its lag
+    and a delay line for the rest.
+    """
+    nid, d, shapes = spec.node_id, paths[0].source, plan.shapes
+    between = sorted({n for p in paths for n in p.nodes})
+    if any(p.n_back for p in paths):
+        raise LavaBackendError(f"node {d!r}: a back edge between a Delay and neuron {nid!r} is not supported by the "
+                               "Lava backends; put the Delay on the cycle itself")
+    steps = _steps(graph, plan, d)
+    if between:
+        if np.unique(steps).size > 1:
+            raise LavaBackendError(f"node {d!r}: a Delay with per-element delays must feed neuron {nid!r} directly "
+                                   f"(here through {', '.join(between)}) for the Lava backends")
+        after = dense_matrix(graph, preds, shapes, d, nid)
+        identity = after.shape[0] == after.shape[1] and np.array_equal(after, np.eye(after.shape[0]))
+        steps = np.broadcast_to(steps.reshape(-1)[:1], spec.shape)
+    else:
+        after, identity = None, True
+    steps = np.broadcast_to(steps, spec.shape).reshape(-1)
+    for t in _terms(graph, plan, preds, d, frozenset()):
+        lag = steps + t.lag + t.n_back
+        delayed = t.n_back > 0
+        delays = lag - int(delayed)
+        delays = delays.copy() if np.any(delays) else None
+        nodes = t.nodes + [d] + between
+        conv = conv_like(graph, t.nodes, shapes, t.src) if identity and t.matrix is None else None
         g = None if conv is None else spec.gain.reshape(conv["weight"].shape[0], -1)
         if conv is not None and np.allclose(g, g[:, :1]):
             conv["weight"] = conv["weight"] * g[:, 0][:, None, None, None]
-            conv["in_shape"] = shapes[q.source]
-            plan.conns.append(LavaConnection(q.source, nid, list(q.nodes) + [d], False, conv=conv, delays=delays))
+            conv["in_shape"] = shapes[t.src]
+            plan.conns.append(LavaConnection(t.src, nid, nodes, delayed, conv=conv, delays=delays))
             continue
-        m = dense_matrix(graph, preds, shapes, q.source, d) * spec.gain[:, None]
-        plan.conns.append(LavaConnection(q.source, nid, list(q.nodes) + [d], False, dense=m, delays=delays))
+        m = t.matrix if t.matrix is not None else dense_matrix(graph, preds, shapes, t.src, d)
+        if after is not None:
+            m = after @ m
+        plan.conns.append(LavaConnection(t.src, nid, nodes, delayed, dense=m * spec.gain[:, None], delays=delays))
 
 
 def analog_refusal(graph: nir.NIRGraph | CompiledGraph) -> str | None:
