@@ -7,7 +7,9 @@ and that its shapes agree (``exporters.core.shapes.infer_shapes``, naming the no
 
 Files written by nir < 1.0.6 have no ``v_reset`` on their neurons and meant reset by subtraction;
 following REFERENCE.md §6 they are read back as reset to ``v_reset = 0`` (what ``nir.read`` does), with a
-``LegacyResetWarning`` and ``metadata["legacy_reset"]`` naming the affected nodes.
+``LegacyResetWarning`` and ``metadata["legacy_reset"]`` naming the affected nodes (the warning points to the
+dialects of the frameworks that write such files; with a dialect the reset is the dialect's, and nothing is
+assumed).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from exporters.core.errors import NIRFormatError
 from exporters.core.kinds import FIRING_TYPES, KINDS, KNOWN_TYPES
 from exporters.core.shapes import infer_shapes
 from exporters.core.traversal import check_finite_parameters, require_input
+from exporters.dialects import apply_dialect
 
 __all__ = ["LegacyResetWarning", "NIRFormatError", "read_nir", "write_nir"]
 
@@ -62,8 +65,13 @@ def _scan(group: h5py.Group, path: Path, prefix: str, legacy: list[str]) -> None
             _scan(child, path, f"{prefix}.{key}" if prefix else key, legacy)
 
 
-def read_nir(path: str | Path) -> nir.NIRGraph:
-    """Read and validate a NIR graph; raises ``NIRFormatError`` naming the file and node on any problem."""
+def read_nir(path: str | Path, dialect: str = "nir", dt: float | None = None) -> nir.NIRGraph:
+    """Read and validate a NIR graph; raises ``NIRFormatError`` naming the file and node on any problem.
+
+    ``dialect`` (``exporters.dialects``) rewrites the graph to the producing framework's discretisation before it
+    is checked (a dialect may repair what its exporter writes, such as snnTorch's ``τ = ∞`` for an integrator or
+    Rockpool's batch dimension in the Input); ``dt`` is the step it uses when the file has none.
+    """
     path = Path(path)
     if not path.is_file():
         raise NIRFormatError(f"{path}: no such NIR file")
@@ -85,6 +93,11 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
     if not isinstance(graph, nir.NIRGraph):
         raise NIRFormatError(f"{path}: the top-level node is a {type(graph).__name__}, not a NIRGraph")
     require_input(graph, path)
+    if dialect != "nir":
+        try:
+            graph = apply_dialect(graph, dialect, dt)
+        except NIRFormatError as err:
+            raise NIRFormatError(f"{path}: {err}") from None
     check_finite_parameters(graph, path)
     try:
         infer_shapes(graph)
@@ -95,9 +108,12 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
     graph.metadata.setdefault("nir_version", version)
     if legacy and _version_tuple(version) < (1, 0, 6):
         graph.metadata["legacy_reset"] = ",".join(legacy)
+        if dialect != "nir":  # the dialect states the reset explicitly
+            return graph
         warnings.warn(
             f"{path}: written by nir {version} (< 1.0.6), where {', '.join(legacy)} meant reset by subtraction; "
-            "read as reset to v_reset = 0 (REFERENCE.md §6)",
+            "read as reset to v_reset = 0 (REFERENCE.md §6). Files from Sinabs or Rockpool (which pin nir <= 1.0.4) "
+            "run as their framework does with --dialect sinabs / --dialect rockpool",
             LegacyResetWarning,
             stacklevel=2,
         )

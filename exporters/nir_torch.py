@@ -34,6 +34,7 @@ from exporters.core.conventions import NodeConventions
 from exporters.core.errors import NIRFormatError
 from exporters.core.kinds import KINDS, kind_of, node_type
 from exporters.core.shapes import conv_pads, ints
+from exporters.core.traversal import delay_steps
 
 __all__ = ["GraphModule", "simulate"]
 
@@ -107,6 +108,7 @@ class _Neuron(_Op):
     def __init__(self, node: nir.NIRNode, kind: str, dt: float | None, shape: tuple[int, ...], dtype: torch.dtype,
                  conv: NodeConventions) -> None:
         cmp, reset, v0 = conv.threshold, conv.reset, conv.v0
+        self.delayed_reset = conv.reset_timing == "next_step"
         p = lambda name, default=None: _t(np.broadcast_to(  # noqa: E731
             np.asarray(getattr(node, name, default) if getattr(node, name, None) is not None else default,
                        dtype=np.float64), shape), dtype)
@@ -125,6 +127,7 @@ class _Neuron(_Op):
     def reset(self, batch: int) -> None:
         self.v = torch.full((batch, *self.shape), float(self.v0), dtype=self.dtype)
         self.i = torch.zeros((batch, *self.shape), dtype=self.dtype)
+        self.s_prev = torch.zeros((batch, *self.shape), dtype=torch.bool)
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         kind = self.kind
@@ -137,6 +140,13 @@ class _Neuron(_Op):
             self.v = self.v + self.k * (self.v_leak - self.v + self.r * self.i)
         if not self.fires:
             return self.v
+        if self.delayed_reset:  # the previous step's spike resets now; the stored membrane keeps this step's value
+            if self.reset_mode == "subtract":
+                self.v = self.v - self.v_th * self.s_prev
+            else:
+                self.v = torch.where(self.s_prev, self.v_reset, self.v)
+            self.s_prev = self.v >= self.v_th if self.cmp == ">=" else self.v > self.v_th
+            return self.s_prev.to(self.dtype)
         s = self.v >= self.v_th if self.cmp == ">=" else self.v > self.v_th
         if self.reset_mode == "subtract":
             self.v = torch.where(s, self.v - self.v_th, self.v)
@@ -213,8 +223,7 @@ class GraphModule(nn.Module):
         if kind_of(node, nid).name == "ReLU":  # analog: max(0, x), stateless
             return _Fn(torch.relu)
         if t == "Delay":
-            steps = np.rint(np.asarray(node.delay, np.float64) / self.dt).astype(int)
-            return _Delay(steps, self.shapes[nid])
+            return _Delay(delay_steps(node, nid, self.dt, bool(self.back_preds[nid])), self.shapes[nid])
         if KINDS[t].category == "neuron":  # Threshold, the stateless one, is handled above
             return _Neuron(node, t, self.dt, self.shapes[nid], d, self.conventions.for_node(nid))
         raise NIRFormatError(f"node {nid!r}: unsupported NIR node type {t!r}")

@@ -18,10 +18,14 @@ import numpy as np
 
 from exporters.core.errors import NIRFormatError
 
-__all__ = ["COMPARISONS", "RESETS", "Conventions", "NodeConventions"]
+__all__ = ["COMPARISONS", "RESETS", "RESET_TIMINGS", "Conventions", "NodeConventions"]
 
 COMPARISONS = (">", ">=")
 RESETS = ("to_v_reset", "subtract")
+#: "same_step": a neuron resets in the step it fires (NIR, Lava, Norse); "next_step": the spike of step t-1
+#: resets the membrane during step t's update and the stored membrane is never reset in-step (snnTorch's
+#: default ``reset_delay=True``: ``v[t] = β v[t-1] + I[t] − θ s[t-1]`` with reset by subtraction).
+RESET_TIMINGS = ("same_step", "next_step")
 _V_INITS = ("zero", "v_reset")
 
 
@@ -40,6 +44,7 @@ class NodeConventions:
     threshold: str  # ">" or ">="
     reset: str  # "to_v_reset" or "subtract"
     v0: float  # initial membrane
+    reset_timing: str = "same_step"  # or "next_step" (RESET_TIMINGS)
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Conventions:
     threshold_overrides: Mapping[str, str] = field(default_factory=dict)
     reset_overrides: Mapping[str, str] = field(default_factory=dict)
     v_init_nodes: Mapping[str, float] = field(default_factory=dict)
+    reset_timing: str = "same_step"
 
     def __post_init__(self) -> None:
         for name in ("threshold_overrides", "reset_overrides", "v_init_nodes"):
@@ -61,6 +67,9 @@ class Conventions:
             raise NIRFormatError(f"metadata 'dt' must be a positive number of seconds, got {self.dt!r}")
         if self.v_init not in _V_INITS:
             raise NIRFormatError(f"conventions 'v_init' must be one of {_V_INITS}, got {self.v_init!r}")
+        if self.reset_timing not in RESET_TIMINGS:
+            raise NIRFormatError(
+                f"conventions 'reset_timing' must be one of {RESET_TIMINGS}, got {self.reset_timing!r}")
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> Conventions:
@@ -76,6 +85,7 @@ class Conventions:
             threshold_overrides={k: _text(v) for k, v in _mapping(conv.get("threshold_overrides")).items()},
             reset_overrides={k: _text(v) for k, v in _mapping(conv.get("reset_overrides")).items()},
             v_init_nodes={k: float(np.asarray(v)) for k, v in _mapping(conv.get("v_init_nodes")).items()},
+            reset_timing=_text(conv.get("reset_timing", "same_step")),
         )
 
     def to_metadata(self) -> dict[str, Any]:
@@ -87,6 +97,8 @@ class Conventions:
             conv["reset_overrides"] = dict(self.reset_overrides)
         if self.v_init_nodes:
             conv["v_init_nodes"] = {k: float(v) for k, v in self.v_init_nodes.items()}
+        if self.reset_timing != "same_step":
+            conv["reset_timing"] = self.reset_timing
         out: dict[str, Any] = {} if self.dt is None else {"dt": float(self.dt)}
         out["conventions"] = conv
         return out
@@ -98,4 +110,4 @@ class Conventions:
         if cmp not in COMPARISONS or reset not in RESETS:
             raise NIRFormatError(f"node {node_id!r}: unknown conventions threshold={cmp!r} reset={reset!r}")
         v0 = float(self.v_init_nodes.get(node_id, 0.0)) if self.v_init == "v_reset" else 0.0
-        return NodeConventions(cmp, reset, v0)
+        return NodeConventions(cmp, reset, v0, self.reset_timing)

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from exporters.dialects import DIALECTS
+
 __all__ = ["add_hw_parser", "cmd_hw"]
 
 
@@ -19,6 +21,8 @@ def add_hw_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                               "Activity from nasflow simulate makes the estimates count real spikes. The output "
                               "folder receives hw.json, hw.md and plots.")
     p.add_argument("model", nargs="?", help="MODEL.nir, or a model.pt (exported on the fly)")
+    p.add_argument("--dialect", choices=DIALECTS, default="nir",
+                   help="read a third-party .nir as its producer means it (see nasflow simulate --dialect)")
     p.add_argument("--chip", default="loihi", help="chip name (see --list-chips) or a profile .json file")
     p.add_argument("--activity", help="DIR/activity.npz (per-neuron) or DIR/simulate.json (per-node totals; synaptic "
                    "ops as measured by nasflow simulate when the file records them)")
@@ -67,10 +71,10 @@ def cmd_hw(args: argparse.Namespace) -> int:
         return 0
     if not args.model or not args.out:
         raise ValueError("nasflow hw needs MODEL.nir and --out DIR (or --list-chips)")
-    if str(args.model).endswith((".pt", ".net")):  # a trained model, or a lava-dl netx file (its Loihi integers)
-        from nasflow.cli.simulate import load_graph
+    if str(args.model).endswith((".pt", ".net")) or args.dialect != "nir":  # a trained model, a lava-dl netx
+        from nasflow.cli.simulate import load_graph  # file (its Loihi integers), or a peer's file in its dialect
 
-        graph = load_graph(args.model)
+        graph = load_graph(args.model, dialect=args.dialect)
     else:
         graph = read_graph(args.model)
     activity, steps = load_activity(args.activity) if args.activity else (None, None)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from exporters.core.jsonio import SCHEMA_VERSION, write_json
+from exporters.dialects import DIALECTS
 from nasflow.cli.export import export_graph
 
 __all__ = ["BACKENDS", "add_simulate_parser", "cmd_simulate", "load_graph", "write_simulation"]
@@ -49,6 +50,10 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     s.add_argument("--steps", type=int, help="time steps T (default: the graph's metadata['steps'])")
     s.add_argument("--input", help="an .npy array [T, B, *input_shape] replacing --dataset")
     s.add_argument("--dt", type=float, help="seconds per step (default: the graph's metadata['dt'])")
+    s.add_argument("--dialect", choices=DIALECTS, default="nir",
+                   help="whose discretisation a third-party .nir means: nir (NIR's reference semantics, the "
+                   "default), snntorch, norse, sinabs or rockpool (the producing framework's own; README 'NIR "
+                   "dialects')")
     s.add_argument("--fixed-point", help="lava-fixed/lava-emu: the integers of a fixed_point.npz (nasflow train --qat "
                    "lava) instead of quantising the graph's weights")
     s.add_argument("--compare", choices=["torch"], help="per-node spike precision/recall against the torch backend")
@@ -58,22 +63,34 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     return s
 
 
-def load_graph(path: str | Path, dt: float = 1e-3):
-    """A NIR graph from a ``.nir`` file, a lava-dl ``.net`` (its Loihi integers, ``exporters.netx_import``), or
-    exported from a nasflow ``model.pt``."""
+def load_graph(path: str | Path, dt: float | None = None, dialect: str = "nir"):
+    """A NIR graph from a ``.nir`` file (read with ``dialect``, ``exporters.dialects``), a lava-dl ``.net`` (its
+    Loihi integers, ``exporters.netx_import``), or exported from a nasflow ``model.pt``; ``dt`` defaults to 1 ms
+    for the latter two and to the file's or the dialect's step for a ``.nir``. A producer named in a ``.nir``'s
+    metadata is reported on stderr, never applied."""
+    import sys
+
     from exporters.core.traversal import check_finite_parameters
+    from exporters.dialects import producer_hint
     from exporters.nir_io import read_nir
 
     path = Path(path)
+    if path.suffix in (".net", ".pt") and dialect != "nir":
+        raise ValueError(f"--dialect {dialect} applies to third-party .nir files, not to {path.name}")
     if path.suffix == ".net":
         from exporters.netx_import import read_netx
 
-        return read_netx(path, dt=dt)
+        return read_netx(path, dt=dt or 1e-3)
     if path.suffix == ".pt":
-        graph = export_graph(path, dt)
+        graph = export_graph(path, dt or 1e-3)
         check_finite_parameters(graph, path)
         return graph
-    return read_nir(path)
+    graph = read_nir(path, dialect=dialect, dt=dt)
+    hint = producer_hint(graph) if dialect == "nir" else None
+    if hint:
+        print(f"{path}: its metadata names {hint} as the producer; read with NIR's own semantics (pass --dialect "
+              f"{hint} to run it as {hint} does)", file=sys.stderr)
+    return graph
 
 
 def _dataset_input(name: str, samples: int, steps: int | None, data_dir: str | None,
@@ -241,7 +258,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if model_path.suffix == ".net" and args.backend == "netx" and not args.compare:
         graph = None  # lava-dl runs the file itself
     else:
-        graph = load_graph(model_path, args.dt if args.dt else 1e-3)
+        graph = load_graph(model_path, args.dt, args.dialect)
     meta = graph.metadata if graph is not None and isinstance(graph.metadata, dict) else {}
     dt = args.dt if args.dt is not None else (float(meta["dt"]) if "dt" in meta else None)
     labels = disparity = None
