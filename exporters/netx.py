@@ -187,7 +187,7 @@ def _layers(path: Path) -> tuple[tuple[int, ...], list[tuple[str, tuple[int, ...
             for k in keys[1:]:
                 t = grp[k]["type"][()]
                 t = (t[0] if np.ndim(t) else t).decode()
-                if t in ("dense", "conv"):
+                if t in ("dense", "dense_rec", "conv"):
                     node = grp[k].attrs.get("nasflow_node", f"layer{k}")
                     out.append((str(node), tuple(int(s) for s in grp[k]["shape"][()])))
             scale = float(f.attrs.get("nasflow_input_scale", 1.0))

@@ -17,8 +17,10 @@ NIR's (zero-delay feed-forward): layer k of the file runs k steps later in lava-
 ``refDelay`` is recorded in the node's metadata (netx ignores it as well). Axonal delays of a dense layer (netx
 delays the current into each output neuron; slayer wrote them as the previous layer's output delays) become a NIR
 ``Delay`` between the weights and the neuron (the torch reference, Lava float and fixed point and ``lava-emu`` run
-it). Refused by name: sigma-delta (``SDNN``) and resonate-and-fire neurons, graded spikes, recurrent, complex,
-pooling and transposed layers, per-input delays, neuron-less hidden layers, ``iDecay = 0``.
+it). A recurrent dense layer (``dense_rec``) adds ``weight_rec`` from the neuron back into its own input, a NIR
+back edge (one step late, as netx's recurrent synapse). Refused by name: sigma-delta (``SDNN``) and
+resonate-and-fire neurons, graded spikes, complex, pooling and transposed layers, delays on recurrent layers,
+per-input delays, neuron-less hidden layers, ``iDecay = 0``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ __all__ = ["LOIHI_UNITS", "read_netx"]
 
 LOIHI_UNITS = "loihi"  # metadata["fixed_point_units"]: values are Loihi integers, scale 1
 _REFUSED_TYPES = {
-    "dense_rec": "recurrent dense layers", "dense_comp": "complex dense layers", "average": "average layers",
+    "dense_comp": "complex dense layers", "average": "average layers",
     "pool": "pooling layers", "convT": "transposed convolutions", "unpool": "unpooling layers",
     "concat": "concatenation layers",
 }
@@ -152,13 +154,13 @@ def _layer(grp, where: str, key: str, last: str, shape: tuple[int, ...], dt: flo
     kind = _text(grp["type"])
     if kind in _REFUSED_TYPES:
         raise NetxFormatError(f"{where}: {_REFUSED_TYPES[kind]} ({kind!r}) are not supported; nasflow imports "
-                              "input, conv, flatten and dense layers")
+                              "input, conv, flatten, dense and dense_rec layers")
     if kind == "flatten":
         nid = f"layer{key}"
         nodes[nid] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
         edges.append((last, nid))
         return nid, (int(np.prod(shape)),)
-    if kind not in ("conv", "dense"):
+    if kind not in ("conv", "dense", "dense_rec"):
         raise NetxFormatError(f"{where}: unknown layer type {kind!r}")
     if "neuron" not in grp:
         raise NetxFormatError(f"{where}: a {kind} layer without a neuron (netx's non-spiking integrator) is not "
@@ -197,7 +199,7 @@ def _layer(grp, where: str, key: str, last: str, shape: tuple[int, ...], dt: flo
     edges.append((last, syn))
     if np.any(delay != 0):
         whole = np.all(delay >= 0) and np.all(delay == np.rint(delay))
-        if kind != "dense" or delay.size not in (1, out_shape[0]) or not whole:
+        if kind == "conv" or delay.size not in (1, out_shape[0]) or not whole:
             raise NetxFormatError(f"{where}: delays of shape {delay.shape} on a {kind} layer; nasflow imports whole, "
                                   "non-negative delays per output neuron of a dense layer (or one for all)")
         if np.any(delay > 62):
@@ -208,4 +210,15 @@ def _layer(grp, where: str, key: str, last: str, shape: tuple[int, ...], dt: flo
     nid = f"layer{key}_neuron"
     nodes[nid] = _neuron(grp, where, out_shape, dt, _bias(grp, where, out_shape))
     edges.append((syn, nid))
+    if kind == "dense_rec":  # the neuron's spikes through weight_rec back into its own input, one step late
+        if np.any(delay != 0):
+            raise NetxFormatError(f"{where}: a recurrent dense layer with delays is not supported (netx delays the "
+                                  "recurrent sums too, one step more than NIR's back edge)")
+        w_rec = _ints(grp, "weight_rec", where)
+        n = out_shape[0]
+        if w_rec.size != n * n:
+            raise NetxFormatError(f"{where}: weight_rec of shape {w_rec.shape}; a recurrent layer of {n} neurons "
+                                  f"needs ({n}, {n})")
+        nodes[f"layer{key}_rec"] = nir.Linear(weight=w_rec.reshape(n, n))
+        edges += [(nid, f"layer{key}_rec"), (f"layer{key}_rec", nid)]
     return nid, out_shape

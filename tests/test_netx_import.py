@@ -315,3 +315,35 @@ def test_lava_dl_netx_backend_refuses_an_input_neuron_layer_it_cannot_stream_int
 
     with pytest.raises(NetxFormatError, match="layer 0 is a neuron layer.*lava-emu"):
         simulate_netx(TINY, _tiny_input(4))
+
+
+def test_recurrent_dense_layer_matches_lava_dl(tmp_path: Path) -> None:
+    """A ``dense_rec`` layer (ntidigits' third layer made recurrent, its delays dropped): the imported graph's
+    back edge runs on lava-emu exactly as lava-dl's own RecurrentDense block."""
+    from exporters.netx import simulate_netx
+
+    gts = LAVA_DL_TESTS / "gts" / "ntidigits"
+    path = tmp_path / "rec.net"
+    shutil.copy(gts / "ntidigits.net", path)
+    with h5py.File(path, "r+") as f:
+        for key in [k for k in f["layer"] if int(k) > 4]:  # the average read-out: lava-dl cannot build it
+            del f["layer"][key]
+        layer = f["layer"]["3"]
+        n = int(np.prod(layer["shape"][()]))
+        del layer["type"]
+        layer.create_dataset("type", data=np.array([b"dense_rec"]))
+        if "delay" in layer:
+            del layer["delay"]
+        rng = np.random.default_rng(0)
+        layer.create_dataset("weight_rec", data=rng.integers(-40, 41, (n, n)).astype(np.float32) * 2)
+    graph = read_netx(path, layers=5)
+    assert ("layer3_neuron", "layer3_rec") in graph.edges and ("layer3_rec", "layer3_neuron") in graph.edges
+    spikes = np.load(gts / "input.npy")[:, :120]
+    shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
+    x = spikes.T.reshape((120, 1) + shape).astype(np.float32)
+    theirs, ours = simulate_netx(path, x), lava.emulate(graph, x)
+    plain = read_netx(gts / "ntidigits.net", layers=5)
+    assert ours["layer3_neuron"].sum() > 50
+    for key in ("layer3", "layer4"):  # netx shapes dense layers (n, 1, 1)
+        np.testing.assert_array_equal(theirs[key].reshape(ours[f"{key}_neuron"].shape), ours[f"{key}_neuron"])
+    assert not np.array_equal(lava.emulate(plain, x)["layer3_neuron"], ours["layer3_neuron"])  # the loop matters
