@@ -13,7 +13,7 @@ from exporters.core.kinds import FIRING_TYPES, node_type
 from exporters.core.traversal import back_edges
 from exporters.equivalence import compare_activity
 from exporters.lava import LavaBackendError, build_plan
-from exporters.nir_export import ExportError, to_nir
+from exporters.nir_export import to_nir
 from exporters.nir_io import read_nir, write_nir
 from nasflow.snn.neurons import Neuron
 from nasflow.spaces.snasnet import RELEASED_CELLS, SNASNet, cell_kind
