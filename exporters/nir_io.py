@@ -14,6 +14,7 @@ assumed).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -45,6 +46,13 @@ def _as_str(v: object) -> str:
     return v.decode("utf8", "replace") if isinstance(v, bytes) else str(v)
 
 
+def _required(kind: str) -> list[str]:
+    """The parameters nir's node class cannot do without (no default)."""
+    cls = getattr(nir, kind)
+    return [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING and f.name not in ("input_type", "output_type", "metadata")]
+
+
 def _scan(group: h5py.Group, path: Path, prefix: str, legacy: list[str]) -> None:
     """Check node types recursively; collect resetting neurons without ``v_reset``."""
     if "type" not in group:
@@ -54,6 +62,11 @@ def _scan(group: h5py.Group, path: Path, prefix: str, legacy: list[str]) -> None
         raise NIRFormatError(
             f"{path}: node {prefix or '<root>'!r} has unknown NIR type {kind!r}; supported: {', '.join(KNOWN_TYPES)}"
         )
+    if KINDS[kind].category == "neuron":
+        missing = [name for name in _required(kind) if name not in group]
+        if missing:
+            raise NIRFormatError(f"{path}: node {prefix!r} ({kind}) has no {', '.join(missing)}; nir 1.0.8 requires "
+                                 f"{', '.join(_required(kind))} for a {kind} (re-export it, or add the value)")
     if kind in FIRING_TYPES and "v_reset" not in group:
         legacy.append(prefix)
     if kind == "NIRGraph":

@@ -137,10 +137,7 @@ def simulate(graph: nir.NIRGraph, x: np.ndarray, dt: float | None = None, fixed_
             spec = plan.neurons[nid]
             v_rec = None if v_path is None else read_recording(v_path, spec.shape, b, t_len)
             if v_rec is not None:
-                scale = spec.v_scale.reshape(spec.shape)
-                if quant is not None:
-                    scale = scale * quant.neurons[nid].v_unit
-                v_rec = v_rec / scale
+                v_rec = spec.nir_voltage(v_rec, 1.0 if quant is None else quant.neurons[nid].v_unit)
                 if voltages is not None:
                     voltages[nid] = v_rec
             neuron_act[nid] = v_rec if s_path is None else read_recording(s_path, spec.shape, b, t_len)

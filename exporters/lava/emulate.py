@@ -286,9 +286,9 @@ class FixedPointNetwork:
         voltages: dict[str, np.ndarray] = {}
         for nid, spec in plan.neurons.items():
             shape = (t_len, b) + spec.shape
-            scale = (spec.v_scale * quant.neurons[nid].v_unit).reshape(spec.shape)
-            if spec.record == "v" or want_v:
-                voltages[nid] = volts[nid].astype(np.float32).reshape(shape) / scale  # as simulate() reads Lava's
+            if spec.record == "v" or want_v:  # as simulate() reads Lava's
+                voltages[nid] = spec.nir_voltage(volts[nid].astype(np.float32).reshape(shape),
+                                                 quant.neurons[nid].v_unit)
             neuron_act[nid] = voltages[nid] if spec.record == "v" else vals[nid].numpy().reshape(shape)
         return neuron_act, voltages
 

@@ -37,8 +37,14 @@ class LavaNeuron:
     vth: float
     gain: np.ndarray
     bias_v: np.ndarray
-    v_scale: np.ndarray  # Lava v = v_scale * NIR v (threshold normalisation), for voltage readouts
+    v_scale: np.ndarray  # Lava v = v_scale * (NIR v − v_offset) (threshold normalisation), for voltage readouts
     record: str  # "s" (spikes) or "v" (voltage, non-spiking readouts)
+    v_offset: np.ndarray | float = 0.0  # the NIR membrane Lava's 0 stands for (a non-zero v_reset / initial state)
+
+    def nir_voltage(self, lava_v: np.ndarray, unit: float = 1.0) -> np.ndarray:
+        """NIR membrane values ``[..., *shape]`` from Lava's (``unit``: Lava units per float unit, fixed point)."""
+        scale = (self.v_scale * unit).reshape(self.shape)
+        return lava_v / scale + np.broadcast_to(self.v_offset, (int(np.prod(self.shape)),)).reshape(self.shape)
 
 
 @dataclass
@@ -104,8 +110,9 @@ def _uniform(values: np.ndarray, node_id: str, kind: str, what: str) -> float:
     return float(values.flat[0])
 
 
-def _conventions(compiled: CompiledGraph, node_id: str) -> bool:
-    """Whether ``node_id`` fires on ``v >= θ``; refuses conventions Lava's LIF cannot run (by node name)."""
+def _conventions(compiled: CompiledGraph, node_id: str) -> tuple[bool, float]:
+    """Whether ``node_id`` fires on ``v >= θ``, and its initial membrane; refuses conventions Lava's LIF cannot run
+    (by node name)."""
     try:
         conv = compiled.conventions.for_node(node_id)
     except NIRFormatError as err:
@@ -120,14 +127,16 @@ def _conventions(compiled: CompiledGraph, node_id: str) -> bool:
             f"node {node_id!r}: reset timing {conv.reset_timing!r} (the spike of step t-1 resets during step t, as "
             "snnTorch's reset_delay does), but Lava's LIF resets in the step it fires; simulate with --backend torch"
         )
-    if conv.v0 != 0:
-        raise LavaBackendError(f"node {node_id!r}: initial voltage {conv.v0} != 0; Lava's LIF starts and resets at 0")
-    return conv.threshold == ">="
+    return conv.threshold == ">=", conv.v0
 
 
 def _lava_neuron(node_id: str, node: nir.NIRNode, shape: tuple[int, ...], dt: float | None,
-                 threshold_ge: bool) -> LavaNeuron:
-    """Map NIR neuron parameters onto LIF(du, dv, vth, bias) plus a per-neuron input gain."""
+                 threshold_ge: bool, v0: float = 0.0) -> LavaNeuron:
+    """Map NIR neuron parameters onto LIF(du, dv, vth, bias) plus a per-neuron input gain.
+
+    Lava's LIF starts and resets at 0. A neuron that resets to ``v_reset = c`` and starts there too (``v0``) runs
+    exactly as Lava's ``v' = v − c``: threshold ``θ − c``, leak towards ``v_leak − c``; readouts add ``c`` back.
+    """
     kind = node_type(node)
     n = int(np.prod(shape))
 
@@ -141,12 +150,18 @@ def _lava_neuron(node_id: str, node: nir.NIRNode, shape: tuple[int, ...], dt: fl
             )
         return dt
 
-    if kind in FIRING_TYPES:
-        if np.any(p("v_reset", 0.0) != 0):
+    offset = np.full(n, float(v0))
+    if kind in FIRING_TYPES and kind != "Threshold":
+        c = p("v_reset", 0.0)
+        if np.any(c != v0):
             raise LavaBackendError(
-                f"node {node_id!r} ({kind}): v_reset != 0, but Lava's LIF resets to 0 only; "
-                "shift v_leak/v_threshold so the reset is 0, or use another backend"
+                f"node {node_id!r} ({kind}): resets to v_reset = {c.min():g}..{c.max():g} but starts at {v0:g}; "
+                "Lava's LIF starts where it resets, so nasflow runs a non-zero v_reset only on neurons that start "
+                "there (conventions v_init 'v_reset'); shift v_leak/v_threshold so the reset is 0, or use another "
+                "backend"
             )
+    elif kind == "Threshold":
+        offset = np.zeros(n)
     ones, zeros = np.ones(n), np.zeros(n)
     if kind == "Threshold":
         du, dv, gain, bias, theta = 1.0, 1.0, ones, zeros, p("threshold")
@@ -170,17 +185,20 @@ def _lava_neuron(node_id: str, node: nir.NIRNode, shape: tuple[int, ...], dt: fl
         theta = p("v_threshold") if kind == "CubaLIF" else None
     else:
         raise LavaBackendError(f"node {node_id!r}: {kind} is not a neuron the Lava backend knows")
+    bias = bias - dv * offset  # v' = v − offset leaks towards v_leak − offset (an integrator: dv = 0, no change)
+    v_offset = offset if np.any(offset) else 0.0
     if theta is None:  # non-spiking readout: never fires, voltage is recorded
-        return LavaNeuron(node_id, kind, shape, du, dv, math.inf, gain, bias, ones, "v")
+        return LavaNeuron(node_id, kind, shape, du, dv, math.inf, gain, bias, ones, "v", v_offset)
+    theta = theta - offset
     if np.any(theta <= 0):
-        raise LavaBackendError(f"node {node_id!r} ({kind}): threshold must be > 0 for Lava's v > vth")
+        raise LavaBackendError(f"node {node_id!r} ({kind}): threshold must be above the reset for Lava's v > vth")
     if np.allclose(theta, theta[0], rtol=0, atol=0):
         vth, k = float(theta[0]), ones
     else:  # per-neuron thresholds: scale each neuron's v so that every threshold is 1
         vth, k = 1.0, 1.0 / theta
     if threshold_ge:  # v >= θ equals v > (largest float below θ)
         vth = float(np.nextafter(vth, -np.inf))
-    return LavaNeuron(node_id, kind, shape, du, dv, vth, gain * k, bias * k, k, "s")
+    return LavaNeuron(node_id, kind, shape, du, dv, vth, gain * k, bias * k, k, "s", v_offset)
 
 
 def build_plan(graph: nir.NIRGraph | CompiledGraph, dt: float | None = None) -> LavaPlan:
@@ -216,9 +234,10 @@ def build_plan(graph: nir.NIRGraph | CompiledGraph, dt: float | None = None) -> 
                     False)
     ge = False
     for nid, pop in compiled.populations.items():
-        node_ge = _conventions(compiled, nid) and pop.kind.name != "Threshold"
+        node_ge, v0 = _conventions(compiled, nid)
+        node_ge = node_ge and pop.kind.name != "Threshold"
         ge = ge or node_ge
-        plan.neurons[nid] = _lava_neuron(nid, graph.nodes[nid], pop.shape, compiled.conventions.dt, node_ge)
+        plan.neurons[nid] = _lava_neuron(nid, graph.nodes[nid], pop.shape, compiled.conventions.dt, node_ge, v0)
     for spec in plan.neurons.values():
         _plan_inputs(graph, plan, preds, feeds[spec.node_id], spec)
     for nid, spec in plan.neurons.items():
