@@ -55,3 +55,11 @@ def test_main_job_example(tmp_path: Path) -> None:
     out = _run("main_job.py", "--out", str(tmp_path / "m"), "--channels", "4", "--steps", "2",
                "--supernet-epochs", "1", "--evaluations", "4", "--epochs", "1", "--lava-samples", "4", timeout=900)
     assert "report:" in out and (tmp_path / "m" / "report.html").exists()
+
+
+def test_peer_dialects_example(tmp_path: Path) -> None:
+    _run("peer_dialects.py", "--out", str(tmp_path / "d"))
+    rows = json.loads((tmp_path / "d" / "dialects.json").read_text())["cases"]
+    assert len(rows) == 9 and all(r["wrong_with_dialect"] == 0 for r in rows)
+    assert all(r["wrong_as_plain_nir"] != 0 for r in rows)  # a count or the reason the plain reading refuses
+    assert (tmp_path / "d" / "dialects.md").read_text().count("\n") == 11
