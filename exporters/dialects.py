@@ -142,9 +142,17 @@ def _sinabs(graph: nir.NIRGraph, dt: float) -> tuple[nir.NIRGraph, Conventions]:
     return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=dict(graph.metadata), type_check=False), conv
 
 
+def _rockpool_fits(graph: nir.NIRGraph) -> None:
+    for nid, node in graph.nodes.items():
+        if node_type(node) in ("LIF", "IF", "LI", "CubaLI"):
+            raise NIRFormatError(f"node {nid!r}: Rockpool's exporter writes its LIF neurons as CubaLIF; a "
+                                 f"{node_type(node)} does not fit the rockpool dialect")
+
+
 def _rockpool_dt(graph: nir.NIRGraph) -> float | None:
     """Rockpool writes no dt, but every CubaLIF's ``r = τ_mem·exp(−dt/τ_mem)/dt``, which falls strictly with dt:
     solved by bisection (in log dt) for each neuron; they must agree."""
+    _rockpool_fits(graph)
     found = []
     for node in graph.nodes.values():
         if node_type(node) != "CubaLIF":
@@ -167,6 +175,7 @@ def _rockpool_dt(graph: nir.NIRGraph) -> float | None:
 def _rockpool(graph: nir.NIRGraph, dt: float) -> tuple[nir.NIRGraph, Conventions]:
     """Rockpool's LIFTorch: ``i ← β (i + x)``, ``v ← α v + i`` (α, β = exp(−dt/τ_mem), exp(−dt/τ_syn)), fire on
     ``v ≥ θ``, subtract θ in the same step; its exporter keeps the batch dimension of the sample in Input/Output."""
+    _rockpool_fits(graph)
     nodes = dict(graph.nodes)
     for nid, node in graph.nodes.items():
         t = node_type(node)
@@ -184,9 +193,6 @@ def _rockpool(graph: nir.NIRGraph, dt: float) -> tuple[nir.NIRGraph, Conventions
             nodes[nid] = _with(node, tau_syn=dt / (1.0 - beta), w_in=_arr(node.w_in) * beta / (1.0 - beta),
                                tau_mem=dt / (1.0 - alpha), r=1.0 / (1.0 - alpha),
                                v_reset=np.zeros_like(_arr(node.v_threshold)))
-        elif t in ("LIF", "IF", "LI", "CubaLI"):
-            raise NIRFormatError(f"node {nid!r}: Rockpool's exporter writes its LIF neurons as CubaLIF; a {t} does "
-                                 "not fit the rockpool dialect")
     conv = Conventions(dt=dt, threshold=">=", reset="subtract")
     return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=dict(graph.metadata), type_check=False), conv
 

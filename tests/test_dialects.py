@@ -95,6 +95,11 @@ def test_bad_dialects_fail_by_name():
                              v_threshold=np.ones(3), v_reset=np.zeros(3))
     with pytest.raises(NIRFormatError, match=r"node 'lif': some neurons have β = 1"):
         apply_dialect(g, "snntorch")
+    with pytest.raises(NIRFormatError, match=r"rockpool_ff.nir: node '1_LIFTorch': Sinabs writes no CubaLIF; this "
+                                             r"graph does not fit the sinabs dialect"):
+        read_nir(peers.FIXTURES / "rockpool_ff.nir", dialect="sinabs")
+    with pytest.raises(NIRFormatError, match=r"node '1': Rockpool's exporter writes its LIF neurons as CubaLIF"):
+        read_nir(peers.FIXTURES / "sinabs_ff.nir", dialect="rockpool")
 
 
 def test_lava_refuses_snntorch_reset_by_name():
