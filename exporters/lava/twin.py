@@ -186,8 +186,8 @@ class FixedPointTwin(nn.Module):
             shape = (t_len, b) + spec.shape
             if spec.record == "v":
                 scale = torch.as_tensor((spec.v_scale * quant.neurons[m].v_unit).reshape(spec.shape))
-                offset = torch.as_tensor(np.broadcast_to(spec.v_offset, (int(np.prod(spec.shape)),)).reshape(
-                    spec.shape))
+                offset = torch.as_tensor(np.array(np.broadcast_to(spec.v_offset, (int(np.prod(spec.shape)),))
+                                                  ).reshape(spec.shape))
                 result[m] = torch.stack(volt[m]).reshape(shape) / scale + offset
             else:
                 result[m] = torch.stack(out[m]).reshape(shape)
