@@ -428,7 +428,8 @@ def _autosnn_search_step(cfg: PipelineConfig, out_dir: Path) -> SearchStep:
     full = run_autosnn_search(cfg.autosnn, out_dir)
     return SearchStep(best=full["best"], cost=full["cost"], lam=full["lambda"], search_seconds=full["search_seconds"],
                       dir=str(out_dir), evaluated=full["evaluated"], cost_avg=full["cost_avg"],
-                      budgets=full["budgets"], supernet_seconds=full["supernet_seconds"])
+                      budgets=full["budgets"], supernet_seconds=full["supernet_seconds"],
+                      objectives=full.get("objectives"), pick=full.get("pick"))
 
 
 def _snasnet_search_step(cfg: PipelineConfig, out_dir: Path) -> SearchStep:

@@ -114,7 +114,8 @@ def _cost_key(evaluated: list[dict[str, Any]]) -> str:
 
 def _candidates(search: SearchStep) -> tuple[list[dict[str, Any]], str]:
     rows = search.evaluated
-    key = _cost_key(rows)
+    # a multi-objective search plots its first cost objective; otherwise energy, else spikes
+    key = next((o for o in search.objectives or () if o != "accuracy"), None) or _cost_key(rows)
     return [{"arch": r["arch"], "accuracy": r["accuracy"], "cost": r.get("costs", {}).get(key, r.get(key)),
              "fitness": r["fitness"]} for r in rows], key
 
@@ -180,6 +181,7 @@ def write_reports(out_dir: str | Path, *, cfg: dict[str, Any], search: SearchSte
             "search_seconds": search.search_seconds,
             "search_cost_seconds": step_seconds.get("search"),
             "value": search.value_label or "accuracy",  # SNASNet ranks by a training-free score, not accuracy
+            **({"objectives": search.objectives, "pick": search.pick} if search.objectives else {}),
             **({"temporal": temporal} if temporal and temporal.get("method") != "none" else {}),
         },
         pareto_cost=cost_key,
@@ -205,8 +207,8 @@ def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     acc = np.array([c["accuracy"] for c in candidates], dtype=float) * (1 if value_label else 100)
     cost = np.array([c["cost"] for c in candidates], dtype=float)
-    energy = cost_key.startswith("energy:")
-    scale, unit = (1e9, "nJ") if energy else (1.0, "spikes")
+    scale, unit = {"energy": (1e9, "nJ"), "latency": (1e6, "µs per step")}.get(cost_key.split(":")[0],
+                                                                            (1.0, cost_key.split(":")[0]))
     ax.scatter(cost * scale, acc, s=14, alpha=0.5, label="evaluated candidates")
     ax.plot(cost[front] * scale, acc[front], "-o", color="C3", ms=4, label="Pareto front")
     best = [i for i, c in enumerate(candidates) if c["arch"] == best_arch]
@@ -221,7 +223,7 @@ def _plots(plots: Path, candidates, front, cost_key, best_arch, models, hardware
     fig.savefig(plots / "pareto.png", dpi=110)
     plt.close(fig)
     what = "Score" if value_label else "Accuracy"
-    images[f"{what} versus {'energy' if energy else 'spikes'} of every evaluated candidate"] = "plots/pareto.png"
+    images[f"{what} versus {cost_key.split(':')[0]} of every evaluated candidate"] = "plots/pareto.png"
 
     fig, ax = plt.subplots(figsize=(7.2, 4.2))
     for k, (role, model) in enumerate(models.items()):
@@ -325,7 +327,9 @@ def _value_text(value: float, report: RunReport) -> str:
 
 
 def _cost_text(cost: float, key: str) -> str:
-    return f"{cost * 1e9:,.1f} nJ" if key.startswith("energy:") else f"{cost:,.0f} {key}"
+    if key.startswith("energy:"):
+        return f"{cost * 1e9:,.1f} nJ"
+    return f"{cost * 1e6:,.2f} µs per step" if key.startswith("latency:") else f"{cost:,.0f} {key}"
 
 
 def _markdown(report: RunReport, images: dict[str, str],

@@ -29,6 +29,8 @@ from nasflow.snn.blocks import NeuronSpec
 from nasflow.spaces.autosnn import MACROS
 from nasflow.spaces.autosnn_space import AutoSNNSpace
 from nasflow.strategies import EvolutionConfig, evolutionary_search, random_search
+from nasflow.strategies.nsga2 import VALUE, NSGA2Config, front, nsga2_search, parse_objectives, pick
+from nasflow.strategies.ray_executor import open_executor
 from nasflow.strategies.runner import run_search
 from nasflow.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nasflow.train.supernet import AutoSNNSupernet, train_supernet
@@ -63,7 +65,19 @@ class AutoSNNSearchConfig:
     # record fixed_accuracy, fixed_acc_drop and fixed_spikes of every candidate on Lava's fixed point (lava-emu);
     # on by itself when the cost or a budget names one
     fixed_point: bool = False
-    strategy: str = "evolution"  # evolution | random | darts (in-training: supernet_epochs, supernet_lr, arch_lr)
+    # evolution | random | nsga2 | darts (in-training: supernet_epochs, supernet_lr, arch_lr)
+    strategy: str = "evolution"
+    # nsga2: objectives (accuracy maximised, costs minimised; "" = accuracy and the cost), population, and the
+    # rule that picks the deployed point of the front (knee | max-accuracy | min-OBJECTIVE | accuracy>=X)
+    objectives: str = ""
+    population: int = 20
+    pick: str = "knee"
+    # where candidates are evaluated: local (this process) | ray (workers on a Ray cluster; address None starts
+    # a local one); not part of the journal header, so a search may move between executors and resume
+    executor: str = "local"
+    ray_address: str | None = None
+    workers: int = 2
+    threads_per_worker: int = 1
     arch_lr: float = 3e-4  # darts: Adam step of the architecture weights (first-order DARTS)
     evaluations: int = 200
     rounds: int = 20
@@ -72,8 +86,12 @@ class AutoSNNSearchConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.strategy not in ("evolution", "random", "darts"):
-            raise ConfigError(f"strategy must be 'evolution', 'random' or 'darts', got {self.strategy!r}")
+        if self.strategy not in ("evolution", "random", "nsga2", "darts"):
+            raise ConfigError(f"strategy must be 'evolution', 'random', 'nsga2' or 'darts', got {self.strategy!r}")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"executor must be 'local' or 'ray', got {self.executor!r}")
+        if self.workers < 1 or self.threads_per_worker < 1:
+            raise ConfigError("workers and threads_per_worker must be at least 1")
         if self.strategy == "darts" and (self.cost != "spikes" or self.budgets or self.fixed_point):
             raise ConfigError(f"strategy 'darts' prices spikes only in its architecture loss: set cost to 'spikes', "
                               f"no budgets and no fixed_point (got cost={self.cost!r}, budgets={self.budgets})")
@@ -92,8 +110,21 @@ class AutoSNNSearchConfig:
         if "fixed_accuracy" in self.budgets:
             raise ConfigError("budgets are upper limits; bound the fixed-point loss with fixed_acc_drop=N instead of "
                               "fixed_accuracy")
+        self.objectives = ",".join(self.objective_list())
+        if self.strategy == "nsga2":
+            try:
+                NSGA2Config(objectives=self.objective_list(), population=self.population)
+            except ValueError as err:
+                raise ConfigError(f"objectives/population: {err}") from None
+            if VALUE not in self.objective_list():
+                raise ConfigError(f"objectives {self.objectives!r}: include accuracy (what the front trades off)")
+            rule = self.pick
+            if not (rule in ("knee", "max-accuracy") or rule.startswith("accuracy>=")
+                    or rule[4:] in self.objective_list() and rule.startswith("min-")):
+                raise ConfigError(f"pick {rule!r}: use knee, max-accuracy, min-OBJECTIVE (one of "
+                                  f"{', '.join(self.objective_list())}) or accuracy>=X")
         self.fixed_point = self.fixed_point or any(map(is_fixed_point_cost, (self.cost, *self.budgets)))
-        for key in (self.cost, *self.budgets):
+        for key in (self.cost, *self.budgets, *[o for o in self.objective_list() if o != VALUE]):
             metric, chip = split_cost(key)
             if key in SEARCH_COSTS or key in FIXED_POINT_COSTS:
                 continue
@@ -107,6 +138,10 @@ class AutoSNNSearchConfig:
             except ValueError as err:
                 raise ConfigError(f"cost {key!r}: {err}") from None
 
+    def objective_list(self) -> tuple[str, ...]:
+        """NSGA-II's objectives: as configured, else accuracy and the cost."""
+        return parse_objectives(self.objectives) if self.objectives else (VALUE, self.cost)
+
     def _budget_key(self, key: str) -> str:
         """``cores`` → ``cores:<chip>``: a hardware budget is measured on the cost's chip (else ``chip``)."""
         if key in HW_METRICS:
@@ -116,7 +151,8 @@ class AutoSNNSearchConfig:
 
     def hardware_chips(self) -> list[str]:
         """Chips whose hardware model the fitness or a budget needs."""
-        chips = {split_cost(k)[1] for k in (self.cost, *self.budgets) if is_hardware_cost(k)}
+        keys = (self.cost, *self.budgets, *(self.objective_list() if self.strategy == "nsga2" else ()))
+        chips = {split_cost(k)[1] for k in keys if is_hardware_cost(k)}
         return sorted(c for c in chips if c)
 
 
@@ -220,17 +256,27 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
         cost_avg, calibrated = _calibrate(base_evaluator, cost_avg, cfg)
     fitness = Fitness(lam=cfg.lam, cost=cfg.cost, cost_avg=cost_avg[cfg.cost], mode=cfg.fitness_mode,
                       budgets=dict(cfg.budgets))
+    nsga = NSGA2Config(objectives=cfg.objective_list(), budgets=tuple(cfg.budgets.items()),
+                       population=cfg.population) if cfg.strategy == "nsga2" else None
     if cfg.strategy == "evolution":
         strategy = functools.partial(evolutionary_search, config=EvolutionConfig(rounds=cfg.rounds))
+    elif nsga is not None:
+        strategy = functools.partial(nsga2_search, config=nsga)
     else:
         strategy = random_search
-    run = run_search(
-        AutoSNNSpace(cfg.macro), strategy, base_evaluator, fitness, out_dir, _journal_header(cfg, spec),
-        budget=cfg.evaluations, seed=cfg.seed,
-        progress=f"search ({cfg.strategy}, λ={cfg.lam})" if cfg.progress else False,
-    )
+    with open_executor(cfg.executor, out_dir, cfg.ray_address, cfg.workers, cfg.threads_per_worker) as executor:
+        run = run_search(
+            AutoSNNSpace(cfg.macro), strategy, base_evaluator, fitness, out_dir, _journal_header(cfg, spec),
+            budget=cfg.evaluations, seed=cfg.seed,
+            progress=f"search ({cfg.strategy}, λ={cfg.lam})" if cfg.progress else False, executor=executor,
+        )
     rows = [run.row(c) for c in run.evaluated]
     best = run.row(run.best)
+    multi: dict[str, Any] = {}
+    if nsga is not None:  # the deployed point is picked from the front, not the scalar fitness
+        best = run.row(pick(run.evaluated, nsga.objectives, cfg.pick, nsga.budgets))
+        multi = {"objectives": list(nsga.objectives), "pick": cfg.pick,
+                 "front": [run.row(c) for c in front(run.evaluated, nsga.objectives, nsga.budgets)]}
     out = {
         "schema_version": SCHEMA_VERSION,
         "strategy": cfg.strategy,
@@ -239,6 +285,7 @@ def run_autosnn_search(cfg: AutoSNNSearchConfig, out_dir: str | Path, supernet_d
         "cost_avg": cost_avg,
         "cost_avg_calibrated": calibrated,
         "budgets": dict(cfg.budgets),
+        **multi,
         "evaluated": rows,
         "best": best,
         "journal_hits": run.journal_hits,

@@ -42,6 +42,7 @@ from nasflow.models import save_model
 from nasflow.snn.blocks import NeuronSpec
 from nasflow.spaces.snasnet import CELL_KINDS, REDUCTIONS, SNASNet, SNASNetSpace
 from nasflow.strategies import random_search
+from nasflow.strategies.ray_executor import open_executor
 from nasflow.strategies.runner import run_search
 from nasflow.train.trainer import TrainConfig, Trainer, evaluate, resolve_device, seed_everything
 
@@ -96,9 +97,17 @@ class SNASNetSearchConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    # where cells are scored: local | ray (nasflow.strategies.ray_executor; not in the journal header)
+    executor: str = "local"
+    ray_address: str | None = None
+    workers: int = 2
+    threads_per_worker: int = 1
 
     def __post_init__(self) -> None:
         checks = {
+            "executor": (self.executor in ("local", "ray"), "'local' or 'ray'"),
+            "workers": (self.workers >= 1, ">= 1"),
+            "threads_per_worker": (self.threads_per_worker >= 1, ">= 1"),
             "cell": (self.cell in CELL_KINDS, f"one of {CELL_KINDS}"),
             "reduction": (self.reduction in REDUCTIONS, f"one of {REDUCTIONS}"),
             "candidates": (self.candidates >= 1, ">= 1"),
@@ -283,9 +292,11 @@ def run_snasnet_search(
     build = functools.partial(build_candidate, cfg, in_shape=spec.image_shape, num_classes=spec.num_classes)
     scorer = SAHDEvaluator(build, batches, cfg.sahd, cfg.seed, device, cost_fn)
     header = {**_header(cfg, spec), "cost_fn": getattr(cost_fn, "__name__", None) if cost_fn else None}
-    run = run_search(space, random_search, scorer, lambda value, costs: value, out_dir, header,
-                     budget=cfg.candidates, seed=cfg.seed,
-                     progress=f"snasnet {cfg.cell} ({cfg.sahd.name})" if cfg.progress else False)
+    with open_executor(cfg.executor, out_dir, cfg.ray_address, cfg.workers, cfg.threads_per_worker) as executor:
+        run = run_search(space, random_search, scorer, lambda value, costs: value, out_dir, header,
+                         budget=cfg.candidates, seed=cfg.seed,
+                         progress=f"snasnet {cfg.cell} ({cfg.sahd.name})" if cfg.progress else False,
+                         executor=executor)
     if len(run.evaluated) < cfg.candidates:
         raise ConfigError(_too_few(cfg.cell, len(run.evaluated), None, cfg.candidates))
     cells = [c.arch for c in run.evaluated]

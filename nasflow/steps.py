@@ -56,6 +56,8 @@ class SearchStep:
     budgets: dict[str, float] | None = None
     supernet_seconds: float | None = None
     value_label: str | None = None
+    objectives: list[str] | None = None  # a multi-objective search: what its front trades off
+    pick: str | None = None  # and the rule that chose ``best`` from it
 
     @property
     def arch(self) -> str:
@@ -67,6 +69,8 @@ class SearchStep:
             head = {"best": self.best, "cost": self.cost, "cost_avg": self.cost_avg, "lambda": self.lam,
                     "budgets": self.budgets, "supernet_seconds": self.supernet_seconds,
                     "search_seconds": self.search_seconds}
+            if self.objectives:
+                head |= {"objectives": self.objectives, "pick": self.pick}
         else:
             head = {"best": self.best, "cost": self.cost, "lambda": self.lam, "value_label": self.value_label,
                     "search_seconds": self.search_seconds}
@@ -77,7 +81,8 @@ class SearchStep:
         return cls(best=data["best"], cost=data.get("cost"), lam=data.get("lambda"),
                    search_seconds=data.get("search_seconds"), dir=data["dir"], evaluated=data["evaluated"],
                    cost_avg=data.get("cost_avg"), budgets=data.get("budgets"),
-                   supernet_seconds=data.get("supernet_seconds"), value_label=data.get("value_label"))
+                   supernet_seconds=data.get("supernet_seconds"), value_label=data.get("value_label"),
+                   objectives=data.get("objectives"), pick=data.get("pick"))
 
 
 @dataclass(frozen=True)

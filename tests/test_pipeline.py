@@ -21,6 +21,8 @@ from nasflow.config import ConfigError
 from nasflow.hw_plots import format_count
 from nasflow.pipeline import PIPELINE_STEPS, load_pipeline_config, run_pipeline
 from nasflow.report import pareto_front
+from nasflow.strategies.evolution import Candidate
+from nasflow.strategies.nsga2 import pick
 
 TINY = {
     "model": {"channels": 4, "steps": 5},
@@ -210,9 +212,11 @@ def _chromium() -> str:
 
 @pytest.mark.slow
 def test_killed_search_resumes_without_reevaluating(tmp_path):
+    """A killed NSGA-II main job resumes by replay from its journal, then deploys the front's knee."""
     out = tmp_path / "run"
     sets = [f"--set={k}={json.dumps(v)}" for k, v in _flat(TINY).items()]
-    sets = [s for s in sets if "evaluations" not in s] + ["--set=autosnn.evaluations=12"]
+    sets = [s for s in sets if "evaluations" not in s] + [
+        "--set=autosnn.evaluations=12", "--set=autosnn.strategy=nsga2", "--set=autosnn.population=4"]
     cmd = [sys.executable, "-m", "nasflow.cli", "run", "--out", str(out), *sets]
     journal = out / "search" / "journal.jsonl"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -232,6 +236,12 @@ def test_killed_search_resumes_without_reevaluating(tmp_path):
     rows = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
     archs = [r["arch"] for r in rows if r["type"] == "candidate"]
     assert len(archs) == len(set(archs)) == len(search["evaluated"]), "a candidate was evaluated twice"
+    cands = [Candidate(r["arch"], r["accuracy"], r["costs"], r["fitness"]) for r in search["evaluated"]]
+    knee = pick(cands, ("accuracy", "energy:loihi"), "knee")
+    assert search["objectives"] == ["accuracy", "energy:loihi"] and search["best"]["arch"] == knee.arch
+    report = json.loads((out / "report.json").read_text())
+    assert report["winner"]["arch"] == knee.arch and report["search"]["pick"] == "knee"
+    assert report["pareto_cost"] == "energy:loihi"
 
 
 def _lines(path: Path) -> int:

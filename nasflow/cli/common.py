@@ -40,3 +40,19 @@ def search_config_mapping(args: argparse.Namespace, flags: Mapping[str, str]) ->
     if args.no_progress:
         base["progress"] = False
     return base
+
+
+#: the executor flags of every search command → their config keys
+EXECUTOR_FLAGS = {"executor": "executor", "ray_address": "ray_address", "workers": "workers",
+                  "threads_per_worker": "threads_per_worker"}
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """``--executor local|ray``, ``--ray-address``, ``--workers``, ``--threads-per-worker`` (README: Ray)."""
+    p.add_argument("--executor", choices=["local", "ray"],
+                   help="where candidates are evaluated: local (default) or ray (Ray actors; see --ray-address)")
+    p.add_argument("--ray-address", help="ray: address of a running cluster (ray start --head prints it; 'auto' for "
+                   "the local one); default: start a local Ray for this search and stop it after")
+    p.add_argument("--workers", type=int, help="ray: worker actors (default 2)")
+    p.add_argument("--threads-per-worker", type=int, help="ray: torch threads per worker (default 1)")
+

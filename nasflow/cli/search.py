@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from nasflow.cli.common import search_config_mapping
+from nasflow.cli.common import EXECUTOR_FLAGS, add_executor_args, search_config_mapping
 from nasflow.cli.hns import add_hns_parser
 from nasflow.cli.snasnet import add_snasnet_parser
 from nasflow.cli.spikedhs import add_spikedhs_parser
@@ -18,7 +18,8 @@ _FLAGS = {
     "dataset": "dataset", "data_dir": "data_dir", "macro": "macro", "lam": "lam", "cost": "cost", "budget": "budgets",
     "strategy": "strategy", "evaluations": "evaluations", "chip": "chip", "supernet_epochs": "supernet_epochs",
     "supernet_lr": "supernet_lr", "channels": "channels", "steps": "steps", "seed": "seed", "device": "device",
-    "fixed_point": "fixed_point",
+    "fixed_point": "fixed_point", "objectives": "objectives", "population": "population", "pick": "pick",
+    **EXECUTOR_FLAGS,
 }
 
 
@@ -59,8 +60,15 @@ def add_autosnn_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    help="record every candidate's D_val accuracy, accuracy drop and spikes on Lava's fixed point "
                    "(bit-exact emulator; on by itself with a fixed_* cost or budget)")
     a.add_argument("--chip", help="chip of hardware budgets when --cost names none (default loihi)")
-    a.add_argument("--strategy", choices=["evolution", "random", "darts"],
-                   help="search strategy (default evolution; darts: in-training, first-order DARTS)")
+    a.add_argument("--strategy", choices=["evolution", "random", "nsga2", "darts"],
+                   help="search strategy (default evolution; nsga2: multi-objective, a Pareto front; darts: "
+                   "in-training, first-order DARTS)")
+    a.add_argument("--objectives", help="nsga2: objectives, e.g. accuracy,energy:loihi,cores:loihi (accuracy is "
+                   "maximised, costs minimised; default accuracy and --cost); budgets are hard constraints")
+    a.add_argument("--population", type=int, help="nsga2: population per generation (default 20)")
+    a.add_argument("--pick", help="nsga2: the front's deployed point: knee (default), max-accuracy, min-OBJECTIVE "
+                   "(e.g. min-energy:loihi) or accuracy>=X")
+    add_executor_args(a)
     a.add_argument("--evaluations", type=int, help="search budget: evaluated architectures (default 200)")
     a.add_argument("--supernet-epochs", type=int, help="default 80 (digits)")
     a.add_argument("--supernet-lr", type=float, help="Adam learning rate of the supernet (default 5e-3)")
@@ -87,7 +95,10 @@ def cmd_autosnn(args: argparse.Namespace) -> int:
     cfg = search_config_from_args(search_config_mapping(args, _FLAGS))
     out = run_autosnn_search(cfg, args.out, supernet_dir=args.supernet)
     best = out["best"]
-    print(json.dumps({"best": best["arch"], "accuracy": best["accuracy"], "spikes": best["spikes"],
-                      "fitness": best["fitness"], "evaluated": len(out["evaluated"])}, indent=2))
+    summary = {"best": best["arch"], "accuracy": best["accuracy"], "spikes": best["spikes"],
+               "fitness": best["fitness"], "evaluated": len(out["evaluated"])}
+    if "front" in out:
+        summary.update(pick=out["pick"], front=len(out["front"]))
+    print(json.dumps(summary, indent=2))
     print(f"wrote {args.out}/search.json and journal.jsonl")
     return 0

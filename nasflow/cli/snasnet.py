@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from nasflow.cli.common import search_config_mapping
+from nasflow.cli.common import EXECUTOR_FLAGS, add_executor_args, search_config_mapping
 
 __all__ = ["add_snasnet_parser", "cmd_snasnet"]
 
@@ -17,6 +17,7 @@ _FLAGS = {
     "channels": "channels", "steps": "steps", "reduction": "reduction", "second_pool": "second_pool",
     "score_batch": "score_batch", "kernel": "kernel", "normalisation": "normalisation", "combine": "combine",
     "cost": "cost", "lam": "lam", "epochs": "epochs", "lr": "lr", "seed": "seed", "device": "device",
+    **EXECUTOR_FLAGS,
 }
 
 
@@ -47,6 +48,7 @@ def add_snasnet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--seed", type=int, help="random seed; the same seed, machine and thread count give the same search")
     p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    add_executor_args(p)
     p.add_argument("--out", required=True, help="run directory (resumes a killed search found there)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_snasnet)
