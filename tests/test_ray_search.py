@@ -107,17 +107,53 @@ def test_killed_worker_is_replaced_and_its_candidates_requeued(tmp_path):
     assert _ray_pids() <= before
 
 
-def test_killed_driver_resumes_with_the_same_command(supernet, tmp_path):
+N_FIXED = 24  # fixed-point costs (lava-emu per candidate) make each evaluation last long enough to be cut off
+
+
+@pytest.fixture(scope="module")
+def local_fixed(supernet, tmp_path_factory) -> dict:
     import torch
 
-    n = 24  # fixed-point costs (lava-emu per candidate) make each evaluation last long enough to be cut off
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        local = run_autosnn_search(AutoSNNSearchConfig(**{**TINY, "evaluations": n}, fixed_point=True),
-                                   tmp_path / "local", supernet_dir=supernet)
+        return run_autosnn_search(AutoSNNSearchConfig(**{**TINY, "evaluations": N_FIXED}, fixed_point=True),
+                                  tmp_path_factory.mktemp("local_fixed"), supernet_dir=supernet)
     finally:
         torch.set_num_threads(threads)
+
+
+def _journaled(path: Path) -> int:
+    return path.read_text().count('"candidate"') if path.exists() else 0
+
+
+def test_worker_killed_mid_search_changes_nothing(supernet, local_fixed, tmp_path):
+    out = tmp_path / "run"
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _journaled(out / "journal.jsonl") < 3:
+            time.sleep(0.02)
+        workers = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                   and "ray::EvalWorker" in _cmdline(int(p.name))]
+        if workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed.append(_journaled(out / "journal.jsonl"))
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    cfg = AutoSNNSearchConfig(**{**TINY, "evaluations": N_FIXED}, fixed_point=True, executor="ray", workers=2,
+                              threads_per_worker=1)
+    res = run_autosnn_search(cfg, out, supernet_dir=supernet)
+    killer.join()
+    assert killed and killed[0] < N_FIXED  # a worker died mid-search
+    assert _journaled(out / "journal.jsonl") == N_FIXED  # every candidate once
+    _same(local_fixed, res)
+
+
+def test_killed_driver_resumes_with_the_same_command(supernet, local_fixed, tmp_path):
+    n, local = N_FIXED, local_fixed
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "nasflow.cli", "search", "autosnn", "--dataset", "digits", "--supernet", str(supernet),
            "--supernet-epochs", "1", "--channels", "4", "--steps", "2", "--evaluations", str(n), "--seed", "0",
