@@ -29,7 +29,15 @@ from nasflow.snn.blocks import NeuronSpec
 from nasflow.spaces.autosnn import MACROS
 from nasflow.spaces.autosnn_space import AutoSNNSpace
 from nasflow.strategies import EvolutionConfig, evolutionary_search, random_search
-from nasflow.strategies.nsga2 import VALUE, NSGA2Config, front, nsga2_search, parse_objectives, pick
+from nasflow.strategies.nsga2 import (
+    VALUE,
+    NSGA2Config,
+    front,
+    nsga2_search,
+    objective_named,
+    parse_objectives,
+    pick,
+)
 from nasflow.strategies.ray_executor import open_executor
 from nasflow.strategies.runner import run_search
 from nasflow.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -119,10 +127,14 @@ class AutoSNNSearchConfig:
             if VALUE not in self.objective_list():
                 raise ConfigError(f"objectives {self.objectives!r}: include accuracy (what the front trades off)")
             rule = self.pick
-            if not (rule in ("knee", "max-accuracy") or rule.startswith("accuracy>=")
-                    or rule[4:] in self.objective_list() and rule.startswith("min-")):
+            try:
+                ok = rule in ("knee", "max-accuracy") or rule.startswith("accuracy>=") and float(rule[10:]) >= 0 \
+                    or rule.startswith("min-") and bool(objective_named(rule[4:], self.objective_list()))
+            except ValueError:
+                ok = False
+            if not ok:
                 raise ConfigError(f"pick {rule!r}: use knee, max-accuracy, min-OBJECTIVE (one of "
-                                  f"{', '.join(self.objective_list())}) or accuracy>=X")
+                                  f"{', '.join(self.objective_list())}, chip optional) or accuracy>=X")
         self.fixed_point = self.fixed_point or any(map(is_fixed_point_cost, (self.cost, *self.budgets)))
         for key in (self.cost, *self.budgets, *[o for o in self.objective_list() if o != VALUE]):
             metric, chip = split_cost(key)

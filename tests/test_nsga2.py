@@ -32,7 +32,7 @@ def test_front_and_picks_by_hand():
     assert [c.arch for c in front(CANDS, OBJ, budget)] == ["b", "c"]  # d is over the cores budget
     assert pick(CANDS, OBJ, "max-accuracy").arch == "d"
     assert pick(CANDS, OBJ, "max-accuracy", budget).arch == "b"
-    assert pick(CANDS, OBJ, "min-energy:loihi").arch == "c"
+    assert pick(CANDS, OBJ, "min-energy:loihi").arch == "c" == pick(CANDS, OBJ, "min-energy").arch
     assert pick(CANDS, OBJ, "accuracy>=0.8").arch == "b"
     # knee: scaled over the front (acc 0.70..0.90, energy 1..9), distances to the ideal (0.90, 1):
     # b (0.25, 0.375) → 0.451; c (1, 0) → 1; d (0, 1) → 1
@@ -91,6 +91,8 @@ def test_nsga2_config_errors_name_the_key():
         AutoSNNSearchConfig(strategy="nsga2", cost="energy:loihi", pick="fastest")
     with pytest.raises(ConfigError, match="unknown cost 'power:loihi'"):
         AutoSNNSearchConfig(strategy="nsga2", objectives="accuracy,power:loihi")
+    with pytest.raises(ConfigError, match="pick 'accuracy>=high'"):
+        AutoSNNSearchConfig(strategy="nsga2", cost="energy:loihi", pick="accuracy>=high")
     cfg = AutoSNNSearchConfig(strategy="nsga2", cost="energy:loihi", objectives="accuracy, latency:loihi",
-                              pick="min-latency:loihi")
+                              pick="min-latency")
     assert cfg.objective_list() == ("accuracy", "latency:loihi") and cfg.hardware_chips() == ["loihi"]

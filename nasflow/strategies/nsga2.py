@@ -13,7 +13,8 @@ one search whatever executes it, and a killed search resumes by replay.
 Objectives are names of what an evaluation records: ``accuracy`` (the evaluator's value, maximised) or any cost
 (``energy:loihi``, ``latency:loihi``, ``cores:loihi``, ``spikes``, ...; minimised). ``front`` and ``pick`` read a
 finished search: the non-dominated feasible candidates, and one of them by a rule (``knee``, ``max-accuracy``,
-``min-<objective>``, or ``accuracy>=X``: the cheapest in the first other objective above an accuracy floor).
+``min-<objective>``, or ``accuracy>=X``: the cheapest in the first other objective above an accuracy floor); an
+objective may be named without its chip (``min-energy``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import numpy as np
 from nasflow.spaces.base import SearchSpace
 from nasflow.strategies.evolution import Arch, Candidate, Evaluator, FitnessFn, SearchResult
 
-__all__ = ["NSGA2Config", "front", "hypervolume", "nsga2_search", "objective_matrix", "parse_objectives", "pick"]
+__all__ = ["NSGA2Config", "front", "hypervolume", "nsga2_search", "objective_matrix", "objective_named",
+           "parse_objectives", "pick"]
 
 VALUE = "accuracy"  # the evaluator's value in objective lists (maximised)
 
@@ -95,6 +97,17 @@ def hypervolume(points: np.ndarray, ideal: np.ndarray, nadir: np.ndarray) -> flo
     return float(HV(ref_point=np.full(scaled.shape[1], 1.1))(scaled))
 
 
+def objective_named(name: str, objectives: Sequence[str]) -> str:
+    """``name`` among ``objectives``, also without its chip (``energy`` for ``energy:loihi``) when that is unique."""
+    if name in objectives:
+        return name
+    hits = [o for o in objectives if o.split(":")[0] == name]
+    if len(hits) != 1:
+        raise ValueError(f"{name!r} names {'no' if not hits else 'more than one'} objective of "
+                         f"{', '.join(objectives)}")
+    return hits[0]
+
+
 def pick(cands: Sequence[Candidate], objectives: Sequence[str], rule: str,
          budgets: Sequence[tuple[str, float]] = ()) -> Candidate:
     """One point of the front by ``rule``: ``knee`` (closest to the ideal point after scaling each objective to
@@ -110,9 +123,7 @@ def pick(cands: Sequence[Candidate], objectives: Sequence[str], rule: str,
     if rule == "max-accuracy":
         return max(pts, key=lambda c: c.value)
     if rule.startswith("min-"):
-        name = rule[4:]
-        if name not in objectives:
-            raise ValueError(f"pick {rule!r}: {name!r} is not an objective ({', '.join(objectives)})")
+        name = objective_named(rule[4:], objectives)
         return min(pts, key=lambda c: _value(c, name))
     if rule.startswith("accuracy>="):
         floor = float(rule.split(">=", 1)[1])
