@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 KERNEL := nasflow/kernels/_build/source.sha256
 
-.PHONY: venv browser kernels run test test-fallback lint bench lock clean
+.PHONY: venv browser kernels run test test-fallback lint bench fuzz faults lock clean
 
 venv: $(STAMP)
 
@@ -77,6 +77,16 @@ lint: venv
 # One training step against the peers at T = 8, then the rows for T = 4, 16 and 32 (about 10 minutes).
 bench: venv kernels
 	$(PY) benchmarks/train_step.py --T 8,4,16,32
+
+# Property-based fuzzing of every file reader (a bounded run is part of `make test`); FUZZ_EXAMPLES per reader.
+FUZZ_EXAMPLES ?= 1000
+fuzz: venv kernels
+	$(PY) tests/fuzz_readers.py --examples $(FUZZ_EXAMPLES) --out runs/fuzz.json
+
+# Fault injection: 21 SIGKILLs (random moments and inside journal/checkpoint/result writes) across a search, a
+# training run and the main job, each resumed and compared with an uninterrupted run (about 15 minutes).
+faults: venv kernels
+	$(PY) tests/fault_harness.py --targets search train run --random 4 --writes 3 --out runs/faults
 
 lock: venv
 	$(PY) -m pip freeze --exclude-editable | grep -v '^nasflow' > constraints.txt

@@ -25,6 +25,7 @@ import h5py
 import nir
 import numpy as np
 
+from exporters.core.hdf5 import check_hdf5
 from exporters.core.jsonio import SCHEMA_VERSION
 from exporters.core.traversal import topology
 from exporters.lava.layout import lava_perm, lava_shape
@@ -170,6 +171,11 @@ def open_netx(path: Path) -> h5py.File:
         f = h5py.File(path, "r")
     except OSError as err:
         raise NetxFormatError(f"{path}: not a readable HDF5 file (truncated or another format?): {err}") from err
+    try:
+        check_hdf5(f, path, NetxFormatError)
+    except NetxFormatError:
+        f.close()
+        raise
     if "layer" not in f:
         f.close()
         raise NetxFormatError(f"{path}: HDF5 file without a 'layer' group, not a netx network")

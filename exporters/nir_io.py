@@ -22,6 +22,7 @@ import h5py
 import nir
 
 from exporters.core.errors import NIRFormatError
+from exporters.core.hdf5 import check_hdf5
 from exporters.core.kinds import FIRING_TYPES, KINDS, KNOWN_TYPES
 from exporters.core.shapes import infer_shapes
 from exporters.core.traversal import check_finite_parameters, require_input
@@ -93,6 +94,7 @@ def read_nir(path: str | Path, dialect: str = "nir", dt: float | None = None) ->
         with h5py.File(path, "r") as f:
             if "node" not in f:
                 raise NIRFormatError(f"{path}: HDF5 file without a 'node' group; not a NIR graph")
+            check_hdf5(f, path, NIRFormatError)
             version = _as_str(f["version"][()]) if "version" in f else "0"
             _scan(f["node"], path, "", legacy)
     except OSError as err:
@@ -101,7 +103,8 @@ def read_nir(path: str | Path, dialect: str = "nir", dt: float | None = None) ->
         graph = nir.read(path, type_check=False)
     except NIRFormatError:
         raise
-    except (KeyError, ValueError, TypeError, AttributeError, OSError) as err:
+    except (KeyError, ValueError, TypeError, AttributeError, OSError, AssertionError, IndexError,
+            RuntimeError) as err:  # nir's own constructors check with assert
         raise NIRFormatError(f"{path}: cannot build the NIR graph: {type(err).__name__}: {err}") from None
     if not isinstance(graph, nir.NIRGraph):
         raise NIRFormatError(f"{path}: the top-level node is a {type(graph).__name__}, not a NIRGraph")

@@ -175,6 +175,6 @@ def load_profile(name_or_path: str | Path | ChipProfile) -> ChipProfile:
         data = json.loads(path.read_text())
     except OSError as err:
         raise ProfileError(f"{path}: cannot read chip profile ({err.strerror or err})") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ProfileError(f"{path}: not valid JSON ({err})") from None
     return ChipProfile.from_dict(data, str(path))

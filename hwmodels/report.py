@@ -11,7 +11,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from exporters.core.jsonio import SCHEMA_VERSION, to_jsonable, write_json
+from exporters.core.jsonio import SCHEMA_VERSION, md_text, to_jsonable, write_json
 from hwmodels.cost import HardwareCost, summarise
 from hwmodels.energy import energy_and_latency, link_loads
 
@@ -240,12 +240,12 @@ def write_report(report: HwReport, out_dir: str | Path) -> Path:
     path = write_json(d / "hw.json", report, indent=1, trailing_newline=True)
     r = report
     lines = [
-        f"# Hardware report: {r.chip}",
+        f"# Hardware report: {md_text(r.chip)}",
         "",
         f"- fits on one chip: **{r.fits}**; cores used {r.cores_used}, chips needed {r.chips_needed}",
     ]
     for v in r.violations:
-        lines.append(f"- limit broken: {v['message']} (over by {v['over_by']:g})")
+        lines.append(f"- limit broken: {md_text(v['message'])} (over by {v['over_by']:g})")
     if r.costed:
         energy = r.energy_per_sample_j
         lines += [
@@ -262,7 +262,7 @@ def write_report(report: HwReport, out_dir: str | Path) -> Path:
         ]
         for row in r.layers:
             lines.append(
-                f"| {row['layer']} | {row['type']} | {row['neurons']} | {row['blocks']} | "
+                f"| {md_text(row['layer'])} | {md_text(row['type'])} | {row['neurons']} | {row['blocks']} | "
                 f"{row['acs_per_sample']:.4g} | {row['macs_per_sample']:.4g} | {row['spikes_per_sample'] or 0:.4g} | "
                 f"{sum(row['energy_j'].values()):.4g} |"
             )

@@ -28,6 +28,18 @@ class ConfigError(ValueError):
     """A configuration key is unknown, has the wrong type, or an impossible value."""
 
 
+def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds (``safe_load``; empty file: ``{}``); ``ConfigError`` naming the file when
+    it cannot be read, is not UTF-8 or YAML, or holds something other than a mapping at the top level."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must hold a mapping at the top level")
+    return data
+
+
 @dataclass
 class DataConfig:
     """Which dataset to load and how."""
@@ -73,14 +85,7 @@ class TrainRunConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrainRunConfig:
         """Read a YAML file (missing keys keep their defaults)."""
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read config {path}: {err}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {path} must hold a mapping at the top level")
-        return from_dict(cls, data, defaults=cls())
+        return from_dict(cls, load_yaml_mapping(path), defaults=cls())
 
 
 _EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")

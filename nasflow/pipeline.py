@@ -21,7 +21,7 @@ import yaml
 
 from exporters.core.jsonio import write_json
 from hwmodels.report import HwReport
-from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, to_dict
+from nasflow.config import ConfigError, DataConfig, ModelConfig, TrainRunConfig, from_dict, load_yaml_mapping, to_dict
 from nasflow.data.batches import test_inputs
 from nasflow.search import AutoSNNSearchConfig, run_autosnn_search
 from nasflow.snasnet_search import SNASNetSearchConfig
@@ -142,14 +142,7 @@ class PipelineConfig:
 
 def load_pipeline_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read a ``run.yaml`` (any subset of ``PipelineConfig`` keys) and check it before any work starts."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read config {path}: {err}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {path} must hold a mapping at the top level")
+    data: dict[str, Any] = load_yaml_mapping(path) if path is not None else {}
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, last = dotted.split(".")

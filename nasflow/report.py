@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from exporters.core.jsonio import SCHEMA_VERSION, write_json
+from exporters.core.jsonio import SCHEMA_VERSION, md_text, write_json
 from nasflow.hw_plots import ENERGY_UNIT, TRAFFIC_UNIT
 
 if TYPE_CHECKING:
@@ -335,29 +335,29 @@ def _cost_text(cost: float, key: str) -> str:
 def _markdown(report: RunReport, images: dict[str, str],
               traffic: dict[str, list[tuple[str, str, str, str]]] | None = None) -> str:
     w, b = report.winner, report.baseline
-    lines = ["# nasflow run report", "", f"Chip profile: `{report.chip}`; search cost "
+    lines = ["# nasflow run report", "", f"Chip profile: {md_text(report.chip)}; search cost "
              f"{format_value(report.search['search_cost_seconds'])} s; {report.search['evaluated']} candidates.", "",
              "| | searched winner | baseline |", "|---|---|---|"]
-    lines += [f"| {label} | {format_value(getattr(w, key), kind)} | {format_value(getattr(b, key), kind)} |"
-              for label, key, kind in _ROWS]
-    lines += [f"\nLava did not run the {role}: {row.lava_refused}" for role, row in (("winner", w), ("baseline", b))
-              if row.lava_refused]
+    lines += [f"| {label} | {md_text(format_value(getattr(w, key), kind))} | "
+              f"{md_text(format_value(getattr(b, key), kind))} |" for label, key, kind in _ROWS]
+    lines += [f"\nLava did not run the {role}: {md_text(row.lava_refused)}" for role, row in
+              (("winner", w), ("baseline", b)) if row.lava_refused]
     tmp = report.search.get("temporal")
     if tmp:
         energy = tmp.get("energy") or {}
         extra = (f"; E_decoded/E_ref {energy['e_ratio']:.3f} ({energy['factors']} factors, {energy['accounting']})"
                  if "e_ratio" in energy else "")
-        lines += ["", f"Temporal search on the winner ({tmp['method'].upper()}): `{tmp['arch']}`{extra}."]
-    lines += ["", f"netx: winner {report.netx['winner']}; baseline {report.netx['baseline']}", "",
-              f"Pareto set (D_val accuracy with supernet weights, {report.pareto_cost}):", ""]
-    lines += [f"- {p['arch']}: {_value_text(p['accuracy'], report)}, {_cost_text(p['cost'], report.pareto_cost)}"
-              for p in report.pareto]
+        lines += ["", f"Temporal search on the winner ({tmp['method'].upper()}): {md_text(tmp['arch'])}{extra}."]
+    lines += ["", f"netx: winner {md_text(report.netx['winner'])}; baseline {md_text(report.netx['baseline'])}", "",
+              f"Pareto set (D_val accuracy with supernet weights, {md_text(report.pareto_cost)}):", ""]
+    lines += [f"- {md_text(p['arch'])}: {_value_text(p['accuracy'], report)}, "
+              f"{md_text(_cost_text(p['cost'], report.pareto_cost))}" for p in report.pareto]
     lines.append("")
     for t, p in images.items():
-        lines += [f"![{t}]({p})", ""]
+        lines += [f"![{md_text(t)}]({p})", ""]
         if traffic and p in traffic:
             lines += ["| " + " | ".join(_TRAFFIC_HEADER) + " |", "|---|---|---|---|"]
-            lines += ["| " + " | ".join(row) + " |" for row in traffic[p]] + [""]
+            lines += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in traffic[p]] + [""]
     return "\n".join(lines)
 
 

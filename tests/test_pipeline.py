@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -333,3 +334,27 @@ def test_the_temporal_step_searches_the_winner_of_every_space(space, arch, metho
     assert (tcfg.steps, tcfg.channels, tcfg.dataset) == (3, 4, "digits")
     net = tcfg.space().build(in_shape=(1, 8, 8), num_classes=10, channels=4, steps=3, neuron=tcfg.neuron)
     assert type_layers(net) and net.steps == 3
+
+
+def test_strings_from_files_render_as_text(tiny_run, tmp_path):
+    """An architecture string from a tampered step file (``<script>``, table pipes, Markdown emphasis) is text in
+    report.html (checked in headless Chromium: the script never runs) and in report.md."""
+    chromium = _chromium()
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    evil = '<script>document.title="pwned"</script>|*x*'
+    step = run / "steps" / "search.json"
+    data = json.loads(step.read_text())
+    for row in data["result"]["evaluated"]:
+        row["arch"] = evil
+    step.write_text(json.dumps(data))
+    (run / "steps" / "report.json").unlink()  # every other step is done: only the reports are rebuilt
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in _flat(TINY).items()]
+    assert main(["run", "--out", str(run), "--resume", *sets]) == 0
+    page = (run / "report.html").read_text()
+    assert evil not in page and "&lt;script&gt;document.title" in page
+    dom = subprocess.run([*_headless(chromium, tmp_path / "profile"), "--dump-dom", (run / "report.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert "<title>pwned</title>" not in dom.stdout and "&lt;script&gt;document.title" in dom.stdout, dom.stderr[-500:]
+    md = (run / "report.md").read_text()
+    assert "&lt;script&gt;document.title=\"pwned\"&lt;/script&gt;\\|\\*x\\*" in md

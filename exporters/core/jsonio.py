@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SCHEMA_VERSION", "to_jsonable", "write_json"]
+from exporters.core.faults import fault_point
+
+__all__ = ["SCHEMA_VERSION", "md_text", "to_jsonable", "write_json"]
 
 SCHEMA_VERSION = 1
 """The ``schema_version`` of every nasflow result file. One number for all of them, so that a reader checks
@@ -89,8 +91,19 @@ def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, trailing_n
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        fault_point("json")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+_MD_SPECIAL = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`", "*": "\\*", "_": "\\_",
+                             "[": "\\[", "]": "\\]", "#": "\\#", "\\": "\\\\", "\n": " ", "\r": " "})
+
+
+def md_text(value: object) -> str:
+    """``value`` as literal text in a Markdown file: a node id, layer name or architecture string from an input
+    file (``<script>``, ``|`` that would split a table row, emphasis, links) renders as the characters it holds."""
+    return str(value).translate(_MD_SPECIAL)

@@ -68,13 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nasflow`` command."""
+    from exporters.core.process import die_with_parent
     from nasflow.data import DatasetNotFoundError
     from nasflow.train.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
+    die_with_parent()  # forked helpers (Lava, data loaders) exit when this process dies, even by SIGKILL
     try:
         return args.handler(args)
-    except (ValueError, KeyError, DatasetNotFoundError, CheckpointError, FloatingPointError) as err:
+    except (ValueError, KeyError, DatasetNotFoundError, CheckpointError, FloatingPointError, OSError) as err:
         print(f"nasflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

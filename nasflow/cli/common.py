@@ -25,17 +25,11 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
 def search_config_mapping(args: argparse.Namespace, flags: Mapping[str, str]) -> dict[str, Any]:
     """The keys of a search config: the ``--config`` YAML mapping (if given), overridden by the flags given on the
     command line (``flags`` maps an argument's dest to its config key); ``--no-progress`` sets ``progress``."""
-    from nasflow.config import ConfigError
+    from nasflow.config import load_yaml_mapping
 
     base: dict[str, Any] = {}
     if args.config:
-        try:
-            with open(args.config) as f:
-                base = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read config {args.config}: {err}") from None
-        if not isinstance(base, dict):
-            raise ConfigError(f"config {args.config} must hold a mapping at the top level")
+        base = load_yaml_mapping(args.config)
     base.update({key: getattr(args, flag) for flag, key in flags.items() if getattr(args, flag) is not None})
     if args.no_progress:
         base["progress"] = False

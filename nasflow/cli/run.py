@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nasflow.cli.common import parse_set
+from nasflow.runlock import hold_run_dir
 
 __all__ = ["add_run_parser", "cmd_run", "summary_screen"]
 
@@ -43,7 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides["progress"] = False
     cfg = load_pipeline_config(args.config, overrides)  # checked before any work starts
-    report = run_pipeline(cfg, args.out, resume=args.resume)
+    with hold_run_dir(args.out):
+        report = run_pipeline(cfg, args.out, resume=args.resume)
     print(summary_screen(report, args.out))
     return 0
 

@@ -11,6 +11,7 @@ from nasflow.cli.hns import add_hns_parser
 from nasflow.cli.snasnet import add_snasnet_parser
 from nasflow.cli.spikedhs import add_spikedhs_parser
 from nasflow.cli.tps import add_tps_parser
+from nasflow.runlock import hold_run_dir
 
 __all__ = ["add_autosnn_parser", "add_search_parser", "cmd_autosnn"]
 
@@ -93,7 +94,8 @@ def cmd_autosnn(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = search_config_from_args(search_config_mapping(args, _FLAGS))
-    out = run_autosnn_search(cfg, args.out, supernet_dir=args.supernet)
+    with hold_run_dir(args.out):
+        out = run_autosnn_search(cfg, args.out, supernet_dir=args.supernet)
     best = out["best"]
     summary = {"best": best["arch"], "accuracy": best["accuracy"], "spikes": best["spikes"],
                "fitness": best["fitness"], "evaluated": len(out["evaluated"])}

@@ -9,6 +9,7 @@ import argparse
 import json
 
 from nasflow.cli.common import EXECUTOR_FLAGS, add_executor_args, search_config_mapping
+from nasflow.runlock import hold_run_dir
 
 __all__ = ["add_snasnet_parser", "cmd_snasnet"]
 
@@ -64,7 +65,8 @@ def cmd_snasnet(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = search_config_from_args(search_config_mapping(args, _FLAGS))
-    out = run_snasnet_search(cfg, args.out)
+    with hold_run_dir(args.out):
+        out = run_snasnet_search(cfg, args.out)
     best, retrain = out["best"], out["retrain"] or {}
     summary = {"best": best["cell"], "score": best["score"], "candidates": len(out["candidates"]),
                "test_accuracy": retrain.get("test_accuracy"), "spikes_per_sample": retrain.get("spikes_per_sample")}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nasflow.cli.common import parse_set
+from nasflow.runlock import hold_run_dir
 
 if TYPE_CHECKING:
     from nasflow.config import TrainRunConfig
@@ -71,10 +71,9 @@ def _names_neuron(config: str | None, overrides: dict) -> bool:
         return True
     if not config:
         return False
-    import yaml
+    from nasflow.config import load_yaml_mapping
 
-    data = yaml.safe_load(Path(config).read_text()) or {}
-    model = data.get("model") if isinstance(data, dict) else None
+    model = load_yaml_mapping(config).get("model")
     return isinstance(model, dict) and "neuron" in model
 
 
@@ -106,7 +105,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = train_config(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run_training(cfg, args.out, restart=args.restart)
+    with hold_run_dir(args.out):
+        result = run_training(cfg, args.out, restart=args.restart)
     keys = ("dataset", "arch", "seed", "test_accuracy", "test_mean_disparity_error", "spikes_per_sample",
             "synops_per_sample", "macs_per_sample")
     summary = {k: result[k] for k in keys if k in result}

@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from exporters.core.faults import fault_point
+
 __all__ = ["JOURNAL_FORMAT", "Journal", "JournalError", "read_journal"]
 
 # Version of the line layout above. Journals of format 1 stored the value under "accuracy".
@@ -37,6 +39,20 @@ def _check_header(path: Path, row: dict[str, Any], header: dict[str, Any]) -> No
         raise JournalError(f"{path} belongs to a different search (differs in {', '.join(diff)})")
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_entry(path: Path, number: int, row: dict[str, Any]) -> None:
+    """An entry's fields have the types the search reads back (a number value, numeric costs, a string key)."""
+    costs = row["costs"]
+    if not isinstance(row["arch"], str) or not _number(row["value"]) or not isinstance(costs, dict) \
+            or not all(isinstance(k, str) and _number(v) for k, v in costs.items()) \
+            or not (_number(row.get("index", 0)) and float(row.get("index", 0)).is_integer()):
+        raise JournalError(f"{path}, line {number}: an entry needs a string arch, a numeric value, numeric costs "
+                           "and an integer index; the journal is corrupt")
+
+
 def read_journal(path: str | Path, header: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Entries by architecture key; checks the header line against ``header`` when given."""
     path = Path(path)
@@ -50,11 +66,13 @@ def read_journal(path: str | Path, header: dict[str, Any] | None = None) -> dict
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             if number == len(lines) and not raw.endswith(b"\n"):
                 warnings.warn(f"{path}: dropping a last line cut off mid-write (line {number})", stacklevel=2)
                 break
             raise JournalError(f"{path}, line {number}: not valid JSON; the journal is corrupt") from None
+        if not isinstance(row, dict):
+            raise JournalError(f"{path}, line {number}: a {type(row).__name__}, not an entry; the journal is corrupt")
         if row.get("type") == "header":
             if header is not None:
                 _check_header(path, row, header)
@@ -62,6 +80,7 @@ def read_journal(path: str | Path, header: dict[str, Any] | None = None) -> dict
         if "arch" not in row or "value" not in row or "costs" not in row:
             old = " (an older journal format: it names the value 'accuracy')" if "accuracy" in row else ""
             raise JournalError(f"{path}, line {number}: an entry needs arch, value and costs{old}")
+        _check_entry(path, number, row)
         entries[str(row["arch"])] = row
     return entries
 
@@ -91,8 +110,12 @@ class Journal:
                 self.path.write_bytes(raw[: raw.rfind(b"\n") + 1])
 
     def _append(self, row: dict[str, Any]) -> None:
+        line = json.dumps(row) + "\n"
         with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(line[: len(line) // 2])
+            f.flush()
+            fault_point("journal")  # a kill here leaves half a line, which the next run drops
+            f.write(line[len(line) // 2:])
             f.flush()
             os.fsync(f.fileno())
 
