@@ -17,8 +17,6 @@ neurons and non-spiking readouts are refused with ``ValueError`` naming the node
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -27,6 +25,7 @@ import numpy as np
 
 from exporters.core.hdf5 import check_hdf5
 from exporters.core.jsonio import SCHEMA_VERSION
+from exporters.core.process import scratch_dir
 from exporters.core.traversal import topology
 from exporters.lava.layout import lava_perm, lava_shape
 from exporters.lava.plan import CONST, LavaPlan, build_plan
@@ -247,8 +246,7 @@ def simulate_netx(path: str | Path, x: np.ndarray, timeout_s: float = 120.0) -> 
                            input_message_bits=8 if graded else 0)
     except (KeyError, OSError, ValueError, RuntimeError) as err:
         raise NetxFormatError(f"{path}: lava-dl netx could not build the network: {err}") from err
-    tmp_root = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(prefix="nasflow-netx-", dir=tmp_root) as tmp:
+    with scratch_dir("netx") as tmp:
         files = []
         for i, (block, (_, shape)) in enumerate(zip(net.layers, layers)):
             rec = Path(tmp) / f"{i}.f32"

@@ -114,6 +114,18 @@ def read_netx(path: str | Path, dt: float = 1e-3, layers: int | None = None) -> 
     Raises ``NetxFormatError`` naming the file and layer for anything it cannot represent exactly.
     """
     path = Path(path)
+    try:
+        return _read(path, dt, layers)
+    except NetxFormatError:
+        raise
+    except KeyError as err:
+        raise NetxFormatError(f"{path}: a layer lacks {err}; the file is truncated or not a netx network") from None
+    except (ValueError, TypeError, IndexError, OverflowError, OSError, RuntimeError, AttributeError) as err:
+        # a damaged file: empty, misshapen or mistyped datasets, unreadable HDF5 objects
+        raise NetxFormatError(f"{path}: malformed netx network ({type(err).__name__}: {err})") from None
+
+
+def _read(path: Path, dt: float, layers: int | None) -> nir.NIRGraph:
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []
     with open_netx(path) as f:

@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import nir
 
+from exporters.core.conventions import Conventions
 from exporters.core.errors import NIRFormatError
 from exporters.core.hdf5 import check_hdf5
 from exporters.core.kinds import FIRING_TYPES, KINDS, KNOWN_TYPES
@@ -97,7 +98,9 @@ def read_nir(path: str | Path, dialect: str = "nir", dt: float | None = None) ->
             check_hdf5(f, path, NIRFormatError)
             version = _as_str(f["version"][()]) if "version" in f else "0"
             _scan(f["node"], path, "", legacy)
-    except OSError as err:
+    except NIRFormatError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as err:  # h5py on a damaged file
         raise NIRFormatError(f"{path}: not a readable NIR file (truncated, or not HDF5): {err}") from None
     try:
         graph = nir.read(path, type_check=False)
@@ -109,16 +112,16 @@ def read_nir(path: str | Path, dialect: str = "nir", dt: float | None = None) ->
     if not isinstance(graph, nir.NIRGraph):
         raise NIRFormatError(f"{path}: the top-level node is a {type(graph).__name__}, not a NIRGraph")
     require_input(graph, path)
-    if dialect != "nir":
-        try:
-            graph = apply_dialect(graph, dialect, dt)
-        except NIRFormatError as err:
-            raise NIRFormatError(f"{path}: {err}") from None
-    check_finite_parameters(graph, path)
     try:
+        if dialect != "nir":  # before the checks: a dialect repairs what its exporter writes (snnTorch's τ = ∞)
+            graph = apply_dialect(graph, dialect, dt)
+        check_finite_parameters(graph)  # also: every parameter a number (a damaged file may hold text)
         infer_shapes(graph)
+        Conventions.from_metadata(graph.metadata)
     except NIRFormatError as err:
         raise NIRFormatError(f"{path}: {err}") from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, AssertionError) as err:
+        raise NIRFormatError(f"{path}: inconsistent NIR graph ({type(err).__name__}: {err})") from None
     if not isinstance(graph.metadata, dict):
         graph.metadata = {}
     graph.metadata.setdefault("nir_version", version)

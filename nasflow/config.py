@@ -137,9 +137,9 @@ def from_dict(cls: type[T], data: dict[str, Any], defaults: T | None = None, pre
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)  # YAML keys may be numbers, None, ...
     if unknown:
-        keys = ", ".join(prefix + k for k in unknown)
+        keys = ", ".join(prefix + str(k) for k in unknown)
         raise ConfigError(f"unknown config key(s) {keys}; known at this level: {sorted(names)}")
     base = defaults if defaults is not None else cls()
     values = {}

@@ -197,7 +197,10 @@ def _check_feasible(cfg: PipelineConfig) -> None:
             raise ConfigError(f"autosnn.budgets.{key}: a budget must be > 0, got {value}")
     if "cores" in cfg.autosnn.budgets and cfg.autosnn.budgets["cores"] < 1:
         raise ConfigError("autosnn.budgets.cores: at least one core is needed")
-    parse_arch(cfg.baseline, _num_blocks(cfg.autosnn))
+    try:
+        parse_arch(cfg.baseline, _num_blocks(cfg.autosnn))
+    except ValueError as err:
+        raise ConfigError(f"baseline: {err}") from None
 
 
 def _num_blocks(search: AutoSNNSearchConfig) -> int:

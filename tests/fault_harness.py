@@ -65,15 +65,18 @@ def _strip(obj):
 
 def result(target: str, out: Path) -> object:
     """What must equal the uninterrupted run (timing fields removed)."""
+    def load(name: str) -> object:  # paths inside name the run's own directory, which differs per trial
+        return _strip(json.loads((out / name).read_text().replace(str(out), "<run>")))
+
     if target == "search":
-        return _strip(json.loads((out / "search.json").read_text()))
+        return load("search.json")
     if target == "train":
         import torch
 
         state = torch.load(out / "model.pt", weights_only=True)["state_dict"]
-        return {"result": _strip(json.loads((out / "result.json").read_text())),
+        return {"result": load("result.json"),
                 "weights": {k: v.numpy().tobytes().hex() for k, v in sorted(state.items())}}
-    return _strip(json.loads((out / "report.json").read_text()))
+    return load("report.json")
 
 
 def survivors(out: Path) -> list[int]:
@@ -158,10 +161,12 @@ def main() -> None:
             print(f"{target:6s} {name:8s} {fault or f'after {delay:.1f} s':>22s}: killed {row['killed']}, "
                   f"equal {row['equal']}, survivors {row['survivors_after_kill']}/{row['survivors_after_resume']}, "
                   f"new /dev/shm {row['new_shm']}", flush=True)
-    ok = sum(r["ok"] for r in rows)
+    ok, kills = sum(r["ok"] for r in rows), sum(r["killed"] for r in rows)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "faults.json").write_text(json.dumps({"trials": rows, "ok": ok, "total": len(rows)}, indent=1) + "\n")
-    print(f"{ok} of {len(rows)} trials resumed to the uninterrupted result with nothing left behind")
+    (out / "faults.json").write_text(json.dumps({"trials": rows, "ok": ok, "killed": kills, "total": len(rows)},
+                                                indent=1) + "\n")
+    print(f"{ok} of {len(rows)} trials resumed to the uninterrupted result with nothing left behind; {kills} of "
+          "them killed the job (a write fault past the job's last such write lets it finish)")
     sys.exit(0 if ok == len(rows) else 1)
 
 

@@ -76,3 +76,36 @@ def test_journal_entries_of_the_wrong_types_are_refused(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.raises(JournalError, match="line 2: an entry needs a string arch, a numeric value"):
         read_journal(path)
+
+
+def test_config_keys_that_are_not_strings_are_named(tmp_path):
+    (tmp_path / "run.yaml").write_text("autosnn:\n  &a: {cores: 64}\n  7: 1\n")  # keys None and 7 (found by fuzzing)
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) autosnn.7, autosnn.None"):
+        load_pipeline_config(tmp_path / "run.yaml")
+
+
+def test_unreadable_metadata_is_named(tmp_path):
+    g = nir.NIRGraph(nodes={"in": nir.Input(input_type={"input": np.array([3])}),
+                            "out": nir.Output(output_type={"output": np.array([3])})},
+                     edges=[("in", "out")], metadata={"dt": ""})  # found by fuzzing: an empty dt string
+    path = tmp_path / "g.nir"
+    nir.write(path, g)
+    with pytest.raises(NIRFormatError, match="g.nir: metadata 'dt'/'conventions' cannot be read"):
+        read_nir(path)
+
+
+def test_empty_and_mistyped_netx_values_are_named(tmp_path):
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    from exporters.netx import NetxFormatError
+    from exporters.netx_import import read_netx
+
+    path = tmp_path / "t.net"
+    shutil.copy(Path(sysconfig.get_paths()["purelib"]) / "tests/lava/lib/dl/netx/tiny.net", path)
+    with h5py.File(path, "r+") as f:  # found by fuzzing: empty arrays where netx stores one number
+        del f["layer/1/neuron/vThMant"]
+        f["layer/1/neuron/vThMant"] = np.zeros(0)
+    with pytest.raises(NetxFormatError, match="t.net: malformed netx network"):
+        read_netx(path)

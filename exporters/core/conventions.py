@@ -77,6 +77,18 @@ class Conventions:
         meta = metadata if isinstance(metadata, Mapping) else {}
         conv = meta.get("conventions") or {}
         dt = meta.get("dt")
+        try:
+            return cls._parse(conv, dt)
+        except NIRFormatError:
+            raise
+        except (ValueError, TypeError, AttributeError) as err:
+            raise NIRFormatError(f"metadata 'dt'/'conventions' cannot be read ({type(err).__name__}: {err}); "
+                                 "fix or re-export the graph") from None
+
+    @classmethod
+    def _parse(cls, conv: Any, dt: Any) -> Conventions:
+        if not isinstance(conv, Mapping):
+            raise NIRFormatError(f"metadata 'conventions' must be a mapping, got {type(conv).__name__}")
         return cls(
             dt=None if dt is None else float(np.asarray(dt)),
             threshold=_text(conv.get("threshold", ">")),

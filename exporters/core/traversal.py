@@ -63,8 +63,14 @@ def require_input(graph: nir.NIRGraph, where: str | Path | None = None) -> None:
 _NOT_PARAMETERS = ("input_type", "output_type", "metadata", "nodes", "edges")
 
 
-def _non_finite(value: object) -> tuple[int, int]:
-    """(NaN count, infinite count) of a numeric parameter value; (0, 0) for anything that is not a float array."""
+_TEXT_PARAMETERS = ("padding",)  # NIR allows "same"/"valid" here
+
+
+def _non_finite(value: object) -> tuple[int, int | str]:
+    """(NaN count, infinite count) of a numeric parameter value; (0, 0) for anything that is not a float array;
+    (-1, dtype name) for an array of text, objects or complex values, which no NIR parameter is."""
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "SUOcVM":
+        return -1, str(value.dtype)
     if not isinstance(value, (np.ndarray, np.generic, float, list, tuple)):
         return 0, 0
     try:
@@ -85,6 +91,9 @@ def check_finite_parameters(graph: nir.NIRGraph, where: str | Path | None = None
     plausible-looking results. ``where`` (a file name) prefixes the message.
     """
     for nid, name, nan, inf in _non_finite_parameters(graph, ""):
+        if nan < 0:
+            raise NIRFormatError(f"{_prefix(where)}node {nid!r} parameter {name!r} holds {inf} values, not numbers; "
+                                 "fix or re-export the graph")
         counts = [f"{n} {label}" for n, label in ((nan, "NaN"), (inf, "infinite")) if n]
         raise NIRFormatError(
             f"{_prefix(where)}node {nid!r} parameter {name!r} has {' and '.join(counts)} value(s); "
@@ -92,13 +101,13 @@ def check_finite_parameters(graph: nir.NIRGraph, where: str | Path | None = None
         )
 
 
-def _non_finite_parameters(graph: nir.NIRGraph, prefix: str) -> Iterable[tuple[str, str, int, int]]:
+def _non_finite_parameters(graph: nir.NIRGraph, prefix: str) -> Iterable[tuple[str, str, int, int | str]]:
     for nid, node in graph.nodes.items():
         if isinstance(node, nir.NIRGraph):
             yield from _non_finite_parameters(node, f"{prefix}{nid}.")
             continue
         for name, value in vars(node).items():
-            if name not in _NOT_PARAMETERS:
+            if name not in _NOT_PARAMETERS and name not in _TEXT_PARAMETERS:
                 nan, inf = _non_finite(value)
                 if nan or inf:
                     yield f"{prefix}{nid}", name, nan, inf

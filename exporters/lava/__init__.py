@@ -41,13 +41,12 @@ Modules, by job (only ``models`` imports Lava at module level, and it is importe
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import nir
 import numpy as np
 
+from exporters.core.process import scratch_dir
 from exporters.lava.activity import node_activity, read_recording
 from exporters.lava.build import build_network
 from exporters.lava.emulate import FixedPointNetwork, emulate_plan
@@ -128,8 +127,7 @@ def simulate(graph: nir.NIRGraph, x: np.ndarray, dt: float | None = None, fixed_
     t_len, b = x.shape[:2]
     # Samples one after another: [B*T, *shape].
     xs = np.moveaxis(x, 1, 0).reshape((b * t_len,) + plan.shapes[plan.input_id])
-    tmp_root = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(prefix="nasflow-lava-", dir=tmp_root) as tmp:
+    with scratch_dir("lava") as tmp:
         entry, files = build_network(plan, xs, t_len, fixed_point, align, Path(tmp), quant, voltages is not None)
         run_network(entry, b * t_len, fixed_point, timeout_s)
         neuron_act = {}

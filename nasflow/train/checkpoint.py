@@ -51,7 +51,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, UnicodeDecodeError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, UnicodeDecodeError,
+            TypeError, KeyError, ValueError, IndexError, AttributeError) as err:  # a damaged file reaches torch's
+        # unpickler, which fails in many ways
         raise CheckpointError(
             f"{path} is not a readable checkpoint (corrupt, truncated, or not written by torch.save): "
             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
