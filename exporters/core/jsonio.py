@@ -99,8 +99,9 @@ def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, trailing_n
     return path
 
 
-_MD_SPECIAL = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`", "*": "\\*", "_": "\\_",
-                             "[": "\\[", "]": "\\]", "#": "\\#", "\\": "\\\\", "\n": " ", "\r": " "})
+# Underscores stay: ids such as fc_sn are common, and CommonMark never emphasises inside a word.
+_MD_SPECIAL = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`", "*": "\\*",
+                             "[": "\\[", "]": "\\]", "\\": "\\\\", "\n": " ", "\r": " "})
 
 
 def md_text(value: object) -> str:
