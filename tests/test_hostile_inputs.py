@@ -119,3 +119,20 @@ def test_cli_refuses_a_busy_run_directory(tmp_path, capsys):
         code = main(["train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path / "run")])
     assert code == 2
     assert f"{tmp_path / 'run'} is in use by nasflow process {os.getpid()}" in capsys.readouterr().err
+
+
+def test_ray_started_by_a_live_driver_is_not_reaped(tmp_path):
+    import json
+
+    from nasflow.strategies.ray_executor import reap_stale_ray
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "ray.json").write_text(json.dumps({"driver_pid": live.pid, "pids": [live.pid]}))
+        with pytest.raises(RunDirBusy, match=rf"Ray was started by nasflow process {live.pid}, which is still"):
+            reap_stale_ray(tmp_path)
+        assert live.poll() is None  # nothing was killed
+    finally:
+        live.kill()
+        live.wait()
+    assert reap_stale_ray(tmp_path) == [] and not (tmp_path / "ray.json").exists()  # a dead driver: cleaned up

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nasflow.runlock import RunDirBusy
+
 __all__ = ["RayExecutor", "open_executor", "reap_stale_ray"]
 
 RAY_RECORD = "ray.json"
@@ -56,8 +58,8 @@ def reap_stale_ray(run_dir: str | Path) -> list[int]:
         record = {}
     driver = int(record.get("driver_pid", 0) or 0)
     if driver and driver != os.getpid() and "python" in _cmdline(driver):
-        raise RuntimeError(f"{run_dir}: Ray was started by nasflow process {driver}, which is still running; "
-                           "wait for it or stop it before running in this directory again")
+        raise RunDirBusy(f"{run_dir}: Ray was started by nasflow process {driver}, which is still running; "
+                         "wait for it or stop it before running in this directory again")
     killed = []
     for pid in record.get("pids", []):
         line = _cmdline(int(pid))
