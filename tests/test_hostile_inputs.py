@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import nir
@@ -128,6 +129,10 @@ def test_ray_started_by_a_live_driver_is_not_reaped(tmp_path):
 
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
+        deadline = time.monotonic() + 10
+        cmdline = Path(f"/proc/{live.pid}/cmdline")
+        while b"sleep" not in cmdline.read_bytes() and time.monotonic() < deadline:  # until its exec has finished
+            time.sleep(0.01)
         (tmp_path / "ray.json").write_text(json.dumps({"driver_pid": live.pid, "pids": [live.pid]}))
         with pytest.raises(RunDirBusy, match=rf"Ray was started by nasflow process {live.pid}, which is still"):
             reap_stale_ray(tmp_path)
