@@ -34,8 +34,8 @@ from nasflow.strategies.nsga2 import (
     NSGA2Config,
     front,
     nsga2_search,
-    objective_named,
     parse_objectives,
+    parse_pick,
     pick,
 )
 from nasflow.strategies.ray_executor import open_executor
@@ -126,15 +126,10 @@ class AutoSNNSearchConfig:
                 raise ConfigError(f"objectives/population: {err}") from None
             if VALUE not in self.objective_list():
                 raise ConfigError(f"objectives {self.objectives!r}: include accuracy (what the front trades off)")
-            rule = self.pick
             try:
-                ok = rule in ("knee", "max-accuracy") or rule.startswith("accuracy>=") and float(rule[10:]) >= 0 \
-                    or rule.startswith("min-") and bool(objective_named(rule[4:], self.objective_list()))
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ConfigError(f"pick {rule!r}: use knee, max-accuracy, min-OBJECTIVE (one of "
-                                  f"{', '.join(self.objective_list())}, chip optional) or accuracy>=X")
+                parse_pick(self.pick, self.objective_list())
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         self.fixed_point = self.fixed_point or any(map(is_fixed_point_cost, (self.cost, *self.budgets)))
         for key in (self.cost, *self.budgets, *[o for o in self.objective_list() if o != VALUE]):
             metric, chip = split_cost(key)

@@ -29,7 +29,7 @@ from nasflow.spaces.base import SearchSpace
 from nasflow.strategies.evolution import Arch, Candidate, Evaluator, FitnessFn, SearchResult
 
 __all__ = ["NSGA2Config", "front", "hypervolume", "nsga2_search", "objective_matrix", "objective_named",
-           "parse_objectives", "pick"]
+           "parse_objectives", "parse_pick", "pick"]
 
 VALUE = "accuracy"  # the evaluator's value in objective lists (maximised)
 
@@ -108,32 +108,46 @@ def objective_named(name: str, objectives: Sequence[str]) -> str:
     return hits[0]
 
 
+def parse_pick(rule: str, objectives: Sequence[str]) -> tuple[str, str | float | None]:
+    """``rule`` as ``(kind, argument)``: ``("knee", None)``, ``("max-accuracy", None)``, ``("min", objective)`` or
+    ``("floor", accuracy)``. Raises ``ValueError`` naming the rule (the one parser for configs and ``pick``)."""
+    if rule in ("knee", "max-accuracy"):
+        return rule, None
+    if rule.startswith("min-"):
+        return "min", objective_named(rule[4:], objectives)
+    if rule.startswith("accuracy>="):
+        try:
+            return "floor", float(rule[len("accuracy>="):])
+        except ValueError:
+            pass
+    raise ValueError(f"pick {rule!r}: use knee, max-accuracy, min-OBJECTIVE (one of {', '.join(objectives)}, chip "
+                     "optional) or accuracy>=X")
+
+
 def pick(cands: Sequence[Candidate], objectives: Sequence[str], rule: str,
          budgets: Sequence[tuple[str, float]] = ()) -> Candidate:
-    """One point of the front by ``rule``: ``knee`` (closest to the ideal point after scaling each objective to
-    [0, 1] over the front), ``max-accuracy``, ``min-<objective>`` or ``accuracy>=X`` (the lowest first non-accuracy
-    objective among points at or above accuracy X). Raises ``ValueError`` naming the rule when nothing fits."""
+    """One point of the front by ``rule`` (``parse_pick``): ``knee`` (closest to the ideal point after scaling each
+    objective to [0, 1] over the front), ``max-accuracy``, ``min-<objective>`` or ``accuracy>=X`` (the lowest first
+    non-accuracy objective among points at or above accuracy X). Raises ``ValueError`` naming the rule when nothing
+    fits."""
+    kind, arg = parse_pick(rule, objectives)
     pts = front(cands, objectives, budgets)
     if not pts:
         raise ValueError("no candidate is within every budget, so the front is empty; relax a budget")
-    mat = objective_matrix(pts, objectives)
-    if rule == "knee":
+    if kind == "knee":
+        mat = objective_matrix(pts, objectives)
         span = np.where(np.ptp(mat, axis=0) > 0, np.ptp(mat, axis=0), 1.0)
         return pts[int(np.argmin(np.linalg.norm((mat - mat.min(axis=0)) / span, axis=1)))]
-    if rule == "max-accuracy":
+    if kind == "max-accuracy":
         return max(pts, key=lambda c: c.value)
-    if rule.startswith("min-"):
-        name = objective_named(rule[4:], objectives)
-        return min(pts, key=lambda c: _value(c, name))
-    if rule.startswith("accuracy>="):
-        floor = float(rule.split(">=", 1)[1])
-        other = next(o for o in objectives if o != VALUE)
-        ok = [c for c in pts if c.value >= floor]
-        if not ok:
-            best = max(c.value for c in pts)
-            raise ValueError(f"pick {rule!r}: no point of the front reaches accuracy {floor:g} (best {best:.4f})")
-        return min(ok, key=lambda c: _value(c, other))
-    raise ValueError(f"unknown pick rule {rule!r}; use knee, max-accuracy, min-<objective> or accuracy>=X")
+    if kind == "min":
+        return min(pts, key=lambda c: _value(c, str(arg)))
+    other = next(o for o in objectives if o != VALUE)
+    ok = [c for c in pts if c.value >= float(arg)]
+    if not ok:
+        best = max(c.value for c in pts)
+        raise ValueError(f"pick {rule!r}: no point of the front reaches accuracy {float(arg):g} (best {best:.4f})")
+    return min(ok, key=lambda c: _value(c, other))
 
 
 def _column(archs: Sequence[Arch]) -> np.ndarray:
