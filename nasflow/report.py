@@ -16,6 +16,7 @@ import numpy as np
 
 from exporters.core.jsonio import SCHEMA_VERSION, md_text, write_json
 from nasflow.hw_plots import ENERGY_UNIT, TRAFFIC_UNIT
+from nasflow.strategies.nsga2 import non_dominated
 
 if TYPE_CHECKING:
     from hwmodels.report import HwReport
@@ -90,19 +91,12 @@ class RunReport:
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points not dominated when maximising the first and minimising the second value.
+    """Indices of the points not dominated when maximising the first and minimising the second value, by cost.
 
     A point is dominated when another is at least as accurate and at most as costly, and strictly
-    better in one of the two. Ties (equal points) all stay on the front.
+    better in one of the two. Ties (equal points) all stay on the front (``nasflow.strategies.nsga2.non_dominated``).
     """
-    front = []
-    for i, (acc_i, cost_i) in enumerate(points):
-        dominated = any(
-            acc_j >= acc_i and cost_j <= cost_i and (acc_j > acc_i or cost_j < cost_i)
-            for j, (acc_j, cost_j) in enumerate(points) if j != i
-        )
-        if not dominated:
-            front.append(i)
+    front = non_dominated(np.array([[-a, c] for a, c in points], float).reshape(-1, 2))
     return sorted(front, key=lambda k: points[k][1])
 
 

@@ -28,8 +28,8 @@ import numpy as np
 from nasflow.spaces.base import SearchSpace
 from nasflow.strategies.evolution import Arch, Candidate, Evaluator, FitnessFn, SearchResult
 
-__all__ = ["NSGA2Config", "front", "hypervolume", "nsga2_search", "objective_matrix", "objective_named",
-           "parse_objectives", "parse_pick", "pick"]
+__all__ = ["NSGA2Config", "front", "hypervolume", "non_dominated", "nsga2_search", "objective_matrix",
+           "objective_named", "parse_objectives", "parse_pick", "pick"]
 
 VALUE = "accuracy"  # the evaluator's value in objective lists (maximised)
 
@@ -77,13 +77,18 @@ def _violation(c: Candidate, budgets: Sequence[tuple[str, float]]) -> np.ndarray
 def front(cands: Sequence[Candidate], objectives: Sequence[str],
           budgets: Sequence[tuple[str, float]] = ()) -> list[Candidate]:
     """The non-dominated candidates among those within every budget (proposal order kept)."""
+    feasible = [c for c in cands if np.all(_violation(c, budgets) <= 0)]
+    return [feasible[i] for i in non_dominated(objective_matrix(feasible, objectives))]
+
+
+def non_dominated(minimise: np.ndarray) -> list[int]:
+    """Row indices (ascending) of the rows no other row dominates, every column minimised; equal rows all stay.
+    The one Pareto rule of searches and reports (pymoo's non-dominated sorting)."""
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-    feasible = [c for c in cands if np.all(_violation(c, budgets) <= 0)]
-    if not feasible:
+    if len(minimise) == 0:
         return []
-    idx = NonDominatedSorting().do(objective_matrix(feasible, objectives), only_non_dominated_front=True)
-    return [feasible[i] for i in sorted(int(i) for i in idx)]
+    return sorted(int(i) for i in NonDominatedSorting().do(np.asarray(minimise, float), only_non_dominated_front=True))
 
 
 def hypervolume(points: np.ndarray, ideal: np.ndarray, nadir: np.ndarray) -> float:
